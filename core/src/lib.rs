@@ -24,6 +24,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod framing;
+pub mod message;
 pub mod time;
 pub mod varint;
 // further modules: (keep one line per module, alphabetical)
