@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what framewire's tests and builds need. Idempotent; safe to rerun.
+#
+#   scripts/setup.sh            Python venv (.venv) with the pinned originals
+#                               (py-bson 0.5.10, cs.packetstream 20240630) for
+#                               the interop tests.
+#   scripts/setup.sh --cross    also Debian's rustc/cargo with std sources and
+#                               wasm-ld (for the thumbv7em and wasm32 builds;
+#                               see scripts/build-targets.sh). Needs root.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cross=0
+for arg in "$@"; do
+  case "$arg" in
+    --cross) cross=1 ;;
+    *) echo "unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Python venv with the originals. --no-deps is required: see the comment at the
+# top of tests/python/requirements.txt.
+req="$repo/tests/python/requirements.txt"
+venv="$repo/.venv"
+stamp="$venv/.framewire-requirements"
+if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$stamp"; then
+  if ! python3 -m venv --help >/dev/null 2>&1; then apt_install python3-venv; fi
+  echo "setup: creating $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$req"
+  cp "$req" "$stamp"
+fi
+
+if [ "$cross" = 1 ]; then
+  apt_install rustc-web cargo-web rust-web-src lld-19
+fi
+echo "setup: ok"
