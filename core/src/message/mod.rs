@@ -5,3 +5,8 @@
 //! A message codec works on a frame's payload (a borrowed slice) and encodes
 //! into a buffer the caller owns; the framing in [`crate::framing`] decides
 //! where a frame starts and ends.
+
+#[cfg(feature = "bson")]
+pub mod bson;
+#[cfg(feature = "json")]
+pub mod socktools;
