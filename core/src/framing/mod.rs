@@ -40,7 +40,7 @@
 // mod delimited;
 mod fixed;
 // mod json_header;
-// mod length;
+mod length;
 #[cfg(test)]
 pub(crate) mod testkit;
 
@@ -51,7 +51,7 @@ use core::ops::Range;
 // pub use self::delimited::Delimited;
 pub use self::fixed::Fixed;
 // pub use self::json_header::JsonHeader;
-// pub use self::length::{LengthField, LengthPrefixed};
+pub use self::length::{LengthField, LengthPrefixed};
 
 /// The most header bytes any framing puts in front of a payload.
 pub const MAX_HEADER_LEN: usize = 24;
@@ -246,6 +246,14 @@ pub enum EncodeError {
         /// The largest payload this framing can send.
         max: usize,
     },
+    /// The payload is shorter than the framing can describe (a length field
+    /// with a positive adjustment cannot go below zero).
+    PayloadTooShort {
+        /// The payload length.
+        len: usize,
+        /// The shortest payload this framing can send.
+        min: usize,
+    },
     /// A delimited payload contains the delimiter at `at`.
     ContainsDelimiter {
         /// Offset of the delimiter inside the payload.
@@ -275,6 +283,9 @@ impl fmt::Display for EncodeError {
             }
             EncodeError::PayloadTooLong { len, max } => {
                 write!(f, "payload of {len} bytes is over the limit of {max}")
+            }
+            EncodeError::PayloadTooShort { len, min } => {
+                write!(f, "payload of {len} bytes is under the minimum of {min}")
             }
             EncodeError::ContainsDelimiter { at } => {
                 write!(f, "payload contains the delimiter at byte {at}")

@@ -114,3 +114,29 @@ pub(crate) fn frames(run: &Run) -> Vec<Vec<u8>> {
 pub(crate) fn cuts(max: usize) -> impl proptest::strategy::Strategy<Value = Vec<usize>> {
     proptest::collection::vec(0..=max, 0..64)
 }
+
+/// `run` with its leftover cleared if it ended in an error: what is buffered
+/// when an error is found depends on the chunking, what was produced must not.
+pub(crate) fn settled(mut run: Run) -> Run {
+    if matches!(run.out.last(), Some(Out::Error(_))) {
+        run.leftover.clear();
+    }
+    run
+}
+
+/// [`run_all_ways`] for input that may end in an error: asserts the same
+/// output (frames, skips, the error) for every chunking and returns it.
+pub(crate) fn outs_all_ways<F: Framing + Clone>(framing: &F, input: &[u8]) -> Vec<Out> {
+    let whole = settled(run_chunked(&mut framing.clone(), input, &[]));
+    let bytewise = settled(run_chunked(
+        &mut framing.clone(),
+        input,
+        &vec![1; input.len()],
+    ));
+    assert_eq!(whole, bytewise, "byte-by-byte differs from whole input");
+    for cut in 0..=input.len().min(512) {
+        let split = settled(run_chunked(&mut framing.clone(), input, &[cut]));
+        assert_eq!(whole, split, "split at {cut} differs from whole input");
+    }
+    whole.out
+}
