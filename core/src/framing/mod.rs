@@ -36,7 +36,7 @@
 //! Every limit is checked on the bytes present before a frame is complete, so
 //! an untrusted length never makes the caller buffer more than the limit.
 
-// mod bson;
+mod bson;
 // mod delimited;
 mod fixed;
 // mod json_header;
@@ -47,7 +47,7 @@ pub(crate) mod testkit;
 use core::fmt;
 use core::ops::Range;
 
-// pub use self::bson::BsonDocument;
+pub use self::bson::BsonDocument;
 // pub use self::delimited::Delimited;
 pub use self::fixed::Fixed;
 // pub use self::json_header::JsonHeader;
