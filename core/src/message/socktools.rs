@@ -1167,3 +1167,477 @@ impl<'de, T: Deserialize<'de>, D: Deserialize<'de>> Visitor<'de> for PairSeed<'_
         self.wrong(JsonKind::Object, 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::{format, vec};
+    use proptest::prelude::*;
+    use serde::Deserialize;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn hex(s: &str) -> Vec<u8> {
+        assert!(s.len() % 2 == 0, "odd hex length");
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
+            .collect()
+    }
+
+    /// A Python value rebuilt exactly from the tagged description of the vector file.
+    #[derive(Debug, Clone)]
+    enum Py {
+        None,
+        Bool(bool),
+        Int(i128),
+        Float(f64),
+        Str(String),
+        List(Vec<Py>),
+        Dict(Vec<(String, Py)>),
+    }
+
+    impl Serialize for Py {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use ser::{SerializeMap, SerializeSeq};
+            match self {
+                Py::None => s.serialize_unit(),
+                Py::Bool(b) => s.serialize_bool(*b),
+                Py::Int(i) => s.serialize_i128(*i),
+                Py::Float(f) => s.serialize_f64(*f),
+                Py::Str(v) => s.serialize_str(v),
+                Py::List(items) => {
+                    let mut seq = s.serialize_seq(Some(items.len()))?;
+                    for item in items {
+                        seq.serialize_element(item)?;
+                    }
+                    seq.end()
+                }
+                Py::Dict(entries) => {
+                    let mut map = s.serialize_map(Some(entries.len()))?;
+                    for (k, v) in entries {
+                        map.serialize_entry(k, v)?;
+                    }
+                    map.end()
+                }
+            }
+        }
+    }
+
+    impl Py {
+        fn from_tagged(v: &Value) -> Py {
+            let (tag, inner) = v.as_object().unwrap().iter().next().unwrap();
+            let utf8 = |h: &Value| String::from_utf8(hex(h.as_str().unwrap())).unwrap();
+            match tag.as_str() {
+                "n" => Py::None,
+                "b" => Py::Bool(inner.as_bool().unwrap()),
+                "i" => Py::Int(inner.as_str().unwrap().parse().unwrap()),
+                "f" => Py::Float(f64::from_bits(
+                    u64::from_str_radix(inner.as_str().unwrap(), 16).unwrap(),
+                )),
+                "s" => Py::Str(utf8(inner)),
+                "l" => Py::List(
+                    inner
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(Py::from_tagged)
+                        .collect(),
+                ),
+                "o" => Py::Dict(
+                    inner
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|kv| (utf8(&kv[0]), Py::from_tagged(&kv[1])))
+                        .collect(),
+                ),
+                other => panic!("unknown tag {other}"),
+            }
+        }
+
+        /// Whether serde_json can read Python's text of this value back exactly (finite
+        /// floats, 64-bit integers).
+        fn json_exact(&self) -> bool {
+            match self {
+                Py::Int(i) => i64::try_from(*i).is_ok() || u64::try_from(*i).is_ok(),
+                Py::Float(f) => f.is_finite(),
+                Py::List(items) => items.iter().all(Py::json_exact),
+                Py::Dict(entries) => entries.iter().all(|(_, v)| v.json_exact()),
+                _ => true,
+            }
+        }
+    }
+
+    struct Vector {
+        name: String,
+        value: Py,
+        ascii: Vec<u8>,
+        unicode: Vec<u8>,
+    }
+
+    fn vectors() -> Vec<Vector> {
+        include_str!("../../testdata/pyjson_vectors.jsonl")
+            .lines()
+            .map(|line| {
+                let v: Value = serde_json::from_str(line).unwrap();
+                Vector {
+                    name: v["name"].as_str().unwrap().into(),
+                    value: Py::from_tagged(&v["value"]),
+                    ascii: hex(v["ascii"].as_str().unwrap()),
+                    unicode: hex(v["unicode"].as_str().unwrap()),
+                }
+            })
+            .collect()
+    }
+
+    fn show(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
+    fn python_json_dumps_vectors_byte_identical() {
+        let vectors = vectors();
+        assert!(
+            vectors.len() > 3000,
+            "vector file truncated: {}",
+            vectors.len()
+        );
+        let mut pairs = 0;
+        for v in &vectors {
+            let ascii = to_vec(&v.value).unwrap();
+            assert_eq!(
+                show(&ascii),
+                show(&v.ascii),
+                "ensure_ascii=True: {}",
+                v.name
+            );
+            let unicode = to_vec_unicode(&v.value).unwrap();
+            assert_eq!(
+                show(&unicode),
+                show(&v.unicode),
+                "ensure_ascii=False: {}",
+                v.name
+            );
+            if let Py::List(items) = &v.value {
+                if let [msg_type, data] = items.as_slice() {
+                    assert_eq!(
+                        encode(msg_type, data).unwrap(),
+                        v.ascii,
+                        "encode: {}",
+                        v.name
+                    );
+                    pairs += 1;
+                }
+            }
+        }
+        assert!(pairs >= 7, "pairs: {pairs}");
+    }
+
+    #[test]
+    fn python_output_decodes_and_reencodes_identically() {
+        let mut checked = 0;
+        for v in vectors().iter().filter(|v| v.value.json_exact()) {
+            let value: Value = serde_json::from_slice(&v.ascii).unwrap();
+            assert_eq!(show(&to_vec(&value).unwrap()), show(&v.ascii), "{}", v.name);
+            let unicode: Value = serde_json::from_slice(&v.unicode).unwrap();
+            assert_eq!(value, unicode, "{}", v.name);
+            if let Ok((t, d)) = decode(&v.ascii) {
+                assert_eq!(encode(&t, &d).unwrap(), v.ascii, "{}", v.name);
+            }
+            checked += 1;
+        }
+        assert!(checked > 3000, "checked {checked}");
+    }
+
+    #[test]
+    fn wire_md_golden_messages() {
+        let body = encode(&1, &json!({"text": "hi", "n": [1, 2.5, null]})).unwrap();
+        let framed = hex("00000028\
+             5b312c207b2274657874223a20226869222c20226e223a205b312c20322e352c206e756c6c5d7d5d");
+        assert_eq!(body, framed[4..]);
+        assert_eq!((body.len() as u32).to_be_bytes(), framed[..4]);
+
+        // With a typed struct: declaration order is Python's insertion order.
+        #[derive(serde::Serialize, Deserialize, Debug, PartialEq)]
+        struct Chat {
+            text: String,
+            n: (u8, f64, Option<u8>),
+        }
+        let chat = Chat {
+            text: "hi".into(),
+            n: (1, 2.5, None),
+        };
+        assert_eq!(encode(&1u8, &chat).unwrap(), body);
+        assert_eq!(decode_as::<u8, Chat>(&body).unwrap(), (1, chat));
+
+        let body = encode("chat", "hé").unwrap();
+        let framed = hex("000000135b2263686174222c2022685c7530306539225d");
+        assert_eq!(body, framed[4..]);
+        assert_eq!((body.len() as u32).to_be_bytes(), framed[..4]);
+        assert_eq!(decode(&body).unwrap(), (json!("chat"), json!("hé")));
+    }
+
+    #[test]
+    fn python_float_repr() {
+        // Each right-hand side is Python's repr() of the left-hand side.
+        let cases: &[(f64, &str)] = &[
+            (1.0, "1.0"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (1e-5, "1e-05"),
+            (1e-4, "0.0001"),
+            (2.5, "2.5"),
+            (0.1, "0.1"),
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (123_456.789, "123456.789"),
+            (1.5e300, "1.5e+300"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (9_007_199_254_740_993.0, "9007199254740992.0"),
+            (1.234_567_890_123_456_7e16, "1.2345678901234568e+16"),
+            (0.000_123_45, "0.00012345"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ];
+        for (value, expected) in cases {
+            let mut out = Vec::new();
+            write_py_float(&mut out, *value);
+            assert_eq!(show(&out), *expected, "{value:?}");
+        }
+        // f32 is printed as the f64 it widens to, like Python would print that double.
+        assert_eq!(to_vec(&0.1f32).unwrap(), b"0.10000000149011612");
+    }
+
+    #[test]
+    fn non_string_keys_like_python() {
+        // json.dumps({1: "a"}), json.dumps({1.5: 0, -0.0: 1}), json.dumps({True: 0, None: 1})
+        let mut ints = BTreeMap::new();
+        ints.insert(1, "a");
+        assert_eq!(to_vec(&ints).unwrap(), br#"{"1": "a"}"#);
+        assert_eq!(
+            to_vec(&[(1.5f64, 0), (-0.0, 1)].into_iter().collect::<Vec<_>>()).unwrap(),
+            b"[[1.5, 0], [-0.0, 1]]"
+        );
+        struct Keys;
+        impl Serialize for Keys {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use ser::SerializeMap;
+                let mut m = s.serialize_map(None)?;
+                m.serialize_entry(&1.5f64, &0)?;
+                m.serialize_entry(&-0.0f64, &1)?;
+                m.serialize_entry(&true, &2)?;
+                m.serialize_entry(&(), &3)?;
+                m.serialize_entry(&f64::NAN, &4)?;
+                m.serialize_entry(&'é', &5)?;
+                m.end()
+            }
+        }
+        // json.dumps({1.5: 0, -0.0: 1, True: 2, None: 3, float("nan"): 4, "é": 5})
+        assert_eq!(
+            show(&to_vec(&Keys).unwrap()),
+            r#"{"1.5": 0, "-0.0": 1, "true": 2, "null": 3, "NaN": 4, "\u00e9": 5}"#
+        );
+        let mut bad = BTreeMap::new();
+        bad.insert(vec![1], 2);
+        assert_eq!(
+            to_vec(&bad),
+            Err(JsonError::KeyMustBeString {
+                found: "a sequence"
+            })
+        );
+    }
+
+    #[test]
+    fn rust_only_shapes_follow_serde_json() {
+        #[derive(serde::Serialize)]
+        enum E {
+            Unit,
+            New(u8),
+            Tup(u8, u8),
+            Rec { a: u8 },
+        }
+        let v = (E::Unit, E::New(1), E::Tup(1, 2), E::Rec { a: 3 });
+        let ours = to_vec(&v).unwrap();
+        assert_eq!(
+            show(&ours),
+            r#"["Unit", {"New": 1}, {"Tup": [1, 2]}, {"Rec": {"a": 3}}]"#
+        );
+        // The same as serde_json apart from the separators.
+        let compact = serde_json::to_string(&v).unwrap();
+        assert_eq!(show(&ours).replace(", ", ",").replace(": ", ":"), compact);
+        assert_eq!(
+            to_vec(&serde_bytes_like(&[1, 2])).unwrap(),
+            b"[1, 2]".to_vec()
+        );
+    }
+
+    struct BytesValue<'a>(&'a [u8]);
+    impl Serialize for BytesValue<'_> {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+    fn serde_bytes_like(b: &[u8]) -> BytesValue<'_> {
+        BytesValue(b)
+    }
+
+    #[test]
+    fn encode_into_appends_and_restores_on_error() {
+        let mut out = b"prefix".to_vec();
+        let n = encode_into(&1, &"x", &mut out).unwrap();
+        assert_eq!(n, 8);
+        assert_eq!(out, b"prefix[1, \"x\"]");
+        let mut bad = BTreeMap::new();
+        bad.insert((1, 2), 3);
+        assert!(encode_into(&1, &bad, &mut out).is_err());
+        assert_eq!(out, b"prefix[1, \"x\"]");
+
+        struct Fails;
+        impl Serialize for Fails {
+            fn serialize<S: ser::Serializer>(&self, _s: S) -> Result<S::Ok, S::Error> {
+                Err(ser::Error::custom("no thanks"))
+            }
+        }
+        assert_eq!(
+            encode(&0, &Fails),
+            Err(JsonError::Encode {
+                message: "no thanks".into()
+            })
+        );
+    }
+
+    #[test]
+    fn decode_errors_are_typed() {
+        assert_eq!(
+            decode(b"[1, \"\xff\"]"),
+            Err(JsonError::BadUtf8 { valid_up_to: 5 })
+        );
+        match decode(b"[1,\n {\"a\" 2}]") {
+            Err(JsonError::Syntax { line, column, .. }) => assert_eq!((line, column), (2, 7)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(decode(b"[1, 2"), Err(JsonError::Syntax { .. })));
+        assert!(matches!(decode(b""), Err(JsonError::Syntax { .. })));
+        assert!(matches!(decode(b"[1, 2] x"), Err(JsonError::Syntax { .. })));
+        // Python writes NaN for float('nan'); serde_json does not read it.
+        assert!(matches!(decode(b"[1, NaN]"), Err(JsonError::Syntax { .. })));
+        let not_pair = |found, len| Err(JsonError::NotAPair { found, len });
+        assert_eq!(decode(b"[]"), not_pair(JsonKind::Array, 0));
+        assert_eq!(decode(b"[1]"), not_pair(JsonKind::Array, 1));
+        assert_eq!(decode(b"[1, 2, [3], {}]"), not_pair(JsonKind::Array, 4));
+        assert_eq!(decode(b"{\"a\": [1, 2]}"), not_pair(JsonKind::Object, 0));
+        assert_eq!(decode(b"\"x\""), not_pair(JsonKind::String, 0));
+        assert_eq!(decode(b" 12 "), not_pair(JsonKind::Number, 0));
+        assert_eq!(decode(b"-1.5"), not_pair(JsonKind::Number, 0));
+        assert_eq!(decode(b"true"), not_pair(JsonKind::Bool, 0));
+        assert_eq!(decode(b"null"), not_pair(JsonKind::Null, 0));
+        // A syntax error inside a non-pair is reported as a syntax error.
+        assert!(matches!(
+            decode(b"{\"a\": }"),
+            Err(JsonError::Syntax { .. })
+        ));
+        match decode_as::<u8, String>(b"[300, \"x\"]") {
+            Err(JsonError::Data { line, column, .. }) => assert_eq!((line, column), (1, 4)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decode_as::<u8, String>(b"[1, 2]"),
+            Err(JsonError::Data { .. })
+        ));
+        assert_eq!(
+            decode_with_max(b"[1, 2]", 5),
+            Err(JsonError::TooLong { len: 6, max: 5 })
+        );
+        assert!(decode_with_max(b"[1, 2]", 6).is_ok());
+        // serde_json's recursion limit bounds nesting.
+        let deep = format!("[1, {}{}]", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(
+            decode(deep.as_bytes()),
+            Err(JsonError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn decode_borrows_unescaped_strings() {
+        let body = br#"["chat", {"from": "ann", "text": "hi"}]"#;
+        #[derive(Deserialize)]
+        struct Msg<'a> {
+            from: &'a str,
+            text: &'a str,
+        }
+        let (kind, msg): (&str, Msg<'_>) = decode_as(body).unwrap();
+        assert_eq!((kind, msg.from, msg.text), ("chat", "ann", "hi"));
+    }
+
+    #[test]
+    fn errors_display_their_numbers() {
+        let text = JsonError::NotAPair {
+            found: JsonKind::Array,
+            len: 3,
+        }
+        .to_string();
+        assert!(text.contains("3 elements"), "{text}");
+        assert!(JsonError::TooLong { len: 9, max: 8 }
+            .to_string()
+            .contains("9 bytes"));
+        assert!(JsonError::BadUtf8 { valid_up_to: 4 }
+            .to_string()
+            .contains("offset 4"));
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((".*", inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn py_float_text_round_trips(bits in any::<u64>()) {
+            let f = f64::from_bits(bits);
+            prop_assume!(f.is_finite());
+            let mut out = Vec::new();
+            write_py_float(&mut out, f);
+            let text = core::str::from_utf8(&out).unwrap();
+            let back: f64 = text.parse().unwrap();
+            prop_assert_eq!(back.to_bits(), bits, "{}", text);
+            // Fixed notation always has a point, exponent notation a sign.
+            prop_assert!(text.contains('.') || text.contains("e+") || text.contains("e-"));
+        }
+
+        #[test]
+        fn strings_are_ascii_and_round_trip(s in ".*") {
+            let ascii = to_vec(&s).unwrap();
+            prop_assert!(ascii.iter().all(|&b| (0x20..0x7f).contains(&b)));
+            prop_assert_eq!(serde_json::from_slice::<String>(&ascii).unwrap(), s.clone());
+            let unicode = to_vec_unicode(&s).unwrap();
+            prop_assert_eq!(serde_json::from_slice::<String>(&unicode).unwrap(), s);
+        }
+
+        #[test]
+        fn messages_round_trip(t in arb_json(), d in arb_json()) {
+            let body = encode(&t, &d).unwrap();
+            let (t2, d2) = decode(&body).unwrap();
+            prop_assert_eq!(&t2, &t);
+            prop_assert_eq!(&d2, &d);
+            prop_assert_eq!(encode(&t2, &d2).unwrap(), body);
+        }
+    }
+}
