@@ -42,8 +42,10 @@
 //! Decoding uses `serde_json`, which is stricter than Python's `json.loads`: `NaN`,
 //! `Infinity` and `-Infinity` (which Python writes for non-finite floats) are rejected as a
 //! syntax error, and integers beyond the 64-bit range become `f64` in a [`serde_json::Value`]
-//! (Python keeps them exact). Nesting is limited to 128 levels (serde_json's recursion limit),
-//! the body length to [`DEFAULT_MAX_MESSAGE_LEN`] unless [`decode_with_max`] is used.
+//! (Python keeps them exact). Floats are parsed exactly (serde_json's `float_roundtrip`
+//! feature, enabled by `json`), so decoding Python's text and encoding it again gives the same
+//! bytes. Nesting is limited to 128 levels (serde_json's recursion limit), the body length to
+//! [`DEFAULT_MAX_MESSAGE_LEN`] unless [`decode_with_max`] is used.
 //!
 //! This module uses its own serde serializer rather than a `serde_json::ser::Formatter`:
 //! serde_json only exports its `Serializer` and `Formatter` with its `std` feature, and its
