@@ -37,7 +37,7 @@
 //! an untrusted length never makes the caller buffer more than the limit.
 
 mod bson;
-// mod delimited;
+mod delimited;
 mod fixed;
 // mod json_header;
 mod length;
@@ -48,7 +48,7 @@ use core::fmt;
 use core::ops::Range;
 
 pub use self::bson::BsonDocument;
-// pub use self::delimited::Delimited;
+pub use self::delimited::Delimited;
 pub use self::fixed::Fixed;
 // pub use self::json_header::JsonHeader;
 pub use self::length::{LengthField, LengthPrefixed};
