@@ -631,3 +631,724 @@ pub mod py_uint {
         PyUInt::deserialize(deserializer).map(|n| n.0)
     }
 }
+
+#[cfg(test)]
+// Test-local helper types sit next to the assertions that use them.
+#[allow(clippy::items_after_statements, clippy::too_many_lines)]
+mod tests {
+    use super::*;
+    use ::bson::spec::BinarySubtype;
+    use ::bson::{doc, Binary, DateTime, Regex, Uuid};
+    use alloc::vec;
+    use proptest::prelude::*;
+    use serde::{Deserialize, Serialize};
+    use std::collections::HashMap;
+
+    fn hex(s: &str) -> Vec<u8> {
+        assert!(s.len().is_multiple_of(2), "odd hex length");
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
+            .collect()
+    }
+
+    /// The py-bson golden vectors, by name.
+    fn vectors() -> HashMap<&'static str, Vec<u8>> {
+        include_str!("../../testdata/pybson_vectors.txt")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let mut words = l.split_whitespace();
+                let name = words.next().unwrap();
+                (name, hex(words.next().unwrap()))
+            })
+            .collect()
+    }
+
+    fn v(name: &str) -> Vec<u8> {
+        vectors()
+            .remove(name)
+            .unwrap_or_else(|| panic!("no vector {name}"))
+    }
+
+    const UUID: [u8; 16] = [
+        0x12, 0x34, 0x56, 0x78, 0x12, 0x34, 0x56, 0x78, 0x12, 0x34, 0x56, 0x78, 0x12, 0x34, 0x56,
+        0x78,
+    ];
+
+    fn generic(bytes: &[u8]) -> Binary {
+        Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    /// `doc` is what the bson crate decodes the vector to, and encodes back to the same bytes.
+    fn check_document_vector(name: &str, expected: &Document) {
+        let bytes = v(name);
+        assert_eq!(
+            &document_from_slice(&bytes).unwrap(),
+            expected,
+            "decode {name}"
+        );
+        assert_eq!(document_to_vec(expected).unwrap(), bytes, "encode {name}");
+        assert_eq!(to_vec(expected).unwrap(), bytes, "to_vec {name}");
+        assert_eq!(
+            to_vec_pybson(expected).unwrap(),
+            bytes,
+            "to_vec_pybson {name}"
+        );
+    }
+
+    /// `value` decodes from the vector and encodes back to the same bytes.
+    fn check_typed_vector<T>(name: &str, value: &T)
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + fmt::Debug,
+    {
+        let bytes = v(name);
+        assert_eq!(&from_slice::<T>(&bytes).unwrap(), value, "decode {name}");
+        assert_eq!(to_vec(value).unwrap(), bytes, "encode {name}");
+        let mut buf = vec![0xa5; 3];
+        assert_eq!(encode_into(value, &mut buf).unwrap(), bytes.len());
+        assert_eq!(buf[..3], [0xa5; 3]);
+        assert_eq!(buf[3..], bytes[..]);
+    }
+
+    #[test]
+    fn vector_file_is_complete() {
+        let vectors = vectors();
+        assert!(vectors.len() >= 54, "{}", vectors.len());
+        for (name, bytes) in &vectors {
+            check_document(bytes, DEFAULT_MAX_DOCUMENT_LEN)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn pybson_scalars_as_documents() {
+        check_document_vector("hello", &doc! {"hello": "world"});
+        check_document_vector("empty", &doc! {});
+        check_document_vector("bool", &doc! {"t": true, "f": false});
+        for (name, n) in [
+            ("int32_zero", 0),
+            ("int32_small", 5),
+            ("int32_neg", -1),
+            ("int32_max", i32::MAX),
+            ("int32_min", i32::MIN),
+        ] {
+            check_document_vector(name, &doc! {"i": n});
+        }
+        for (name, n) in [
+            ("int64_above_i32", 1i64 << 31),
+            ("int64_below_i32", -(1i64 << 31) - 1),
+            ("int64_max", i64::MAX),
+            ("int64_min", i64::MIN),
+        ] {
+            check_document_vector(name, &doc! {"i": n});
+        }
+        for (name, n) in [
+            ("uint64_min", 1u64 << 63),
+            ("uint64_mid", (1u64 << 63) + (1 << 32) + 7),
+            ("uint64_max", u64::MAX),
+        ] {
+            check_document_vector(name, &doc! {"u": timestamp_from_py_uint64(n)});
+            let got = document_from_slice(&v(name)).unwrap();
+            assert_eq!(py_int_from_bson(got.get("u").unwrap()), Some(i128::from(n)));
+        }
+        check_document_vector("float", &doc! {"x": 2.5});
+        check_document_vector("float_neg_zero", &doc! {"x": -0.0});
+        check_document_vector("float_inf", &doc! {"x": f64::INFINITY});
+        check_document_vector("float_tiny", &doc! {"x": 5e-324});
+        check_document_vector("float_int_valued", &doc! {"x": 1.0});
+        check_document_vector("decimal", &doc! {"x": 0.1});
+        check_document_vector("str_empty", &doc! {"s": ""});
+        check_document_vector("str_ascii", &doc! {"s": "hi there"});
+        check_document_vector("str_unicode", &doc! {"s": "h\u{e9} \u{4e2d} \u{1f430}"});
+        check_document_vector("str_nul_inside", &doc! {"s": "a\0b"});
+        check_document_vector("key_unicode", &doc! {"cl\u{e9}": 1});
+        check_document_vector("key_empty", &doc! {"": 1});
+        check_document_vector("bytes_empty", &doc! {"b": generic(b"")});
+        check_document_vector("bytes", &doc! {"b": generic(b"\x00\x01ab\xff")});
+        check_document_vector("uuid", &doc! {"u": Uuid::from_bytes(UUID)});
+        check_document_vector(
+            "datetime",
+            &doc! {"d": DateTime::from_millis(1_719_748_800_123)},
+        );
+        check_document_vector("datetime_epoch", &doc! {"d": DateTime::from_millis(0)});
+        check_document_vector(
+            "datetime_before_epoch",
+            &doc! {"d": DateTime::from_millis(-1)},
+        );
+        check_document_vector(
+            "datetime_naive",
+            &doc! {"d": DateTime::from_millis(1_719_748_800_000)},
+        );
+        check_document_vector("none", &doc! {"n": Bson::Null});
+        check_document_vector("nested", &doc! {"d": {"a": 1, "b": {"c": "x"}}});
+        check_document_vector("list", &doc! {"l": [1, "a", Bson::Null, 2.5]});
+        check_document_vector("list_empty", &doc! {"l": []});
+        check_document_vector("list_nested", &doc! {"l": [[1, 2], {"k": true}]});
+        check_document_vector("tuple", &doc! {"t": [1, 2]});
+        check_document_vector("key_order", &doc! {"z": 1, "a": 2, "m": 3});
+        check_document_vector(
+            "mixed_ints",
+            &doc! {
+                "a": py_int_to_bson(1).unwrap(),
+                "b": py_int_to_bson(1 << 40).unwrap(),
+                "c": py_int_to_bson((1 << 64) - 2).unwrap(),
+                "d": py_int_to_bson(-7).unwrap(),
+            },
+        );
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct I<T> {
+        i: T,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct U<T> {
+        u: T,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct B<T> {
+        b: T,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct X {
+        x: f64,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct S {
+        s: String,
+    }
+
+    #[test]
+    fn pybson_scalars_as_typed_values() {
+        for (name, n) in [
+            ("int32_zero", 0),
+            ("int32_small", 5),
+            ("int32_neg", -1),
+            ("int32_max", i64::from(i32::MAX)),
+            ("int32_min", i64::from(i32::MIN)),
+            ("int64_above_i32", 1 << 31),
+            ("int64_below_i32", -(1 << 31) - 1),
+            ("int64_max", i64::MAX),
+            ("int64_min", i64::MIN),
+        ] {
+            check_typed_vector(name, &I { i: PyInt(n) });
+            // A plain i64 field reads int32 and int64 alike.
+            assert_eq!(from_slice::<I<i64>>(&v(name)).unwrap().i, n);
+            if let Ok(small) = i32::try_from(n) {
+                check_typed_vector(name, &I { i: small });
+                // Plain i64 always encodes as int64: different bytes, same value.
+                let wide = to_vec(&I { i: n }).unwrap();
+                assert_eq!(wide[4], 0x12);
+                assert_ne!(wide, v(name));
+                assert_eq!(to_vec_pybson(&I { i: n }).unwrap(), v(name));
+            } else {
+                check_typed_vector(name, &I { i: n });
+                assert_eq!(to_vec_pybson(&I { i: n }).unwrap(), v(name));
+            }
+            if let Ok(u) = u64::try_from(n) {
+                check_typed_vector(name, &I { i: PyUInt(u) });
+            }
+        }
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct WithU {
+            #[serde(with = "py_uint")]
+            u: u64,
+        }
+        for (name, n) in [
+            ("uint64_min", 1u64 << 63),
+            ("uint64_mid", (1u64 << 63) + (1 << 32) + 7),
+            ("uint64_max", u64::MAX),
+        ] {
+            check_typed_vector(name, &U { u: PyUInt(n) });
+            check_typed_vector(name, &WithU { u: n });
+            check_typed_vector(
+                name,
+                &U {
+                    u: timestamp_from_py_uint64(n),
+                },
+            );
+            // A plain u64 cannot be written above i64::MAX, nor read from 0x11.
+            assert!(matches!(to_vec(&U { u: n }), Err(BsonError::Encode { .. })));
+            assert!(matches!(
+                from_slice::<U<u64>>(&v(name)),
+                Err(BsonError::Decode { .. })
+            ));
+            // PyInt refuses it and says which value.
+            let err = from_slice::<U<PyInt>>(&v(name)).unwrap_err();
+            assert!(err.to_string().contains(&n.to_string()), "{err}");
+        }
+        check_typed_vector("float", &X { x: 2.5 });
+        check_typed_vector("float_inf", &X { x: f64::INFINITY });
+        check_typed_vector("float_tiny", &X { x: 5e-324 });
+        check_typed_vector("float_int_valued", &X { x: 1.0 });
+        check_typed_vector("decimal", &X { x: 0.1 });
+        let neg_zero: X = from_slice(&v("float_neg_zero")).unwrap();
+        assert!(neg_zero.x == 0.0 && neg_zero.x.is_sign_negative());
+        assert_eq!(to_vec(&X { x: -0.0 }).unwrap(), v("float_neg_zero"));
+        check_typed_vector("str_empty", &S { s: String::new() });
+        check_typed_vector(
+            "str_unicode",
+            &S {
+                s: "h\u{e9} \u{4e2d} \u{1f430}".into(),
+            },
+        );
+        check_typed_vector("str_nul_inside", &S { s: "a\0b".into() });
+        #[derive(Deserialize)]
+        struct Borrowed<'a> {
+            s: &'a str,
+        }
+        let bytes = v("str_ascii");
+        assert_eq!(from_slice::<Borrowed<'_>>(&bytes).unwrap().s, "hi there");
+    }
+
+    #[test]
+    fn pybson_structures_as_typed_values() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Bools {
+            t: bool,
+            f: bool,
+        }
+        check_typed_vector("bool", &Bools { t: true, f: false });
+        check_typed_vector(
+            "bytes",
+            &B {
+                b: generic(b"\x00\x01ab\xff"),
+            },
+        );
+        check_typed_vector(
+            "uuid",
+            &U {
+                u: Uuid::from_bytes(UUID),
+            },
+        );
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct D {
+            d: DateTime,
+        }
+        check_typed_vector(
+            "datetime",
+            &D {
+                d: DateTime::from_millis(1_719_748_800_123),
+            },
+        );
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct N {
+            n: Option<i32>,
+        }
+        check_typed_vector("none", &N { n: None });
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Nested {
+            d: Inner,
+        }
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Inner {
+            a: i32,
+            b: S2,
+        }
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct S2 {
+            c: String,
+        }
+        check_typed_vector(
+            "nested",
+            &Nested {
+                d: Inner {
+                    a: 1,
+                    b: S2 { c: "x".into() },
+                },
+            },
+        );
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct L {
+            l: (i32, String, Option<i32>, f64),
+        }
+        check_typed_vector(
+            "list",
+            &L {
+                l: (1, "a".into(), None, 2.5),
+            },
+        );
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Empty {
+            l: Vec<i32>,
+        }
+        check_typed_vector("list_empty", &Empty { l: vec![] });
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct T {
+            t: (i32, i32),
+        }
+        check_typed_vector("tuple", &T { t: (1, 2) });
+        check_typed_vector("tuple", &T2 { t: vec![1, 2] });
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct T2 {
+            t: Vec<i32>,
+        }
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Order {
+            z: i32,
+            a: i32,
+            m: i32,
+        }
+        check_typed_vector("key_order", &Order { z: 1, a: 2, m: 3 });
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Mixed {
+            a: PyInt,
+            b: PyInt,
+            c: PyUInt,
+            d: PyInt,
+        }
+        check_typed_vector(
+            "mixed_ints",
+            &Mixed {
+                a: PyInt(1),
+                b: PyInt(1 << 40),
+                c: PyUInt(u64::MAX - 1),
+                d: PyInt(-7),
+            },
+        );
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Small {
+            seq: i32,
+            pad: Binary,
+        }
+        check_typed_vector(
+            "bench_small",
+            &Small {
+                seq: 0,
+                pad: generic(&[b'x'; 26]),
+            },
+        );
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct AllTypes {
+        flag: bool,
+        n: PyInt,
+        big: PyInt,
+        huge: PyUInt,
+        x: f64,
+        s: String,
+        raw: Binary,
+        id: Uuid,
+        at: DateTime,
+        nothing: Option<String>,
+        sub: Sub,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Sub {
+        k: (i32, (i32, String)),
+    }
+
+    fn all_types() -> AllTypes {
+        AllTypes {
+            flag: true,
+            n: PyInt(42),
+            big: PyInt(1 << 40),
+            huge: PyUInt((1 << 63) + 5),
+            x: 0.5,
+            s: "h\u{e9}".into(),
+            raw: generic(b"\x01\x02"),
+            id: Uuid::from_bytes(UUID),
+            // datetime(2024, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)
+            at: DateTime::from_millis(1_704_164_645_006),
+            nothing: None,
+            sub: Sub {
+                k: (1, (2, "three".into())),
+            },
+        }
+    }
+
+    #[test]
+    fn pybson_all_types_document() {
+        check_typed_vector("all_types", &all_types());
+        let doc = to_document(&all_types()).unwrap();
+        assert_eq!(
+            doc.get("huge"),
+            Some(&Bson::Timestamp(timestamp_from_py_uint64((1 << 63) + 5)))
+        );
+        assert_eq!(from_document::<AllTypes>(&doc).unwrap(), all_types());
+        assert_eq!(document_to_vec(&doc).unwrap(), v("all_types"));
+        assert_eq!(to_vec_pybson(&all_types()).unwrap(), v("all_types"));
+    }
+
+    #[test]
+    fn what_a_pybson_peer_echoes() {
+        // ObjectId: sent as 0x07, echoed as binary subtype 0 holding the 24 hex digits.
+        let sent = document_from_slice(&v("in_objectid")).unwrap();
+        let oid = sent.get_object_id("o").unwrap();
+        assert_eq!(oid.bytes(), core::array::from_fn::<u8, 12, _>(|i| i as u8));
+        let echoed = document_from_slice(&v("echo_objectid")).unwrap();
+        let hex_digits = echoed.get_binary_generic("o").unwrap();
+        assert_eq!(hex_digits, b"000102030405060708090a0b");
+        assert_eq!(object_id_from_pybson(hex_digits).unwrap(), oid);
+        assert!(matches!(
+            object_id_from_pybson(b"0001"),
+            Err(BsonError::Decode { .. })
+        ));
+        assert!(matches!(
+            object_id_from_pybson(b"zz0102030405060708090a0b"),
+            Err(BsonError::Decode { .. })
+        ));
+        // ObjectId is something py-bson can read (lossily): to_vec_pybson keeps it.
+        assert_eq!(to_vec_pybson(&sent).unwrap(), v("in_objectid"));
+
+        // Binary subtype 3 (legacy UUID) comes back as subtype 4, same 16 bytes.
+        let sent = document_from_slice(&v("in_binary_subtype3")).unwrap();
+        let Some(Bson::Binary(b3)) = sent.get("u") else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(b3.subtype, BinarySubtype::UuidOld);
+        let echoed: U<Uuid> = from_slice(&v("echo_binary_subtype3")).unwrap();
+        assert_eq!(echoed.u, Uuid::from_bytes(UUID));
+        assert_eq!(echoed.u.bytes()[..], b3.bytes[..]);
+
+        // Other subtypes come back as subtype 0.
+        let echoed: B<Binary> = from_slice(&v("echo_binary_subtype80")).unwrap();
+        assert_eq!(echoed.b, generic(b"hi"));
+
+        // int64 5 and 0x11 5 come back as int32 5; PyInt / PyUInt / i64 read all forms.
+        for name in ["in_int64_small", "echo_int64_small"] {
+            #[derive(Deserialize)]
+            struct N {
+                n: i64,
+            }
+            assert_eq!(from_slice::<N>(&v(name)).unwrap().n, 5, "{name}");
+        }
+        assert_eq!(v("echo_int64_small")[4], 0x10);
+        for name in ["in_timestamp_small", "echo_timestamp_small"] {
+            #[derive(Deserialize)]
+            struct T {
+                t: PyUInt,
+            }
+            assert_eq!(from_slice::<T>(&v(name)).unwrap().t, PyUInt(5), "{name}");
+        }
+    }
+
+    #[test]
+    fn envelope_errors() {
+        assert_eq!(
+            from_slice::<Document>(b"\x05\0\0"),
+            Err(BsonError::TooShort { len: 3 })
+        );
+        // py-bson reads a declared length <= 4 as {}; we do not.
+        assert_eq!(
+            from_slice::<Document>(b"\x00\0\0\0\0"),
+            Err(BsonError::LengthMismatch {
+                declared: 0,
+                actual: 5
+            })
+        );
+        assert_eq!(
+            from_slice::<Document>(b"\xff\xff\xff\xff\0"),
+            Err(BsonError::LengthMismatch {
+                declared: -1,
+                actual: 5
+            })
+        );
+        let mut hello = v("hello");
+        hello.push(0);
+        assert_eq!(
+            from_slice::<Document>(&hello),
+            Err(BsonError::LengthMismatch {
+                declared: 22,
+                actual: 23
+            })
+        );
+        assert_eq!(
+            from_slice::<Document>(b"\x05\0\0\0\x01"),
+            Err(BsonError::MissingTerminator { found: 1 })
+        );
+        assert_eq!(
+            from_slice_with_max::<Document>(&v("hello"), 21),
+            Err(BsonError::TooLong { len: 22, max: 21 })
+        );
+        assert!(from_slice_with_max::<Document>(&v("hello"), 22).is_ok());
+        // Unsupported element type inside (0x13 decimal128 truncated) and a type mismatch.
+        assert!(matches!(
+            from_slice::<Document>(b"\x0c\0\0\0\x13a\0\x01\0\0\0\0"),
+            Err(BsonError::Decode { .. })
+        ));
+        assert!(matches!(
+            from_slice::<S>(&v("int32_small")),
+            Err(BsonError::Decode { .. })
+        ));
+        assert!(matches!(
+            document_from_slice(b"\x05\0\0\0\x01"),
+            Err(BsonError::MissingTerminator { found: 1 })
+        ));
+    }
+
+    #[test]
+    fn encode_errors_leave_the_buffer_alone() {
+        let mut buf = b"keep".to_vec();
+        assert_eq!(
+            encode_into_with_max(&doc! {"hello": "world"}, &mut buf, 21),
+            Err(BsonError::TooLong { len: 22, max: 21 })
+        );
+        assert_eq!(buf, b"keep");
+        assert_eq!(
+            encode_into_with_max(&doc! {"hello": "world"}, &mut buf, 22),
+            Ok(22)
+        );
+        assert_eq!(buf[4..], v("hello")[..]);
+        buf.truncate(4);
+        for bad in [
+            encode_into(&5i32, &mut buf),
+            encode_into(&"text", &mut buf),
+            encode_into(&U { u: u64::MAX }, &mut buf),
+        ] {
+            assert!(matches!(bad, Err(BsonError::Encode { .. })), "{bad:?}");
+            assert_eq!(buf, b"keep");
+        }
+        let mut with_nul = HashMap::new();
+        with_nul.insert("a\0b", 1);
+        assert!(matches!(to_vec(&with_nul), Err(BsonError::Encode { .. })));
+        assert_eq!(
+            to_vec_with_max(&doc! {"a": 1}, 11),
+            Err(BsonError::TooLong { len: 12, max: 11 })
+        );
+    }
+
+    #[test]
+    fn pybson_unsupported_types_are_refused() {
+        let regex = Regex {
+            pattern: "a+".try_into().unwrap(),
+            options: "".try_into().unwrap(),
+        };
+        let doc = doc! {"ok": 1, "sub": {"list": [1, regex]}};
+        assert_eq!(
+            to_vec_pybson(&doc),
+            Err(BsonError::Unsupported {
+                element_type: 0x0b,
+                path: "sub.list.1".into()
+            })
+        );
+        assert_eq!(
+            to_vec_pybson(&doc! {"m": Bson::MaxKey}),
+            Err(BsonError::Unsupported {
+                element_type: 0x7f,
+                path: "m".into()
+            })
+        );
+        let mut normalized = doc! {"a": 5i64, "b": [1i64 << 40, 7i64], "c": {"d": -3i64}};
+        pybson_normalize(&mut normalized).unwrap();
+        assert_eq!(
+            normalized,
+            doc! {"a": 5i32, "b": [1i64 << 40, 7i32], "c": {"d": -3i32}}
+        );
+    }
+
+    #[test]
+    fn py_int_ranges() {
+        assert_eq!(py_int_to_bson(0), Ok(Bson::Int32(0)));
+        assert_eq!(py_int_to_bson(-(1 << 31)), Ok(Bson::Int32(i32::MIN)));
+        assert_eq!(py_int_to_bson(1 << 31), Ok(Bson::Int64(1 << 31)));
+        assert_eq!(py_int_to_bson(-(1 << 63)), Ok(Bson::Int64(i64::MIN)));
+        assert_eq!(
+            py_int_to_bson(1 << 63),
+            Ok(Bson::Timestamp(Timestamp {
+                time: 1 << 31,
+                increment: 0
+            }))
+        );
+        // bson.dumps raises for these.
+        assert_eq!(
+            py_int_to_bson(1 << 64),
+            Err(BsonError::IntOutOfRange { value: 1 << 64 })
+        );
+        assert_eq!(
+            py_int_to_bson(-(1 << 63) - 1),
+            Err(BsonError::IntOutOfRange {
+                value: -(1 << 63) - 1
+            })
+        );
+        assert_eq!(py_int_from_bson(&Bson::String("1".into())), None);
+        // A negative int cannot be a PyUInt.
+        let err = from_slice::<I<PyUInt>>(&v("int32_neg")).unwrap_err();
+        assert!(err.to_string().contains("-1"), "{err}");
+        let err = from_slice::<I<PyInt>>(&v("str_ascii")).unwrap_err();
+        assert!(matches!(err, BsonError::Decode { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn errors_display_their_numbers() {
+        let text = BsonError::LengthMismatch {
+            declared: 9,
+            actual: 12,
+        }
+        .to_string();
+        assert!(text.contains('9') && text.contains("12"), "{text}");
+        assert!(BsonError::TooLong { len: 30, max: 20 }
+            .to_string()
+            .contains("30 bytes"));
+        assert!(BsonError::Unsupported {
+            element_type: 0x13,
+            path: "a.b".into()
+        }
+        .to_string()
+        .contains("0x13"));
+    }
+
+    fn py_type_byte(n: i128) -> u8 {
+        if i32::try_from(n).is_ok() {
+            0x10
+        } else if i64::try_from(n).is_ok() {
+            0x12
+        } else {
+            0x11
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn py_int_picks_the_pybson_type(n in any::<i64>()) {
+            let bytes = to_vec(&I { i: PyInt(n) }).unwrap();
+            prop_assert_eq!(bytes[4], py_type_byte(i128::from(n)));
+            prop_assert_eq!(from_slice::<I<PyInt>>(&bytes).unwrap().i, PyInt(n));
+            prop_assert_eq!(from_slice::<I<i64>>(&bytes).unwrap().i, n);
+            prop_assert_eq!(to_vec_pybson(&I { i: n }).unwrap(), bytes.clone());
+            prop_assert_eq!(to_vec(&doc! {"i": py_int_to_bson(i128::from(n)).unwrap()}).unwrap(), bytes);
+        }
+
+        #[test]
+        fn py_uint_picks_the_pybson_type(n in any::<u64>()) {
+            let bytes = to_vec(&U { u: PyUInt(n) }).unwrap();
+            prop_assert_eq!(bytes[4], py_type_byte(i128::from(n)));
+            prop_assert_eq!(from_slice::<U<PyUInt>>(&bytes).unwrap().u, PyUInt(n));
+            prop_assert_eq!(py_uint64_from_timestamp(timestamp_from_py_uint64(n)), n);
+            if bytes[4] == 0x11 {
+                prop_assert_eq!(&bytes[7..15], &n.to_le_bytes()[..]);
+            }
+        }
+
+        #[test]
+        fn documents_round_trip(
+            entries in proptest::collection::vec(("[a-z\u{e9}]{0,6}", any::<i64>(), ".{0,8}", any::<f64>()), 0..8)
+        ) {
+            let mut doc = Document::new();
+            for (i, (k, n, s, f)) in entries.iter().enumerate() {
+                doc.insert(format!("{k}{i}"), doc! {"n": *n, "s": s.as_str(), "f": *f});
+            }
+            let bytes = to_vec(&doc).unwrap();
+            check_document(&bytes, DEFAULT_MAX_DOCUMENT_LEN).unwrap();
+            let back = document_from_slice(&bytes).unwrap();
+            prop_assert_eq!(document_to_vec(&back).unwrap(), bytes.clone());
+            prop_assert_eq!(to_document(&doc).unwrap(), back);
+            let typed: HashMap<String, Document> = from_slice(&bytes).unwrap();
+            prop_assert_eq!(typed.len(), doc.len());
+            // Any truncation is an envelope error, never a panic.
+            for cut in 0..bytes.len() {
+                prop_assert!(from_slice::<Document>(&bytes[..cut]).is_err());
+            }
+        }
+    }
+}

@@ -1171,6 +1171,8 @@ impl<'de, T: Deserialize<'de>, D: Deserialize<'de>> Visitor<'de> for PairSeed<'_
 }
 
 #[cfg(test)]
+// Test-local helper types sit next to the assertions that use them.
+#[allow(clippy::items_after_statements, clippy::too_many_lines)]
 mod tests {
     use super::*;
     use alloc::{format, vec};
@@ -1180,7 +1182,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn hex(s: &str) -> Vec<u8> {
-        assert!(s.len() % 2 == 0, "odd hex length");
+        assert!(s.len().is_multiple_of(2), "odd hex length");
         (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
