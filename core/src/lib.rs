@@ -26,6 +26,7 @@ extern crate std;
 pub mod framing;
 pub mod message;
 pub mod packet;
+pub mod stream;
 pub mod time;
 pub mod varint;
 // further modules: (keep one line per module, alphabetical)

@@ -1,0 +1,510 @@
+//! The owned stream (feature `alloc`): a `BytesMut` receive buffer whose
+//! frames come out as `Bytes` sharing it, and a queue of `Bytes` chunks.
+
+use alloc::collections::VecDeque;
+use core::fmt;
+use core::ops::Range;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::error::{SendError, StreamError};
+use super::recv::{Core, RecvBuffer};
+use super::{Event, Stats, StreamState, DEFAULT_MIN_BUFFERED, DEFAULT_MIN_QUEUED};
+use crate::framing::Framing;
+
+/// The least spare space [`FramedStream::receive_buffer`] offers (16 KiB),
+/// unless the limit leaves less.
+const RECV_CHUNK: usize = 16 * 1024;
+
+/// Payloads up to this many bytes are copied into the queue's coalescing
+/// buffer by `send` rather than queued as a chunk of their own.
+const INLINE_MAX: usize = 64;
+
+/// The least the coalescing buffer grows by.
+const TAIL_CHUNK: usize = 4 * 1024;
+
+/// A receive buffer in a `BytesMut`: `buf[..filled]` is received and not yet
+/// consumed, `buf[filled..]` is spare space that was already zeroed (kept
+/// between calls so it is initialised only once). `buf.len() <= max`.
+struct BytesRecv {
+    buf: BytesMut,
+    filled: usize,
+    max: usize,
+}
+
+impl BytesRecv {
+    /// Consumes the frame `filled()[..len]` and returns its payload, sharing
+    /// the buffer's allocation.
+    fn cut(&mut self, len: usize, payload: Range<usize>) -> Bytes {
+        let mut frame = self.buf.split_to(len);
+        self.filled -= len;
+        frame.truncate(payload.end);
+        frame.advance(payload.start);
+        frame.freeze()
+    }
+}
+
+impl RecvBuffer for BytesRecv {
+    fn filled(&self) -> &[u8] {
+        &self.buf[..self.filled]
+    }
+
+    fn discard(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.filled -= n;
+    }
+
+    fn capacity(&self) -> usize {
+        self.max
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.max.saturating_sub(self.filled));
+        let k = n.min(self.buf.len() - self.filled);
+        self.buf[self.filled..self.filled + k].copy_from_slice(&bytes[..k]);
+        self.filled += k;
+        if k < n {
+            // The spare space is used up: `buf.len() == filled`.
+            self.buf.extend_from_slice(&bytes[k..n]);
+            self.filled = self.buf.len();
+        }
+        n
+    }
+
+    fn spare(&mut self, _want: usize) -> &mut [u8] {
+        // Grow geometrically with what has actually arrived, never by a
+        // length the peer announced.
+        let room = self.max.saturating_sub(self.filled);
+        if self.buf.len() - self.filled < RECV_CHUNK.min(room) {
+            let target = RECV_CHUNK.max(self.filled).min(room);
+            self.buf.resize(self.filled + target, 0);
+        }
+        &mut self.buf[self.filled..]
+    }
+
+    fn spare_len(&self) -> usize {
+        self.buf.len() - self.filled
+    }
+
+    fn commit(&mut self, n: usize) {
+        self.filled += n;
+    }
+}
+
+/// `framing.max_frame_len()`, at least `min`.
+fn default_limit<F: Framing>(framing: &F, min: usize) -> usize {
+    framing.max_frame_len().max(min)
+}
+
+/// The output queue: frozen chunks, then `tail`, where copied bytes
+/// (headers, trailers, small payloads, `send_slice`) coalesce.
+struct ChunkQueue {
+    /// Non-empty chunks, oldest first.
+    chunks: VecDeque<Bytes>,
+    /// Copied bytes queued after every chunk.
+    tail: BytesMut,
+    queued: usize,
+    max: usize,
+}
+
+impl ChunkQueue {
+    fn reserve(&mut self, n: usize) {
+        if self.tail.capacity() - self.tail.len() < n {
+            self.tail.reserve(n.max(TAIL_CHUNK));
+        }
+    }
+
+    /// Appends copies of `parts`.
+    fn push_copy(&mut self, parts: &[&[u8]]) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        self.reserve(total);
+        for part in parts {
+            self.tail.extend_from_slice(part);
+        }
+        self.queued += total;
+    }
+
+    /// Appends `header`, `payload` (not copied) and `trailer`.
+    fn push_shared(&mut self, header: &[u8], payload: Bytes, trailer: &[u8]) {
+        self.reserve(header.len() + trailer.len());
+        self.tail.extend_from_slice(header);
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.queued += header.len() + payload.len() + trailer.len();
+        if !payload.is_empty() {
+            self.chunks.push_back(payload);
+        }
+        self.tail.extend_from_slice(trailer);
+    }
+
+    fn front(&self) -> Option<&[u8]> {
+        match self.chunks.front() {
+            Some(c) => Some(c),
+            None => (!self.tail.is_empty()).then_some(&self.tail[..]),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.chunks
+            .iter()
+            .map(|c| &c[..])
+            .chain((!self.tail.is_empty()).then_some(&self.tail[..]))
+    }
+
+    /// Drops `n <= queued` bytes from the front.
+    fn advance(&mut self, mut n: usize) {
+        self.queued -= n;
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(c) if n >= c.len() => {
+                    n -= c.len();
+                    self.chunks.pop_front();
+                }
+                Some(c) => {
+                    c.advance(n);
+                    n = 0;
+                }
+                None => {
+                    self.tail.advance(n);
+                    n = 0;
+                }
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<Bytes> {
+        let chunk = match self.chunks.pop_front() {
+            Some(c) => c,
+            None if !self.tail.is_empty() => self.tail.split().freeze(),
+            None => return None,
+        };
+        self.queued -= chunk.len();
+        Some(chunk)
+    }
+}
+
+/// A framed stream that owns its buffers (feature `alloc`).
+///
+/// Received frames are [`Bytes`] that share the receive buffer's allocation
+/// (cut out with `split_to().freeze()`, no payload copy). [`send`](Self::send)
+/// queues a `Bytes` payload without copying it (the header goes into a small
+/// separate chunk); [`send_slice`](Self::send_slice) copies. The whole queue is
+/// visible at once ([`transmit_chunks`](Self::transmit_chunks),
+/// [`fill_transmit`](Self::fill_transmit)) for vectored writes.
+///
+/// Limits: `max_buffered` receive bytes (by default the framing's
+/// [`max_frame_len`](Framing::max_frame_len), at least
+/// [`DEFAULT_MIN_BUFFERED`] = 64 KiB; the buffer grows with what arrives, up
+/// to that) and `max_queued` output bytes (by default `max_frame_len`, at
+/// least [`DEFAULT_MIN_QUEUED`] = 1 MiB).
+///
+/// See the [module documentation](super) for the calling order, limits and
+/// errors; the methods are those of [`BorrowedFramedStream`](super::BorrowedFramedStream)
+/// with owned frames.
+///
+/// ```
+/// use bytes::Bytes;
+/// use framewire::framing::Fixed;
+/// use framewire::stream::{Event, FramedStream, StreamState};
+///
+/// let mut s = FramedStream::new(Fixed::new(2)).with_max_queued(64);
+///
+/// // Input in any chunking; frames come out of poll_event.
+/// assert_eq!(s.handle_input(b"hel")?, 3);
+/// assert_eq!(s.poll_event()?, Some(Event::Frame(Bytes::from_static(b"he"))));
+/// assert_eq!(s.poll_event()?, None);
+/// s.handle_input(b"lo")?;
+/// s.handle_eof()?;
+/// assert_eq!(s.poll_frame()?.as_deref(), Some(&b"ll"[..]));
+/// assert_eq!(s.poll_event(), Err(framewire::stream::StreamError::Protocol(
+///     framewire::stream::ProtocolError::Truncated { have: 1, need: Some(2) },
+/// )));
+/// assert!(matches!(s.state(), StreamState::Failed(_)));
+///
+/// // Output: everything queued is visible; report partial writes.
+/// let mut s = FramedStream::new(Fixed::new(2));
+/// s.send(Bytes::from_static(b"ab")).unwrap();
+/// s.send_slice(b"cd").unwrap();
+/// let mut slices = [&[][..]; 4];
+/// let n = s.fill_transmit(&mut slices);
+/// assert_eq!(slices[..n].concat(), b"abcd");
+/// s.advance_transmit(3).unwrap();
+/// assert_eq!(s.poll_transmit(), Some(&b"d"[..]));
+/// # Ok::<(), framewire::stream::StreamError>(())
+/// ```
+pub struct FramedStream<F> {
+    core: Core<F>,
+    rx: BytesRecv,
+    tx: ChunkQueue,
+}
+
+impl<F: Framing> FramedStream<F> {
+    /// A stream framing with `framing`, with the default limits.
+    pub fn new(framing: F) -> Self {
+        let max_buffered = default_limit(&framing, DEFAULT_MIN_BUFFERED);
+        let max_queued = default_limit(&framing, DEFAULT_MIN_QUEUED);
+        FramedStream {
+            core: Core::new(framing),
+            rx: BytesRecv {
+                buf: BytesMut::new(),
+                filled: 0,
+                max: max_buffered,
+            },
+            tx: ChunkQueue {
+                chunks: VecDeque::new(),
+                tail: BytesMut::new(),
+                queued: 0,
+                max: max_queued,
+            },
+        }
+    }
+
+    /// Sets the receive limit: at most `max` bytes buffered; a frame needing
+    /// more is [`ProtocolError::FrameExceedsBuffer`](super::ProtocolError::FrameExceedsBuffer).
+    /// Meant for construction; a limit below what is already buffered only
+    /// stops further input.
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0 (the stream could never take a byte).
+    #[must_use]
+    pub fn with_max_buffered(mut self, max: usize) -> Self {
+        assert!(max > 0, "max_buffered must be at least 1");
+        self.rx.max = max;
+        let keep = self.rx.filled.max(self.rx.buf.len().min(max));
+        self.rx.buf.truncate(keep);
+        self
+    }
+
+    /// Sets the output queue limit: at most `max` bytes queued.
+    #[must_use]
+    pub fn with_max_queued(mut self, max: usize) -> Self {
+        self.tx.max = max;
+        self
+    }
+
+    // ----- inputs -----
+
+    /// Copies as much of `bytes` as fits under `max_buffered` into the
+    /// receive buffer and returns how many bytes were taken. Fewer than
+    /// `bytes.len()` means the buffer is full: drain
+    /// [`poll_event`](Self::poll_event), then offer the rest again.
+    ///
+    /// Errors: the terminal [`StreamError::Protocol`] error, or
+    /// [`StreamError::InputAfterEof`] after [`handle_eof`](Self::handle_eof).
+    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<usize, StreamError> {
+        self.core.handle_input(&mut self.rx, bytes)
+    }
+
+    /// Spare space at the end of the receive buffer to read into directly
+    /// (at least 16 KiB unless `max_buffered` leaves less; the buffer grows
+    /// with what has arrived, compacting consumed bytes when it can); then
+    /// call [`commit_received`](Self::commit_received). Empty when the buffer
+    /// is full (drain `poll_event` first), after EOF, and after a protocol
+    /// error.
+    pub fn receive_buffer(&mut self) -> &mut [u8] {
+        self.core.receive_buffer(&mut self.rx)
+    }
+
+    /// Marks the first `n` bytes of the last [`receive_buffer`](Self::receive_buffer)
+    /// as received.
+    ///
+    /// Errors: as [`handle_input`](Self::handle_input), and
+    /// [`StreamError::CommitExceedsSpare`] if `n` is more than that buffer's
+    /// length.
+    pub fn commit_received(&mut self, n: usize) -> Result<(), StreamError> {
+        self.core.commit_received(&mut self.rx, n)
+    }
+
+    /// The peer closed its sending side. Buffered frames are still delivered;
+    /// then `poll_event` reports [`Event::Closed`] or, if the close fell
+    /// inside a frame, [`ProtocolError::Truncated`](super::ProtocolError::Truncated).
+    /// Calling it again is harmless.
+    ///
+    /// Errors: only the terminal protocol error.
+    pub fn handle_eof(&mut self) -> Result<(), StreamError> {
+        self.core.handle_eof()
+    }
+
+    // ----- commands -----
+
+    /// Frames `payload` into the output queue without copying it: the header
+    /// is queued as a small chunk of its own, the payload as the `Bytes`
+    /// given (payloads of at most 64 bytes are copied next to the header
+    /// instead, which is cheaper than a chunk of their own). All or nothing.
+    ///
+    /// Errors: [`SendError::Encode`] if the framing rejects the payload or
+    /// (`BufferTooSmall { required }`) the frame is larger than `max_queued`;
+    /// [`SendError::QueueFull`] if it does not fit next to what is queued;
+    /// [`SendError::Closed`] after [`close`](Self::close);
+    /// [`SendError::Protocol`] after a peer protocol error.
+    pub fn send(&mut self, payload: impl Into<Bytes>) -> Result<(), SendError> {
+        let payload = payload.into();
+        let (header, _) = self
+            .core
+            .prepare_send(&payload, self.tx.queued, self.tx.max)?;
+        let trailer = self.core.framing.trailer();
+        if payload.len() <= INLINE_MAX {
+            self.tx.push_copy(&[header.as_slice(), &payload, trailer]);
+        } else {
+            self.tx.push_shared(header.as_slice(), payload, trailer);
+        }
+        self.core.stats.frames_sent += 1;
+        Ok(())
+    }
+
+    /// Frames a copy of `payload` into the output queue; consecutive copied
+    /// frames coalesce into one chunk. Errors as [`send`](Self::send).
+    pub fn send_slice(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        let (header, _) = self
+            .core
+            .prepare_send(payload, self.tx.queued, self.tx.max)?;
+        self.tx
+            .push_copy(&[header.as_slice(), payload, self.core.framing.trailer()]);
+        self.core.stats.frames_sent += 1;
+        Ok(())
+    }
+
+    /// Ends the sending side: later `send`s fail with [`SendError::Closed`].
+    /// What is queued stays queued; once [`send_finished`](Self::send_finished)
+    /// the driver can shut down its write half.
+    pub fn close(&mut self) {
+        self.core.send_closed = true;
+    }
+
+    // ----- outputs -----
+
+    /// The next event of the receive side, decoding buffered bytes as needed:
+    /// `Ok(None)` when more input (or the EOF) is needed, or after
+    /// [`Event::Closed`] was reported. Frames share the receive buffer's
+    /// allocation.
+    ///
+    /// Errors: a [`StreamError::Protocol`] error, which is terminal and
+    /// returned again on every later call.
+    pub fn poll_event(&mut self) -> Result<Option<Event<Bytes>>, StreamError> {
+        let step = self.core.poll_step(&mut self.rx)?;
+        Ok(step.into_event(|len, payload| self.rx.cut(len, payload)))
+    }
+
+    /// The next frame, passing over [`Event::Skipped`] (counted in
+    /// [`Stats::frames_skipped`]) and [`Event::Closed`] (see
+    /// [`state`](Self::state)). `Ok(None)`: more input is needed, or the stream
+    /// is closed.
+    pub fn poll_frame(&mut self) -> Result<Option<Bytes>, StreamError> {
+        loop {
+            match self.poll_event()? {
+                Some(Event::Frame(f)) => return Ok(Some(f)),
+                Some(Event::Skipped(_)) => {}
+                Some(Event::Closed) | None => return Ok(None),
+            }
+        }
+    }
+
+    /// The first queued chunk, to be written next, or `None` if nothing is
+    /// queued. [`transmit_chunks`](Self::transmit_chunks) shows all of them.
+    /// Still available after a protocol error.
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        self.tx.front()
+    }
+
+    /// Every queued chunk in order, for a vectored write (`IoSlice::new` on
+    /// each). Their lengths add up to [`queued_len`](Self::queued_len).
+    pub fn transmit_chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.tx.iter()
+    }
+
+    /// Fills `out` with the first queued chunks and returns how many it
+    /// filled (fewer than `out.len()` when fewer are queued).
+    pub fn fill_transmit<'s>(&'s self, out: &mut [&'s [u8]]) -> usize {
+        let mut n = 0;
+        for (slot, chunk) in out.iter_mut().zip(self.tx.iter()) {
+            *slot = chunk;
+            n += 1;
+        }
+        n
+    }
+
+    /// Reports that the first `written` queued bytes were written (they may
+    /// span chunks).
+    ///
+    /// Errors: [`SendError::AdvancePastQueued`] if more than was queued
+    /// (nothing is dropped then).
+    pub fn advance_transmit(&mut self, written: usize) -> Result<(), SendError> {
+        self.core.check_written(written, self.tx.queued)?;
+        self.tx.advance(written);
+        Ok(())
+    }
+
+    /// Takes the first queued chunk out of the queue, for drivers that hand
+    /// owned buffers on (it counts as written).
+    pub fn pop_transmit(&mut self) -> Option<Bytes> {
+        let chunk = self.tx.pop()?;
+        self.core.stats.bytes_sent += chunk.len() as u64;
+        Some(chunk)
+    }
+
+    // ----- getters -----
+
+    /// Where the receive side is.
+    pub fn state(&self) -> StreamState {
+        self.core.state()
+    }
+
+    /// Whether the receive side is done for good (closed cleanly or failed).
+    pub fn is_terminal(&self) -> bool {
+        self.core.state().is_terminal()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.core.stats
+    }
+
+    /// Bytes received and not yet consumed as frames.
+    pub fn buffered_len(&self) -> usize {
+        self.rx.filled
+    }
+
+    /// The limit on buffered bytes.
+    pub fn max_buffered(&self) -> usize {
+        self.rx.max
+    }
+
+    /// Bytes queued for transmission.
+    pub fn queued_len(&self) -> usize {
+        self.tx.queued
+    }
+
+    /// The limit on queued bytes.
+    pub fn max_queued(&self) -> usize {
+        self.tx.max
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_send_closed(&self) -> bool {
+        self.core.send_closed
+    }
+
+    /// Whether the sending side is closed and everything queued was written:
+    /// time to shut down the write half.
+    pub fn send_finished(&self) -> bool {
+        self.core.send_closed && self.tx.queued == 0
+    }
+
+    /// The framing.
+    pub fn framing(&self) -> &F {
+        &self.core.framing
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for FramedStream<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FramedStream")
+            .field("framing", &self.core.framing)
+            .field("state", &self.core.state())
+            .field("buffered", &self.rx.filled)
+            .field("queued", &self.tx.queued)
+            .finish_non_exhaustive()
+    }
+}

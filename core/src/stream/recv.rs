@@ -1,0 +1,279 @@
+//! The receive half shared by both buffer modes: one decode loop over a small
+//! buffer abstraction ([`RecvBuffer`]), so the owned and the borrowed stream
+//! run the very same state machine.
+//!
+//! States (the `phase` field) and what moves between them:
+//!
+//! ```text
+//!            handle_eof                 buffer drained, poll_event
+//!   Open ───────────────► Draining ─────────────────────────────► Closed
+//!     │                      │              (emits Event::Closed once)
+//!     │ peer protocol error  │ peer protocol error (truncation included)
+//!     └──────────┬───────────┘
+//!                ▼
+//!        Failed(ProtocolError)   (terminal; every fallible call repeats it)
+//! ```
+//!
+//! Invariant: while `skip_remaining > 0` the buffer is empty (a `Skip` first
+//! drops what is buffered, and only the rest is discarded from new input).
+
+use core::ops::Range;
+
+use super::error::{ProtocolError, StreamError};
+use super::{Event, Stats, StreamState};
+use crate::framing::{Decode, Framing, Oversize};
+
+/// The storage of a receive buffer: a window of received, not yet consumed
+/// bytes (`filled`) followed by spare space new bytes go into.
+pub(crate) trait RecvBuffer {
+    /// The received bytes not yet consumed, oldest first.
+    fn filled(&self) -> &[u8];
+    /// Drops `n <= filled().len()` bytes from the front.
+    fn discard(&mut self, n: usize);
+    /// The most bytes `filled` may ever hold.
+    fn capacity(&self) -> usize;
+    /// Copies as much of `bytes` as fits under the capacity; returns how much.
+    fn append(&mut self, bytes: &[u8]) -> usize;
+    /// Spare space to receive into, making room (compacting or growing) when
+    /// little is left. `want` is how many more bytes the current frame needs,
+    /// 0 if unknown; an implementation may use it to avoid compacting.
+    fn spare(&mut self, want: usize) -> &mut [u8];
+    /// The length of the spare space [`RecvBuffer::spare`] last offered.
+    fn spare_len(&self) -> usize;
+    /// Marks `n <= spare_len()` bytes at the start of the spare space as received.
+    fn commit(&mut self, n: usize);
+}
+
+/// What the decode loop found; the buffer-specific wrapper turns it into an
+/// [`Event`] (cutting the frame out of its buffer).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Nothing to report until more input (or EOF) arrives.
+    Nothing,
+    /// `filled()[..len]` is a frame with the payload at `payload`. The
+    /// wrapper must drop those `len` bytes.
+    Frame { len: usize, payload: Range<usize> },
+    /// An oversized frame is being skipped.
+    Skipped(Oversize),
+    /// The peer closed cleanly between frames (reported once).
+    Closed,
+}
+
+impl Step {
+    /// Turns the step into an event, cutting a frame with `frame`.
+    pub(crate) fn into_event<T>(
+        self,
+        frame: impl FnOnce(usize, Range<usize>) -> T,
+    ) -> Option<Event<T>> {
+        match self {
+            Step::Nothing => None,
+            Step::Frame { len, payload } => Some(Event::Frame(frame(len, payload))),
+            Step::Skipped(o) => Some(Event::Skipped(o)),
+            Step::Closed => Some(Event::Closed),
+        }
+    }
+}
+
+/// The framing, the receive state machine and the counters; buffer-agnostic.
+/// The send-side checks live in `send.rs`.
+#[derive(Debug)]
+pub(crate) struct Core<F> {
+    pub(crate) framing: F,
+    phase: StreamState,
+    /// Bytes still to discard from future input (an oversized frame).
+    skip_remaining: u64,
+    /// The length of the `Skip` being carried out (for `Truncated`).
+    skip_len: u64,
+    /// The framing's last `Incomplete { need }`, while still undecided.
+    need: Option<usize>,
+    /// `close()` was called: no more sends.
+    pub(crate) send_closed: bool,
+    pub(crate) stats: Stats,
+}
+
+impl<F> Core<F> {
+    pub(crate) fn state(&self) -> StreamState {
+        self.phase
+    }
+
+    /// The terminal protocol error, if any.
+    pub(crate) fn error(&self) -> Option<ProtocolError> {
+        match self.phase {
+            StreamState::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl<F: Framing> Core<F> {
+    pub(crate) fn new(framing: F) -> Self {
+        Core {
+            framing,
+            phase: StreamState::Open,
+            skip_remaining: 0,
+            skip_len: 0,
+            need: None,
+            send_closed: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Bytes the current frame still needs beyond what is buffered, if known.
+    fn want(&self, buffered: usize) -> usize {
+        self.need.map_or(0, |n| n.saturating_sub(buffered))
+    }
+
+    fn check_input(&self) -> Result<(), StreamError> {
+        match self.phase {
+            StreamState::Open => Ok(()),
+            StreamState::Failed(e) => Err(StreamError::Protocol(e)),
+            StreamState::Draining | StreamState::Closed => Err(StreamError::InputAfterEof),
+        }
+    }
+
+    fn fail(&mut self, e: ProtocolError) -> StreamError {
+        self.phase = StreamState::Failed(e);
+        StreamError::Protocol(e)
+    }
+
+    /// Drops what a `Skip` still owes from the front of new input; returns
+    /// how many bytes that was.
+    fn skip_input(&mut self, available: usize) -> usize {
+        let n = usize::try_from(self.skip_remaining)
+            .unwrap_or(usize::MAX)
+            .min(available);
+        self.skip_remaining -= n as u64;
+        self.stats.bytes_skipped += n as u64;
+        n
+    }
+
+    pub(crate) fn handle_input<B: RecvBuffer>(
+        &mut self,
+        buf: &mut B,
+        bytes: &[u8],
+    ) -> Result<usize, StreamError> {
+        self.check_input()?;
+        let skipped = self.skip_input(bytes.len());
+        // A skip still owed means all of `bytes` went; else the buffer is
+        // back in use.
+        let taken = skipped + buf.append(&bytes[skipped..]);
+        self.stats.bytes_received += taken as u64;
+        Ok(taken)
+    }
+
+    pub(crate) fn receive_buffer<'b, B: RecvBuffer>(&self, buf: &'b mut B) -> &'b mut [u8] {
+        if self.phase != StreamState::Open {
+            return &mut [];
+        }
+        let want = self.want(buf.filled().len());
+        buf.spare(want)
+    }
+
+    pub(crate) fn commit_received<B: RecvBuffer>(
+        &mut self,
+        buf: &mut B,
+        n: usize,
+    ) -> Result<(), StreamError> {
+        self.check_input()?;
+        let spare = buf.spare_len();
+        if n > spare {
+            return Err(StreamError::CommitExceedsSpare {
+                committed: n,
+                spare,
+            });
+        }
+        buf.commit(n);
+        self.stats.bytes_received += n as u64;
+        // While skipping the buffer was empty, so the front is the new bytes.
+        let skipped = self.skip_input(n);
+        buf.discard(skipped);
+        Ok(())
+    }
+
+    pub(crate) fn handle_eof(&mut self) -> Result<(), StreamError> {
+        match self.phase {
+            StreamState::Open => {
+                self.phase = StreamState::Draining;
+                Ok(())
+            }
+            StreamState::Draining | StreamState::Closed => Ok(()),
+            StreamState::Failed(e) => Err(StreamError::Protocol(e)),
+        }
+    }
+
+    /// The decode loop: runs the framing over the buffered bytes until it has
+    /// something to report.
+    pub(crate) fn poll_step<B: RecvBuffer>(&mut self, buf: &mut B) -> Result<Step, StreamError> {
+        loop {
+            let eof = match self.phase {
+                StreamState::Open => false,
+                StreamState::Draining => true,
+                StreamState::Closed => return Ok(Step::Nothing),
+                StreamState::Failed(e) => return Err(StreamError::Protocol(e)),
+            };
+            if self.skip_remaining > 0 {
+                if !eof {
+                    return Ok(Step::Nothing);
+                }
+                let have = self.skip_len - self.skip_remaining;
+                return Err(self.fail(ProtocolError::Truncated {
+                    have: usize::try_from(have).unwrap_or(usize::MAX),
+                    need: usize::try_from(self.skip_len).ok(),
+                }));
+            }
+            let buffered = buf.filled().len();
+            if buffered == 0 {
+                self.need = None;
+                if eof {
+                    self.phase = StreamState::Closed;
+                    return Ok(Step::Closed);
+                }
+                return Ok(Step::Nothing);
+            }
+            match self.framing.decode(buf.filled()) {
+                Ok(Decode::Frame { len, payload }) => {
+                    assert!(
+                        len > 0
+                            && len <= buffered
+                            && payload.start <= payload.end
+                            && payload.end <= len,
+                        "framing bug: Frame {{ len: {len}, payload: {payload:?} }} with {buffered} bytes buffered"
+                    );
+                    self.need = None;
+                    self.stats.frames_received += 1;
+                    return Ok(Step::Frame { len, payload });
+                }
+                Ok(Decode::Skip { len, oversize }) => {
+                    assert!(len > 0, "framing bug: Skip of 0 bytes");
+                    let here = usize::try_from(len).unwrap_or(usize::MAX).min(buffered);
+                    buf.discard(here);
+                    self.stats.bytes_skipped += here as u64;
+                    self.skip_remaining = len - here as u64;
+                    self.skip_len = len;
+                    self.need = None;
+                    if let Some(o) = oversize {
+                        self.stats.frames_skipped += 1;
+                        return Ok(Step::Skipped(o));
+                    }
+                }
+                Ok(Decode::Incomplete { need }) => {
+                    let capacity = buf.capacity();
+                    // Checked before EOF so the outcome does not depend on
+                    // when the EOF arrived relative to the bytes.
+                    if need.is_some_and(|n| n > capacity) || buffered >= capacity {
+                        return Err(self.fail(ProtocolError::FrameExceedsBuffer { need, capacity }));
+                    }
+                    if eof {
+                        return Err(self.fail(ProtocolError::Truncated {
+                            have: buffered,
+                            need,
+                        }));
+                    }
+                    self.need = need;
+                    return Ok(Step::Nothing);
+                }
+                Err(e) => return Err(self.fail(ProtocolError::Frame(e))),
+            }
+        }
+    }
+}
