@@ -1081,6 +1081,28 @@ mod tests {
     }
 
     #[test]
+    fn documents_are_frames_of_the_bson_framing() {
+        use crate::framing::{BsonDocument, Decode, Framing};
+        let bytes = to_vec(&all_types()).unwrap();
+        let mut stream = bytes.clone();
+        stream.extend_from_slice(&v("hello"));
+        let Decode::Frame { len, payload } = BsonDocument::new().decode(&stream).unwrap() else {
+            panic!("no frame")
+        };
+        assert_eq!((len, payload.clone()), (bytes.len(), 0..bytes.len()));
+        assert_eq!(
+            from_slice::<AllTypes>(&stream[payload]).unwrap(),
+            all_types()
+        );
+        // The framing adds nothing: the document is its own frame.
+        assert!(BsonDocument::new()
+            .header(&bytes)
+            .unwrap()
+            .as_slice()
+            .is_empty());
+    }
+
+    #[test]
     fn what_a_pybson_peer_echoes() {
         // ObjectId: sent as 0x07, echoed as binary subtype 0 holding the 24 hex digits.
         let sent = document_from_slice(&v("in_objectid")).unwrap();

@@ -1383,6 +1383,35 @@ mod tests {
     }
 
     #[test]
+    fn wire_md_golden_frames_through_length_prefixed() {
+        use crate::framing::{Decode, Framing, LengthPrefixed};
+        let framing = LengthPrefixed::new();
+        for (framed, msg_type, data) in [
+            (
+                "000000285b312c207b2274657874223a20226869222c20226e223a205b312c20322e352c206e756c6c5d7d5d",
+                json!(1),
+                json!({"text": "hi", "n": [1, 2.5, null]}),
+            ),
+            (
+                "000000135b2263686174222c2022685c7530306539225d",
+                json!("chat"),
+                json!("hé"),
+            ),
+        ] {
+            let framed = hex(framed);
+            let body = encode(&msg_type, &data).unwrap();
+            let mut out = vec![0xa5; framed.len() + 1];
+            let n = framing.encode(&body, &mut out).unwrap();
+            assert_eq!(out[..n], framed[..]);
+            let Decode::Frame { len, payload } = framing.clone().decode(&framed).unwrap() else {
+                panic!("no frame")
+            };
+            assert_eq!(len, framed.len());
+            assert_eq!(decode(&framed[payload]).unwrap(), (msg_type, data));
+        }
+    }
+
+    #[test]
     fn python_float_repr() {
         // Each right-hand side is Python's repr() of the left-hand side.
         let cases: &[(f64, &str)] = &[
