@@ -161,6 +161,11 @@ impl<'a, F: Framing> BorrowedFramedStream<'a, F> {
     /// Already-consumed bytes are compacted away when the spare space runs
     /// low. Empty when the buffer is full (drain `poll_event` first), after
     /// EOF, and after a protocol error.
+    ///
+    /// Do not read into an empty buffer: a read of 0 bytes would look like
+    /// the peer's EOF. Drain `poll_event` instead, which always makes room or
+    /// fails.
+    #[must_use]
     pub fn receive_buffer(&mut self) -> &mut [u8] {
         self.core.receive_buffer(&mut self.rx)
     }
@@ -220,6 +225,12 @@ impl<'a, F: Framing> BorrowedFramedStream<'a, F> {
     ///
     /// Errors: a [`StreamError::Protocol`] error, which is terminal and
     /// returned again on every later call.
+    ///
+    /// # Panics
+    ///
+    /// If the framing breaks the decode contract (a `Frame` longer than the
+    /// bytes it was shown, a `Skip` of 0 bytes): a bug in the framing, never
+    /// the peer's doing.
     pub fn poll_event(&mut self) -> Result<Option<Event<&[u8]>>, StreamError> {
         let step = self.core.poll_step(&mut self.rx)?;
         Ok(step.into_event(|len, payload| self.rx.cut(len, payload)))
@@ -242,6 +253,7 @@ impl<'a, F: Framing> BorrowedFramedStream<'a, F> {
 
     /// All queued output, to be written next (one contiguous slice), or
     /// `None` if nothing is queued. Still available after a protocol error.
+    #[must_use]
     pub fn poll_transmit(&self) -> Option<&[u8]> {
         let pending = self.tx.pending();
         (!pending.is_empty()).then_some(pending)

@@ -303,6 +303,11 @@ impl<F: Framing> FramedStream<F> {
     /// call [`commit_received`](Self::commit_received). Empty when the buffer
     /// is full (drain `poll_event` first), after EOF, and after a protocol
     /// error.
+    ///
+    /// Do not read into an empty buffer: a read of 0 bytes would look like
+    /// the peer's EOF. Drain `poll_event` instead, which always makes room or
+    /// fails.
+    #[must_use]
     pub fn receive_buffer(&mut self) -> &mut [u8] {
         self.core.receive_buffer(&mut self.rx)
     }
@@ -382,6 +387,12 @@ impl<F: Framing> FramedStream<F> {
     ///
     /// Errors: a [`StreamError::Protocol`] error, which is terminal and
     /// returned again on every later call.
+    ///
+    /// # Panics
+    ///
+    /// If the framing breaks the decode contract (a `Frame` longer than the
+    /// bytes it was shown, a `Skip` of 0 bytes): a bug in the framing, never
+    /// the peer's doing.
     pub fn poll_event(&mut self) -> Result<Option<Event<Bytes>>, StreamError> {
         let step = self.core.poll_step(&mut self.rx)?;
         Ok(step.into_event(|len, payload| self.rx.cut(len, payload)))
@@ -404,6 +415,7 @@ impl<F: Framing> FramedStream<F> {
     /// The first queued chunk, to be written next, or `None` if nothing is
     /// queued. [`transmit_chunks`](Self::transmit_chunks) shows all of them.
     /// Still available after a protocol error.
+    #[must_use]
     pub fn poll_transmit(&self) -> Option<&[u8]> {
         self.tx.front()
     }

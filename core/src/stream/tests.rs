@@ -10,7 +10,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::framing::{
-    Decode, EncodeError, Fixed, FrameError, FrameHeader, Framing, LengthPrefixed, OversizePolicy,
+    Decode, Delimited, EncodeError, Fixed, FrameError, FrameHeader, Framing, LengthPrefixed,
+    OversizePolicy,
 };
 
 // ---------------------------------------------------------------- framings
@@ -805,6 +806,81 @@ fn default_limits_follow_the_framing() {
     assert_eq!(s.max_queued(), LengthPrefixed::DEFAULT_MAX_FRAME_LEN);
 }
 
+#[test]
+fn zero_copy_receive_never_offers_nothing_while_there_is_room() {
+    // Regression: one free byte at the front and none at the back used to
+    // give an empty receive buffer (the driver stalled).
+    let (mut rx, mut tx) = ([0u8; 4], [0u8; 1]);
+    let mut s = BorrowedFramedStream::new(TestLines, &mut rx, &mut tx);
+    s.handle_input(b"\nabc").unwrap();
+    assert_eq!(s.poll_frame(), Ok(Some(&b""[..])));
+    assert_eq!(s.poll_frame(), Ok(None));
+    let spare = s.receive_buffer();
+    assert_eq!(spare.len(), 1);
+    spare[0] = b'\n';
+    s.commit_received(1).unwrap();
+    assert_eq!(s.poll_frame(), Ok(Some(&b"abc"[..])));
+}
+
+#[test]
+fn real_delimited_lines_skip_truncation_and_buffer_limit() {
+    let skip = Delimited::new()
+        .with_max_line_len(8)
+        .with_oversize(OversizePolicy::Skip);
+    let input = b"one\nthis line is far too long\ntwo\n";
+    assert_eq!(
+        run_all_ways(&skip, 16, input),
+        [
+            frame(b"one"),
+            Rec::Skipped(Oversize { len: None, max: 8 }),
+            frame(b"two"),
+            Rec::Closed
+        ]
+    );
+    // An unterminated last line is a truncation of unknown size.
+    assert_eq!(
+        run_all_ways(&skip, 16, b"one\ntw"),
+        [
+            frame(b"one"),
+            proto(ProtocolError::Truncated {
+                have: 2,
+                need: None
+            })
+        ]
+    );
+    // Default policy: the framing's own limit.
+    assert_eq!(
+        run_all_ways(&Delimited::new().with_max_line_len(8), 16, input),
+        [
+            frame(b"one"),
+            proto(ProtocolError::Frame(FrameError::LineTooLong {
+                len: 9,
+                max: 8
+            }))
+        ]
+    );
+    // A line limit above the buffer: the buffer's limit, size unknown.
+    assert_eq!(
+        run_all_ways(&Delimited::new(), 8, input),
+        [
+            frame(b"one"),
+            proto(ProtocolError::FrameExceedsBuffer {
+                need: None,
+                capacity: 8
+            })
+        ]
+    );
+    // Sending appends the delimiter; the framing's checks apply.
+    let (mut rx, mut tx) = ([0u8; 4], [0u8; 16]);
+    let mut s = BorrowedFramedStream::new(Delimited::new(), &mut rx, &mut tx);
+    s.send(b"hi").unwrap();
+    assert_eq!(
+        s.send(b"a\nb"),
+        Err(SendError::Encode(EncodeError::ContainsDelimiter { at: 1 }))
+    );
+    assert_eq!(s.poll_transmit(), Some(&b"hi\n"[..]));
+}
+
 // ---------------------------------------------------------------- send
 
 #[test]
@@ -1077,6 +1153,43 @@ proptest! {
         prop_assert_eq!(&run_both(&framing, cap, &input, &cuts), &expected);
         let real = LengthPrefixed::new().with_max_frame_len(max).with_oversize(OversizePolicy::Skip);
         prop_assert_eq!(&run_both(&real, cap, &input, &cuts), &expected);
+    }
+
+    #[test]
+    fn delimited_split_invariance_with_skips(
+        lines in proptest::collection::vec(proptest::collection::vec(b'a'..=b'z', 0..30), 0..10),
+        last in proptest::collection::vec(b'a'..=b'z', 0..12),
+        cap in 8usize..40,
+        cuts in proptest::collection::vec(0usize..40, 0..30),
+    ) {
+        let max = 12;
+        let framing = Delimited::new().with_max_line_len(max).with_oversize(OversizePolicy::Skip);
+        let mut input: Vec<u8> = lines.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect();
+        input.extend_from_slice(&last);
+        let mut expected = Vec::new();
+        let exceeds = proto(ProtocolError::FrameExceedsBuffer { need: None, capacity: cap });
+        'model: {
+            for l in &lines {
+                // Too long is proven by max + 1 bytes without a delimiter.
+                if l.len() > max && cap > max {
+                    expected.push(Rec::Skipped(Oversize { len: None, max }));
+                } else if l.len() + 1 > cap {
+                    expected.push(exceeds);
+                    break 'model;
+                } else {
+                    expected.push(frame(l));
+                }
+            }
+            if last.is_empty() {
+                expected.push(Rec::Closed);
+            } else if last.len() >= cap {
+                expected.push(exceeds);
+            } else {
+                expected.push(proto(ProtocolError::Truncated { have: last.len(), need: None }));
+            }
+        }
+        prop_assert_eq!(&run_both(&framing, cap, &input, &[]), &expected);
+        prop_assert_eq!(&run_both(&framing, cap, &input, &cuts), &expected);
     }
 
     #[test]
