@@ -4,5 +4,67 @@
 //! * [`wire`]: the packet format (no allocation): [`wire::Packet`], the
 //!   [`wire::EOF`] and [`wire::ERQ`] markers, zero-copy parsing and encoding
 //!   into caller buffers.
+//! * [`Connection`] (feature `alloc`): one end of a connection — tags,
+//!   request/response matching, failure responses, ERQ/EOF and the orderly
+//!   close, timeouts, and limits on everything the peer controls. Configured
+//!   by [`Config`]; reports [`Event`]s.
+//! * [`reason`]: the failure texts of the original, byte for byte.
+//! * `pair` (tests, and feature `testing`): two connections joined by
+//!   simulated links, for tests and fuzzing.
+//!
+//! ```
+//! use framewire::packet::{Config, Connection, Event};
+//! use framewire::time::Instant;
+//!
+//! let mut client = Connection::new(Config::default()).unwrap();
+//! let mut server = Connection::new(Config::default()).unwrap();
+//! let now = Instant::ZERO;
+//! let tag = client.submit(0, 0, 0, &b"hello"[..], now, None).unwrap();
+//! assert_eq!(tag, 2); // channel 0 tags start at 2
+//! assert_eq!(client.poll_transmit(), Some(&b"\x08\x02\x02\x01hello"[..]));
+//!
+//! // Move the bytes (a driver would write them to a socket).
+//! let bytes = client.poll_transmit().unwrap().to_vec();
+//! client.advance_transmit(bytes.len());
+//! assert_eq!(server.handle_input(&bytes), Ok(bytes.len()));
+//! let Some(Event::RequestReceived { channel, tag, payload, .. }) = server.poll_event() else {
+//!     panic!("expected a request");
+//! };
+//! server.respond(channel, tag, 0, payload).unwrap();
+//! let bytes = server.poll_transmit().unwrap().to_vec();
+//! server.advance_transmit(bytes.len());
+//! client.handle_input(&bytes).unwrap();
+//! assert!(matches!(
+//!     client.poll_event(),
+//!     Some(Event::ResponseReceived { tag: 2, ok: true, .. })
+//! ));
+//! ```
 
+#[cfg(feature = "alloc")]
+mod config;
+#[cfg(feature = "alloc")]
+mod connection;
+#[cfg(feature = "alloc")]
+mod event;
+#[cfg(all(feature = "alloc", any(test, feature = "testing")))]
+pub mod pair;
+pub mod reason;
+#[cfg(feature = "alloc")]
+mod tags;
+#[cfg(test)]
+mod tests;
+#[cfg(feature = "alloc")]
+mod transmit;
 pub mod wire;
+
+#[cfg(feature = "alloc")]
+pub use self::config::{Config, ConfigError, EVENT_OVERHEAD};
+#[cfg(feature = "alloc")]
+pub use self::connection::Connection;
+#[cfg(feature = "alloc")]
+pub use self::event::{
+    ChannelError, Event, InputError, PeerCloseReason, ProtocolError, RespondError, State, Stats,
+    SubmitError,
+};
+#[cfg(feature = "alloc")]
+pub use self::transmit::TransmitChunks;

@@ -1,0 +1,166 @@
+//! Limits and options of a packet [`Connection`](super::Connection).
+
+use core::fmt;
+
+use super::wire::{ParseLimits, DEFAULT_MAX_PACKET_LEN};
+use crate::varint::VarintRules;
+
+/// Memory charged for each queued event on top of its payload, so that a
+/// flood of empty packets is bounded by [`Config::max_receive_buffer`] too.
+pub const EVENT_OVERHEAD: usize = 64;
+
+/// Limits and options of a [`Connection`](super::Connection). Every quantity
+/// the peer controls is bounded here; the defaults suit a general-purpose
+/// server.
+///
+/// ```
+/// use framewire::packet::Config;
+/// let config = Config {
+///     accept_requests: false, // a pure client: requests get "no request handler"
+///     max_pending_outbound: 64,
+///     ..Config::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    /// The longest packet, length prefix included, accepted from the peer and
+    /// allowed to be sent. Default [`DEFAULT_MAX_PACKET_LEN`] (16 MiB). The
+    /// original has no limit.
+    pub max_packet_len: usize,
+    /// How varints are read. Default: the original's leniency (leading `0x80`
+    /// octets accepted), at most 10 octets.
+    pub varint: VarintRules,
+    /// Whether requests from the peer are delivered as
+    /// [`Event::RequestReceived`](super::Event::RequestReceived). When `false`
+    /// every request is answered `no request handler`, like an original
+    /// `PacketConnection` without a `request_handler`. Default `true`.
+    pub accept_requests: bool,
+    /// Our requests awaiting a response, all channels together. Beyond it
+    /// [`Connection::submit`](super::Connection::submit) fails with
+    /// [`SubmitError::TooManyPending`](super::SubmitError::TooManyPending).
+    /// Default 1024.
+    pub max_pending_outbound: usize,
+    /// Peer requests delivered and not yet answered. When reached, the
+    /// connection stops reading at the next request that would be accepted
+    /// (backpressure: `handle_input` takes fewer bytes) until one is answered.
+    /// Default 256.
+    pub max_inflight_inbound: usize,
+    /// The largest tag accepted from the peer (a larger one is a protocol
+    /// error) and used by us (then `submit` fails with
+    /// [`SubmitError::TagsExhausted`](super::SubmitError::TagsExhausted)).
+    /// Default `u64::MAX`.
+    pub max_tag: u64,
+    /// Bytes held for the peer: buffered input (partial packets) plus the
+    /// payloads of events not yet polled, each event charged
+    /// [`EVENT_OVERHEAD`] more. `handle_input` takes no more than fits. Must be
+    /// at least `max_packet_len`. Default `max_packet_len + 64 KiB`.
+    pub max_receive_buffer: usize,
+    /// Bytes queued for transmission. While at least this much is queued,
+    /// `submit` fails with
+    /// [`SubmitError::TransmitFull`](super::SubmitError::TransmitFull) and
+    /// input that would queue a failure response waits (a peer that does not
+    /// read stops being read). Responses to accepted requests are always
+    /// queued, so the queue can exceed it by the responses in flight (each at
+    /// most `max_packet_len`). Default 1 MiB.
+    pub max_transmit_buffer: usize,
+    /// Channels that can be opened besides channel 0. Default 16.
+    pub max_channels: usize,
+    /// Completed peer tags remembered (all channels) above each channel's
+    /// high-water mark, to refuse reuse. See the tag rules on
+    /// [`Connection`](super::Connection). At least 1. Default 1024.
+    pub max_remembered_tags: usize,
+    /// Payloads up to this length are copied into the transmit buffer (so
+    /// small packets coalesce into one contiguous slice); longer ones are
+    /// queued as their own `Bytes` chunk without copying. Default 4096.
+    pub copy_threshold: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_packet_len: DEFAULT_MAX_PACKET_LEN,
+            varint: VarintRules::default(),
+            accept_requests: true,
+            max_pending_outbound: 1024,
+            max_inflight_inbound: 256,
+            max_tag: u64::MAX,
+            max_receive_buffer: DEFAULT_MAX_PACKET_LEN + 64 * 1024,
+            max_transmit_buffer: 1024 * 1024,
+            max_channels: 16,
+            max_remembered_tags: 1024,
+            copy_threshold: 4096,
+        }
+    }
+}
+
+/// A [`Config`] that cannot work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_receive_buffer` is smaller than `max_packet_len`: a packet of the
+    /// maximum length could never be received.
+    ReceiveBufferTooSmall {
+        /// The configured receive buffer.
+        max_receive_buffer: usize,
+        /// The configured packet length.
+        max_packet_len: usize,
+    },
+    /// A limit that must be at least 1 is 0.
+    Zero {
+        /// The field's name.
+        field: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ReceiveBufferTooSmall {
+                max_receive_buffer,
+                max_packet_len,
+            } => write!(
+                f,
+                "max_receive_buffer {max_receive_buffer} is smaller than max_packet_len {max_packet_len}"
+            ),
+            ConfigError::Zero { field } => write!(f, "{field} must be at least 1"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Checks that the limits are consistent.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_receive_buffer < self.max_packet_len {
+            return Err(ConfigError::ReceiveBufferTooSmall {
+                max_receive_buffer: self.max_receive_buffer,
+                max_packet_len: self.max_packet_len,
+            });
+        }
+        for (field, value) in [
+            ("max_packet_len", self.max_packet_len),
+            ("max_remembered_tags", self.max_remembered_tags),
+            ("max_inflight_inbound", self.max_inflight_inbound),
+            ("max_pending_outbound", self.max_pending_outbound),
+            ("max_transmit_buffer", self.max_transmit_buffer),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { field });
+            }
+        }
+        Ok(())
+    }
+
+    /// The wire parse limits this configuration implies.
+    pub fn parse_limits(&self) -> ParseLimits {
+        ParseLimits {
+            max_packet_len: self.max_packet_len,
+            varint: self.varint,
+        }
+    }
+}

@@ -1,0 +1,888 @@
+//! The request/response state machine of cs.packetstream's `PacketConnection`.
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::format;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::config::{Config, ConfigError, EVENT_OVERHEAD};
+use super::event::{
+    ChannelError, Event, InputError, PeerCloseReason, ProtocolError, RespondError, State, Stats,
+    SubmitError,
+};
+use super::reason;
+use super::tags::TagMemory;
+use super::transmit::{TransmitChunks, TransmitQueue};
+use super::wire::{Packet, ParseLimits, EOF, ERQ, MAX_HEADER_LEN};
+use crate::time::{Duration, Instant};
+
+/// One end of a cs.packetstream connection, as a sans-IO state machine.
+///
+/// Either end may send requests and answer the other's; the byte stream is
+/// the same in both directions and the two ends are symmetric (the original
+/// has no client/server roles at this level).
+///
+/// # Method groups and calling order
+///
+/// * **Inputs** — [`handle_input`](Self::handle_input) (bytes from the
+///   transport, in any chunking; it may take fewer than offered: that is
+///   backpressure), [`handle_eof`](Self::handle_eof) (the transport's end),
+///   [`handle_timeout`](Self::handle_timeout) (the clock reached
+///   [`poll_timeout`](Self::poll_timeout)).
+/// * **Commands** — [`submit`](Self::submit), [`respond`](Self::respond),
+///   [`reject`](Self::reject), [`abandon`](Self::abandon),
+///   [`end_requests`](Self::end_requests), [`close`](Self::close),
+///   [`open_channel`](Self::open_channel). They only change state and queue
+///   bytes; nothing is written anywhere.
+/// * **Outputs** — [`poll_transmit`](Self::poll_transmit) /
+///   [`transmit_chunks`](Self::transmit_chunks) then
+///   [`advance_transmit`](Self::advance_transmit) (or
+///   [`fill_transmit`](Self::fill_transmit)), [`poll_timeout`](Self::poll_timeout),
+///   [`poll_event`](Self::poll_event).
+/// * **Getters** on `&self`: [`state`](Self::state), [`stats`](Self::stats), …
+///
+/// After any input or command a driver should, in this order: write out
+/// everything [`poll_transmit`](Self::poll_transmit) offers (there is no
+/// write delay: everything queued is visible at once, so one `write` or
+/// `writev` carries it all), re-arm its timer from
+/// [`poll_timeout`](Self::poll_timeout), and drain
+/// [`poll_event`](Self::poll_event). When `handle_input` took fewer bytes
+/// than offered, offer the rest again after draining events, answering
+/// requests and writing out; the connection resumes parsing by itself as soon
+/// as room appears (polling events, answering, advancing the transmit queue).
+///
+/// # Rules (those of the original, byte for byte where observable)
+///
+/// * **Tags**: ours come from a per-channel counter starting at 2 on channel 0
+///   (0 and 1 are the EOF and ERQ tags) and at 0 on other channels,
+///   incrementing, never reused.
+/// * **Peer requests** are checked in the original's order, and refused with a
+///   failure response (`pflags = 0`, UTF-8 reason) from [`reason`]:
+///   1. [`Config::accept_requests`] is false → `no request handler`;
+///   2. after the peer's ERQ → `requests no longer allowed`;
+///   3. after we began closing ([`close`](Self::close), or the peer's end) →
+///      `rejecting request: runstate.cancelled` (the original's shutdown text;
+///      the original itself might serve or silently drop such a request);
+///   4. channel not open → `unknown channel %d`, literally;
+///   5. tag in flight or used before on this channel →
+///      `channel C: tag already in use: N`.
+///
+///   A request arriving after our EOF was queued cannot be answered and is
+///   dropped (counted in [`Stats::requests_dropped`]); the peer sees our EOF
+///   and cancels it.
+/// * **Duplicate tags** — *difference from the original, which is unsafe
+///   here*: a duplicate of an in-flight tag is refused at once and the
+///   original request **still gets its response** (the original loses it); a
+///   tag reused after its response went out is **refused** (the original runs
+///   the handler and never answers, so its peer waits forever).
+/// * **Tag memory is bounded** — the original remembers every tag for the
+///   connection's life. Here each channel remembers a high-water mark plus
+///   the tags above it, at most [`Config::max_remembered_tags`] in all;
+///   counting up (what every original client does) costs nothing. When the
+///   limit is hit, the oldest remembered tag is forgotten by raising the
+///   mark, and the unused tags below it count as used from then on
+///   ([`Stats::tags_forgotten`]).
+/// * **Markers**: EOF and ERQ are recognised by exact equality. A request
+///   with wire type 0 that is neither is a protocol error; the original
+///   treats it as EOF and so do we (receive side ends), reporting
+///   [`Event::ProtocolError`] instead of [`Event::PeerClosed`].
+/// * **Responses** that match no waiting request are counted and reported
+///   ([`Event::UnknownResponse`]); the connection carries on.
+/// * **End of the peer's stream** (EOF packet, transport EOF between packets,
+///   or a protocol error): every waiting request of ours is cancelled
+///   ([`Event::RequestCancelled`]), and this side closes by itself as with
+///   [`close`](Self::close). Bytes after an EOF packet are ignored, as the
+///   original stops reading.
+/// * **Orderly close** ([`close`](Self::close)): ERQ now (if not sent), then
+///   the responses to requests still in flight as they are given, then EOF
+///   once none is left; our own waiting requests may still be answered until
+///   the peer's EOF. [`Event::Closed`] follows when our EOF has been
+///   transmitted and the peer's stream has ended. For a peer that sends
+///   `[request 30 (slow), ERQ, EOF]` the output is ERQ, response, EOF, as
+///   the original's.
+///
+/// # Limits
+///
+/// See [`Config`]: packet length, waiting requests, in-flight peer requests
+/// (backpressure), tag values, channels, remembered tags, receive and
+/// transmit bytes. Memory held is about `max_receive_buffer +
+/// max_transmit_buffer + max_packet_len × max_inflight_inbound` plus the
+/// bookkeeping of waiting and in-flight requests and remembered tags.
+#[derive(Debug)]
+pub struct Connection {
+    config: Config,
+    limits: ParseLimits,
+    /// Bytes of packets not yet parsed.
+    rx: BytesMut,
+    rx_end: Option<RxEnd>,
+    transport_eof: bool,
+    peer_erq: bool,
+    events: VecDeque<Event>,
+    /// Payload bytes plus [`EVENT_OVERHEAD`] per event in `events`.
+    event_cost: usize,
+    tx: TransmitQueue,
+    send: SendState,
+    channels: BTreeMap<u64, Channel>,
+    /// Our requests awaiting a response, with their deadlines.
+    pending: BTreeMap<(u64, u64), Option<Instant>>,
+    deadlines: BTreeSet<(Instant, u64, u64)>,
+    /// Peer requests delivered and not answered yet.
+    inflight: BTreeSet<(u64, u64)>,
+    /// Tags remembered individually, all channels.
+    remembered: usize,
+    stats: Stats,
+}
+
+/// Our side of the stream, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SendState {
+    /// Requests may be sent.
+    Open,
+    /// ERQ queued ([`Connection::end_requests`]); not closing.
+    RequestsEnded,
+    /// ERQ queued and closing: EOF follows once no peer request is in flight.
+    Closing,
+    /// EOF queued; `end` is `tx.queued_total()` right after it.
+    EofQueued { end: u64 },
+    /// EOF transmitted and the peer's stream ended; [`Event::Closed`] reported.
+    Closed,
+}
+
+impl SendState {
+    fn erq_queued(self) -> bool {
+        self != SendState::Open
+    }
+
+    fn closing(self) -> bool {
+        matches!(
+            self,
+            SendState::Closing | SendState::EofQueued { .. } | SendState::Closed
+        )
+    }
+
+    fn eof_queued(self) -> bool {
+        matches!(self, SendState::EofQueued { .. } | SendState::Closed)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RxEnd {
+    Closed(PeerCloseReason),
+    Failed(ProtocolError),
+}
+
+#[derive(Debug)]
+struct Channel {
+    /// Our next tag; `None` once `u64::MAX` was used.
+    next_tag: Option<u64>,
+    /// The peer's tags on this channel.
+    seen: TagMemory,
+}
+
+impl Channel {
+    fn new(first_tag: u64) -> Self {
+        Channel {
+            next_tag: Some(first_tag),
+            seen: TagMemory::default(),
+        }
+    }
+}
+
+/// The fields of a parsed packet, copied out so the receive buffer can be
+/// split.
+#[derive(Clone, Copy)]
+struct Head {
+    channel: u64,
+    tag: u64,
+    pflags: u64,
+    rq_type_wire: Option<u64>,
+    payload_len: usize,
+    is_eof: bool,
+    is_erq: bool,
+    malformed_marker: bool,
+}
+
+impl Head {
+    fn of(p: &Packet<'_>) -> Self {
+        Head {
+            channel: p.channel(),
+            tag: p.tag(),
+            pflags: p.pflags(),
+            rq_type_wire: p.rq_type_wire(),
+            payload_len: p.payload().len(),
+            is_eof: p.is_eof(),
+            is_erq: p.is_erq(),
+            malformed_marker: p.is_malformed_marker(),
+        }
+    }
+}
+
+/// Why the connection refuses a peer request itself.
+enum Refusal {
+    Text(&'static str),
+    TagInUse,
+}
+
+fn event_cost(event: &Event) -> usize {
+    EVENT_OVERHEAD
+        + match event {
+            Event::RequestReceived { payload, .. } | Event::ResponseReceived { payload, .. } => {
+                payload.len()
+            }
+            _ => 0,
+        }
+}
+
+impl Connection {
+    /// A new connection (no bytes exchanged yet; the protocol has no
+    /// handshake).
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut channels = BTreeMap::new();
+        // Channel 0 skips the EOF and ERQ tags.
+        channels.insert(0, Channel::new(2));
+        Ok(Connection {
+            limits: config.parse_limits(),
+            config,
+            rx: BytesMut::new(),
+            rx_end: None,
+            transport_eof: false,
+            peer_erq: false,
+            events: VecDeque::new(),
+            event_cost: 0,
+            tx: TransmitQueue::default(),
+            send: SendState::Open,
+            channels,
+            pending: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            inflight: BTreeSet::new(),
+            remembered: 0,
+            stats: Stats::default(),
+        })
+    }
+
+    // ----- inputs -----
+
+    /// Bytes received from the transport. Returns how many were taken: fewer
+    /// than offered when the receive budget
+    /// ([`Config::max_receive_buffer`]) is used up by partial packets and
+    /// unpolled events — offer the rest again after polling events,
+    /// answering requests and transmitting.
+    ///
+    /// After the peer's EOF packet every byte is taken and ignored, as the
+    /// original stops reading. After a protocol error this fails with
+    /// [`InputError::Failed`], and after [`handle_eof`](Self::handle_eof)
+    /// with [`InputError::AfterTransportEof`].
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<usize, InputError> {
+        if self.transport_eof {
+            return Err(InputError::AfterTransportEof);
+        }
+        match self.rx_end {
+            Some(RxEnd::Failed(e)) => return Err(InputError::Failed(e)),
+            Some(RxEnd::Closed(_)) => {
+                self.stats.bytes_received += data.len() as u64;
+                self.stats.bytes_ignored += data.len() as u64;
+                return Ok(data.len());
+            }
+            None => {}
+        }
+        let held = self.rx.len() + self.event_cost;
+        let room = self.config.max_receive_buffer.saturating_sub(held);
+        let take = room.min(data.len());
+        self.rx.extend_from_slice(&data[..take]);
+        self.stats.bytes_received += take as u64;
+        self.pump();
+        Ok(take)
+    }
+
+    /// The transport will deliver no more bytes. Buffered packets are still
+    /// processed; the receive side then ends with [`Event::PeerClosed`]
+    /// (`TransportEof`), or [`Event::ProtocolError`] (`Truncated`) if it
+    /// stopped inside a packet. Idempotent.
+    pub fn handle_eof(&mut self) {
+        if !self.transport_eof {
+            self.transport_eof = true;
+            self.pump();
+        }
+    }
+
+    /// The clock reads `now`: every request whose deadline is at or before
+    /// `now` ends with [`Event::RequestTimedOut`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, channel, tag)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.pending.remove(&(channel, tag));
+            self.stats.timed_out += 1;
+            self.push_event(Event::RequestTimedOut { channel, tag });
+        }
+    }
+
+    // ----- commands -----
+
+    /// Sends a request of user type `rq_type` (sent as `rq_type + 1`) with
+    /// `flags` and `payload` on `channel`; returns its tag. The response
+    /// arrives as [`Event::ResponseReceived`] with this `(channel, tag)`, or
+    /// the request ends with [`Event::RequestTimedOut`] after `timeout` (from
+    /// `now`), or [`Event::RequestCancelled`] if the peer's stream ends first.
+    ///
+    /// Payloads longer than [`Config::copy_threshold`] are queued without
+    /// copying (pass a `Bytes` or a `Vec<u8>`).
+    pub fn submit(
+        &mut self,
+        channel: u64,
+        rq_type: u64,
+        flags: u64,
+        payload: impl Into<Bytes>,
+        now: Instant,
+        timeout: Option<Duration>,
+    ) -> Result<u64, SubmitError> {
+        if self.rx_end.is_some() {
+            return Err(SubmitError::PeerGone);
+        }
+        if self.send.erq_queued() {
+            return Err(SubmitError::RequestsEnded);
+        }
+        let Some(ch) = self.channels.get(&channel) else {
+            return Err(SubmitError::UnknownChannel { channel });
+        };
+        let Some(tag) = ch.next_tag.filter(|&t| t <= self.config.max_tag) else {
+            return Err(SubmitError::TagsExhausted { channel });
+        };
+        let payload = payload.into();
+        let packet = Packet::request(channel, tag, rq_type, flags, &payload)?;
+        if self.pending.len() >= self.config.max_pending_outbound {
+            return Err(SubmitError::TooManyPending {
+                max: self.config.max_pending_outbound,
+            });
+        }
+        if self.tx.len() >= self.config.max_transmit_buffer {
+            return Err(SubmitError::TransmitFull {
+                queued: self.tx.len(),
+                max: self.config.max_transmit_buffer,
+            });
+        }
+        let len = packet.encoded_len();
+        if len > self.config.max_packet_len {
+            return Err(SubmitError::PayloadTooLong {
+                len,
+                max: self.config.max_packet_len,
+            });
+        }
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.next_tag = tag.checked_add(1);
+        }
+        self.queue_packet(&packet, Some(&payload));
+        let deadline = timeout.map(|d| now + d);
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, channel, tag));
+        }
+        self.pending.insert((channel, tag), deadline);
+        self.stats.requests_sent += 1;
+        Ok(tag)
+    }
+
+    /// Answers the peer's request `(channel, tag)` successfully: the
+    /// response carries `pflags = (flags << 1) | 1` and `payload`.
+    pub fn respond(
+        &mut self,
+        channel: u64,
+        tag: u64,
+        flags: u64,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), RespondError> {
+        if !self.inflight.contains(&(channel, tag)) {
+            return Err(RespondError::NotInFlight { channel, tag });
+        }
+        let payload = payload.into();
+        let packet =
+            Packet::response(channel, tag, true, flags, &payload).map_err(RespondError::Field)?;
+        self.answer(&packet, Some(&payload))
+    }
+
+    /// Answers the peer's request `(channel, tag)` with a failure: `pflags =
+    /// 0` and `reason` as the payload. The original's server sends
+    /// [`reason::EXCEPTION_DURING_HANDLER`] when its handler fails.
+    pub fn reject(&mut self, channel: u64, tag: u64, reason: &str) -> Result<(), RespondError> {
+        if !self.inflight.contains(&(channel, tag)) {
+            return Err(RespondError::NotInFlight { channel, tag });
+        }
+        self.answer(&Packet::failure(channel, tag, reason), None)
+    }
+
+    fn answer(&mut self, packet: &Packet<'_>, owned: Option<&Bytes>) -> Result<(), RespondError> {
+        let len = packet.encoded_len();
+        if len > self.config.max_packet_len {
+            return Err(RespondError::PayloadTooLong {
+                len,
+                max: self.config.max_packet_len,
+            });
+        }
+        self.inflight.remove(&(packet.channel(), packet.tag()));
+        self.queue_packet(packet, owned);
+        self.stats.responses_sent += 1;
+        self.maybe_send_eof();
+        self.pump();
+        Ok(())
+    }
+
+    /// Stops waiting for our request `(channel, tag)`: no event will come for
+    /// it, and its response, if it arrives, counts as unknown. Returns whether
+    /// it was waiting. (For a driver whose caller gave up.)
+    pub fn abandon(&mut self, channel: u64, tag: u64) -> bool {
+        match self.pending.remove(&(channel, tag)) {
+            Some(deadline) => {
+                if let Some(d) = deadline {
+                    self.deadlines.remove(&(d, channel, tag));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends ERQ: we send no more requests. Our waiting requests may still be
+    /// answered; the peer's requests are still served. Idempotent.
+    pub fn end_requests(&mut self) {
+        if self.send == SendState::Open {
+            self.send = SendState::RequestsEnded;
+            self.queue_packet(&ERQ, None);
+        }
+    }
+
+    /// Begins the orderly close: ERQ (if not sent), the responses to the
+    /// requests still in flight as they are given, then EOF once none is
+    /// left. New peer requests are refused meanwhile. [`Event::Closed`]
+    /// follows when our EOF is transmitted and the peer's stream has ended.
+    /// Idempotent.
+    pub fn close(&mut self) {
+        self.begin_close();
+        self.pump();
+    }
+
+    /// Opens channel `channel` for requests in both directions (channel 0 is
+    /// always open). Other channels are a framewire extension: the original
+    /// has no way to open one and refuses them with `unknown channel %d`; both
+    /// ends must open a channel before using it. Our tags on a new channel
+    /// start at 0. Idempotent.
+    pub fn open_channel(&mut self, channel: u64) -> Result<(), ChannelError> {
+        if self.channels.contains_key(&channel) {
+            return Ok(());
+        }
+        if self.channels.len() > self.config.max_channels {
+            return Err(ChannelError::TooManyChannels {
+                max: self.config.max_channels,
+            });
+        }
+        self.channels.insert(channel, Channel::new(0));
+        Ok(())
+    }
+
+    // ----- outputs -----
+
+    /// The next event, if any. Polling frees receive budget, so parsing
+    /// resumes by itself if it was waiting for room.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let event = self.events.pop_front()?;
+        self.event_cost -= event_cost(&event);
+        self.pump();
+        Some(event)
+    }
+
+    /// The first contiguous slice of queued outbound bytes. Headers and
+    /// payloads up to [`Config::copy_threshold`] are coalesced into one
+    /// slice; a longer payload starts a new one (see
+    /// [`transmit_chunks`](Self::transmit_chunks) to write them all at once).
+    /// Should be polled after every input and command.
+    #[must_use]
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        self.tx.front()
+    }
+
+    /// Every queued outbound slice, in order, for a vectored write.
+    pub fn transmit_chunks(&self) -> TransmitChunks<'_> {
+        self.tx.chunks()
+    }
+
+    /// Bytes queued for transmission.
+    pub fn transmit_len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// `n` queued bytes were written to the transport (clamped to what is
+    /// queued).
+    pub fn advance_transmit(&mut self, n: usize) {
+        let n = self.tx.advance(n);
+        self.after_transmit(n);
+    }
+
+    /// Copies as much queued output as fits into `out`, marks it
+    /// transmitted, and returns its length (for drivers that own their send
+    /// buffer).
+    pub fn fill_transmit(&mut self, out: &mut [u8]) -> usize {
+        let n = self.tx.fill(out);
+        self.after_transmit(n);
+        n
+    }
+
+    fn after_transmit(&mut self, n: usize) {
+        self.stats.bytes_sent += n as u64;
+        self.check_closed();
+        self.pump();
+    }
+
+    /// The earliest request deadline, for the driver's timer; call
+    /// [`handle_timeout`](Self::handle_timeout) when it passes. Should be
+    /// polled after every `submit`, response and timeout.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(d, _, _)| d)
+    }
+
+    // ----- getters -----
+
+    /// Where the connection is in its life cycle.
+    pub fn state(&self) -> State {
+        if self.send == SendState::Closed {
+            State::Closed
+        } else if self.send.closing() || self.rx_end.is_some() {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// How the peer's stream ended cleanly, if it did.
+    pub fn peer_closed(&self) -> Option<PeerCloseReason> {
+        match self.rx_end {
+            Some(RxEnd::Closed(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The peer's protocol error, if its stream ended with one. The
+    /// connection is then in a terminal error state on the receive side.
+    pub fn protocol_error(&self) -> Option<ProtocolError> {
+        match self.rx_end {
+            Some(RxEnd::Failed(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the peer sent ERQ.
+    pub fn peer_ended_requests(&self) -> bool {
+        self.peer_erq
+    }
+
+    /// Whether we queued ERQ (after which `submit` fails).
+    pub fn requests_ended(&self) -> bool {
+        self.send.erq_queued()
+    }
+
+    /// Whether our EOF has been queued (nothing more will be queued).
+    pub fn eof_queued(&self) -> bool {
+        self.send.eof_queued()
+    }
+
+    /// Our requests waiting for a response.
+    pub fn pending_outbound(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether our request `(channel, tag)` is waiting for a response.
+    pub fn is_pending(&self, channel: u64, tag: u64) -> bool {
+        self.pending.contains_key(&(channel, tag))
+    }
+
+    /// Peer requests delivered and not answered yet.
+    pub fn inflight_inbound(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Whether the peer's request `(channel, tag)` awaits our answer.
+    pub fn is_inflight(&self, channel: u64, tag: u64) -> bool {
+        self.inflight.contains(&(channel, tag))
+    }
+
+    /// Whether `channel` is open.
+    pub fn is_channel_open(&self, channel: u64) -> bool {
+        self.channels.contains_key(&channel)
+    }
+
+    /// The tag our next request on `channel` will use.
+    pub fn next_tag(&self, channel: u64) -> Option<u64> {
+        self.channels.get(&channel).and_then(|c| c.next_tag)
+    }
+
+    /// Bytes of incomplete packets buffered.
+    pub fn receive_buffered(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Peer tags remembered individually (see [`Config::max_remembered_tags`]).
+    pub fn remembered_tags(&self) -> usize {
+        self.remembered
+    }
+
+    // ----- internals -----
+
+    fn push_event(&mut self, event: Event) {
+        self.event_cost += event_cost(&event);
+        self.events.push_back(event);
+    }
+
+    fn queue_packet(&mut self, packet: &Packet<'_>, owned: Option<&Bytes>) {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let h = packet.encode_header(&mut header);
+        self.tx.push_copied(&header[..h]);
+        match owned {
+            Some(bytes) if bytes.len() > self.config.copy_threshold => {
+                self.tx.push_shared(bytes.clone());
+            }
+            _ => self.tx.push_copied(packet.payload()),
+        }
+    }
+
+    fn begin_close(&mut self) {
+        self.end_requests();
+        if self.send == SendState::RequestsEnded {
+            self.send = SendState::Closing;
+        }
+        self.maybe_send_eof();
+    }
+
+    fn maybe_send_eof(&mut self) {
+        if self.send == SendState::Closing && self.inflight.is_empty() {
+            self.queue_packet(&EOF, None);
+            self.send = SendState::EofQueued {
+                end: self.tx.queued_total(),
+            };
+            self.check_closed();
+        }
+    }
+
+    fn check_closed(&mut self) {
+        if let SendState::EofQueued { end } = self.send {
+            if self.rx_end.is_some() && self.tx.sent_total() >= end {
+                self.send = SendState::Closed;
+                self.push_event(Event::Closed);
+            }
+        }
+    }
+
+    /// The receive side is over: report it, cancel our waiting requests,
+    /// close our side.
+    fn end_rx(&mut self, end: RxEnd) {
+        self.rx_end = Some(end);
+        self.stats.bytes_ignored += self.rx.len() as u64;
+        self.rx = BytesMut::new();
+        self.push_event(match end {
+            RxEnd::Closed(reason) => Event::PeerClosed { reason },
+            RxEnd::Failed(e) => Event::ProtocolError(e),
+        });
+        self.deadlines.clear();
+        for ((channel, tag), _) in core::mem::take(&mut self.pending) {
+            self.stats.cancelled += 1;
+            self.push_event(Event::RequestCancelled { channel, tag });
+        }
+        self.begin_close();
+        self.check_closed();
+    }
+
+    /// Parses and dispatches buffered packets until the buffer holds no
+    /// whole packet or something blocks.
+    fn pump(&mut self) {
+        while self.rx_end.is_none() && self.event_cost < self.config.max_receive_buffer {
+            let head = match Packet::parse(&self.rx, &self.limits) {
+                Err(e) => {
+                    self.end_rx(RxEnd::Failed(ProtocolError::Packet(e)));
+                    return;
+                }
+                Ok(None) => {
+                    if self.transport_eof {
+                        if self.rx.is_empty() {
+                            self.end_rx(RxEnd::Closed(PeerCloseReason::TransportEof));
+                        } else {
+                            let have = self.rx.len();
+                            let need = Packet::peek_len(&self.rx, &self.limits).ok().flatten();
+                            self.end_rx(RxEnd::Failed(ProtocolError::Truncated { have, need }));
+                        }
+                    }
+                    return;
+                }
+                Ok(Some((packet, len))) => (Head::of(&packet), len),
+            };
+            if !self.dispatch(head.0, head.1) {
+                return;
+            }
+        }
+    }
+
+    /// Handles one whole packet of `len` bytes at the front of `rx`. Returns
+    /// false if it is blocked (left in the buffer) or the receive side ended.
+    fn dispatch(&mut self, head: Head, len: usize) -> bool {
+        if head.is_eof {
+            self.rx.advance(len);
+            self.stats.packets_received += 1;
+            self.end_rx(RxEnd::Closed(PeerCloseReason::EofPacket));
+            return false;
+        }
+        if head.is_erq {
+            self.rx.advance(len);
+            self.stats.packets_received += 1;
+            if !self.peer_erq {
+                self.peer_erq = true;
+                self.push_event(Event::PeerEndedRequests);
+            }
+            return true;
+        }
+        if head.malformed_marker {
+            self.rx.advance(len);
+            self.stats.packets_received += 1;
+            self.end_rx(RxEnd::Failed(ProtocolError::MalformedMarker {
+                channel: head.channel,
+                tag: head.tag,
+            }));
+            return false;
+        }
+        if head.tag > self.config.max_tag {
+            self.end_rx(RxEnd::Failed(ProtocolError::TagTooLarge {
+                tag: head.tag,
+                max: self.config.max_tag,
+            }));
+            return false;
+        }
+        match head.rq_type_wire {
+            // Wire type 0 was handled above as a marker.
+            Some(wire) => self.on_request(head, wire - 1, len),
+            None => self.on_response(head, len),
+        }
+    }
+
+    fn on_response(&mut self, head: Head, len: usize) -> bool {
+        let payload = self.take_payload(len, head.payload_len);
+        self.stats.packets_received += 1;
+        let key = (head.channel, head.tag);
+        if let Some(deadline) = self.pending.remove(&key) {
+            if let Some(d) = deadline {
+                self.deadlines.remove(&(d, head.channel, head.tag));
+            }
+            self.stats.responses_received += 1;
+            self.push_event(Event::ResponseReceived {
+                channel: head.channel,
+                tag: head.tag,
+                ok: head.pflags & 1 != 0,
+                flags: head.pflags >> 1,
+                payload,
+            });
+        } else {
+            self.stats.unknown_responses += 1;
+            self.push_event(Event::UnknownResponse {
+                channel: head.channel,
+                tag: head.tag,
+            });
+        }
+        true
+    }
+
+    fn on_request(&mut self, head: Head, rq_type: u64, len: usize) -> bool {
+        let key = (head.channel, head.tag);
+        let refusal = if !self.config.accept_requests {
+            Some(Refusal::Text(reason::NO_REQUEST_HANDLER))
+        } else if self.peer_erq {
+            Some(Refusal::Text(reason::REQUESTS_NO_LONGER_ALLOWED))
+        } else if self.send.closing() {
+            Some(Refusal::Text(reason::SHUTTING_DOWN))
+        } else if let Some(ch) = self.channels.get(&head.channel) {
+            if self.inflight.contains(&key) || ch.seen.contains(head.tag) {
+                Some(Refusal::TagInUse)
+            } else {
+                None
+            }
+        } else {
+            Some(Refusal::Text(reason::UNKNOWN_CHANNEL))
+        };
+        if let Some(refusal) = refusal {
+            if self.send.eof_queued() {
+                self.rx.advance(len);
+                self.stats.packets_received += 1;
+                self.stats.requests_dropped += 1;
+                return true;
+            }
+            if self.tx.len() >= self.config.max_transmit_buffer {
+                return false;
+            }
+            self.rx.advance(len);
+            self.stats.packets_received += 1;
+            self.stats.requests_refused += 1;
+            match refusal {
+                Refusal::Text(text) => {
+                    self.queue_packet(&Packet::failure(head.channel, head.tag, text), None);
+                }
+                Refusal::TagInUse => {
+                    self.stats.tags_reused += 1;
+                    let text = format!(
+                        "{}",
+                        reason::TagInUse {
+                            channel: head.channel,
+                            tag: head.tag
+                        }
+                    );
+                    self.queue_packet(&Packet::failure(head.channel, head.tag, &text), None);
+                }
+            }
+            return true;
+        }
+        if self.inflight.len() >= self.config.max_inflight_inbound {
+            return false;
+        }
+        let payload = self.take_payload(len, head.payload_len);
+        self.stats.packets_received += 1;
+        self.stats.requests_received += 1;
+        self.inflight.insert(key);
+        self.remember(head.channel, head.tag);
+        self.push_event(Event::RequestReceived {
+            channel: head.channel,
+            tag: head.tag,
+            rq_type,
+            flags: head.pflags,
+            payload,
+        });
+        true
+    }
+
+    /// Removes the packet of `len` bytes from the front of `rx` and returns
+    /// its payload (its last `payload_len` bytes) without copying.
+    fn take_payload(&mut self, len: usize, payload_len: usize) -> Bytes {
+        self.rx.split_to(len).freeze().slice(len - payload_len..)
+    }
+
+    fn remember(&mut self, channel: u64, tag: u64) {
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let delta = ch.seen.insert(tag);
+        self.remembered = self.remembered.saturating_add_signed(delta);
+        while self.remembered > self.config.max_remembered_tags {
+            let freed = ch.seen.forget_oldest();
+            if freed == 0 {
+                break;
+            }
+            self.remembered -= freed;
+            self.stats.tags_forgotten += 1;
+        }
+    }
+}

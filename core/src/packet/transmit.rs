@@ -1,0 +1,240 @@
+//! The outbound byte queue of a packet connection.
+//!
+//! Packets are queued as chunks: headers and small payloads are copied into
+//! a growing contiguous buffer (so many small packets are one slice, ready
+//! for one `write`), and payloads over the copy threshold are kept as their
+//! own `Bytes` chunk without copying (ready for a vectored write).
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::iter::FusedIterator;
+
+use bytes::Bytes;
+
+#[derive(Debug)]
+enum Chunk {
+    Copied(Vec<u8>),
+    Shared(Bytes),
+}
+
+impl Chunk {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Copied(v) => v,
+            Chunk::Shared(b) => b,
+        }
+    }
+}
+
+/// Invariants: `head < chunks[0].len()` when `chunks` is not empty (an
+/// exhausted front chunk is dropped at once), no chunk is empty, and
+/// `len` is the sum of the chunks' lengths minus `head`.
+#[derive(Debug, Default)]
+pub(crate) struct TransmitQueue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of `chunks[0]` already handed to the transport.
+    head: usize,
+    len: usize,
+    queued_total: u64,
+    sent_total: u64,
+    /// An emptied copy buffer kept for reuse.
+    spare: Vec<u8>,
+}
+
+impl TransmitQueue {
+    /// Bytes queued and not yet sent.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes ever queued.
+    pub(crate) fn queued_total(&self) -> u64 {
+        self.queued_total
+    }
+
+    /// Bytes ever sent.
+    pub(crate) fn sent_total(&self) -> u64 {
+        self.sent_total
+    }
+
+    /// Copies `bytes` to the end of the queue.
+    pub(crate) fn push_copied(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.queued_total += bytes.len() as u64;
+        let single = self.chunks.len() == 1;
+        if let Some(Chunk::Copied(v)) = self.chunks.back_mut() {
+            // Reclaim the sent part of a lone front buffer before growing it.
+            if single && self.head > 0 && self.head >= v.len() / 2 {
+                v.drain(..self.head);
+                self.head = 0;
+            }
+            v.extend_from_slice(bytes);
+            return;
+        }
+        let mut v = core::mem::take(&mut self.spare);
+        v.extend_from_slice(bytes);
+        self.chunks.push_back(Chunk::Copied(v));
+    }
+
+    /// Queues `bytes` as its own chunk, without copying.
+    pub(crate) fn push_shared(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.queued_total += bytes.len() as u64;
+        self.chunks.push_back(Chunk::Shared(bytes));
+    }
+
+    /// The first unsent contiguous slice.
+    pub(crate) fn front(&self) -> Option<&[u8]> {
+        self.chunks.front().map(|c| &c.as_slice()[self.head..])
+    }
+
+    /// Every unsent slice, in order.
+    pub(crate) fn chunks(&self) -> TransmitChunks<'_> {
+        TransmitChunks {
+            inner: self.chunks.iter(),
+            head: self.head,
+        }
+    }
+
+    /// Marks `n` bytes as sent (clamped to what is queued); returns how many.
+    pub(crate) fn advance(&mut self, n: usize) -> usize {
+        let n = n.min(self.len);
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let remaining = front.as_slice().len() - self.head;
+            if left < remaining {
+                self.head += left;
+                break;
+            }
+            left -= remaining;
+            self.head = 0;
+            if let Some(Chunk::Copied(mut v)) = self.chunks.pop_front() {
+                if v.capacity() > self.spare.capacity() {
+                    v.clear();
+                    self.spare = v;
+                }
+            }
+        }
+        self.len -= n;
+        self.sent_total += n as u64;
+        n
+    }
+
+    /// Copies as many queued bytes as fit into `out`, marks them sent, and
+    /// returns how many.
+    pub(crate) fn fill(&mut self, out: &mut [u8]) -> usize {
+        let mut pos = 0;
+        for chunk in self.chunks() {
+            let n = chunk.len().min(out.len() - pos);
+            out[pos..pos + n].copy_from_slice(&chunk[..n]);
+            pos += n;
+            if pos == out.len() {
+                break;
+            }
+        }
+        self.advance(pos)
+    }
+}
+
+/// The queued outbound bytes as slices, in order, from
+/// [`Connection::transmit_chunks`](super::Connection::transmit_chunks).
+/// Suitable for a vectored write.
+#[derive(Clone, Debug)]
+pub struct TransmitChunks<'a> {
+    inner: alloc::collections::vec_deque::Iter<'a, Chunk>,
+    head: usize,
+}
+
+impl<'a> Iterator for TransmitChunks<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let chunk = self.inner.next()?;
+        let head = core::mem::take(&mut self.head);
+        Some(&chunk.as_slice()[head..])
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl ExactSizeIterator for TransmitChunks<'_> {}
+impl FusedIterator for TransmitChunks<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+
+    fn drain(q: &TransmitQueue) -> Vec<u8> {
+        q.chunks().flatten().copied().collect()
+    }
+
+    #[test]
+    fn small_pushes_coalesce_large_ones_do_not() {
+        let mut q = TransmitQueue::default();
+        q.push_copied(b"ab");
+        q.push_copied(b"cd");
+        q.push_shared(Bytes::from_static(b"LARGE"));
+        q.push_copied(b"ef");
+        assert_eq!(q.chunks().len(), 3);
+        assert_eq!(q.front(), Some(&b"abcd"[..]));
+        assert_eq!(drain(&q), b"abcdLARGEef");
+        assert_eq!(q.len(), 11);
+    }
+
+    #[test]
+    fn advance_across_chunks_and_clamp() {
+        let mut q = TransmitQueue::default();
+        q.push_copied(b"abc");
+        q.push_shared(Bytes::from_static(b"DEF"));
+        q.push_copied(b"gh");
+        assert_eq!(q.advance(2), 2);
+        assert_eq!(q.front(), Some(&b"c"[..]));
+        assert_eq!(q.advance(2), 2);
+        assert_eq!(q.front(), Some(&b"EF"[..]));
+        assert_eq!(drain(&q), b"EFgh");
+        assert_eq!(q.advance(100), 4);
+        assert_eq!(q.front(), None);
+        assert_eq!(q.len(), 0);
+        assert_eq!((q.queued_total(), q.sent_total()), (8, 8));
+        // The emptied buffer is reused.
+        q.push_copied(b"x");
+        assert_eq!(drain(&q), b"x");
+    }
+
+    #[test]
+    fn lone_front_buffer_is_compacted() {
+        let mut q = TransmitQueue::default();
+        q.push_copied(&[1; 100]);
+        q.advance(60);
+        q.push_copied(&[2; 10]);
+        let mut expect = vec![1; 40];
+        expect.extend_from_slice(&[2; 10]);
+        assert_eq!(drain(&q), expect);
+        assert_eq!(q.len(), 50);
+    }
+
+    #[test]
+    fn fill_copies_and_advances() {
+        let mut q = TransmitQueue::default();
+        q.push_copied(b"abc");
+        q.push_shared(Bytes::from_static(b"DEFG"));
+        let mut out = [0u8; 5];
+        assert_eq!(q.fill(&mut out), 5);
+        assert_eq!(&out, b"abcDE");
+        assert_eq!(q.fill(&mut out), 2);
+        assert_eq!(&out[..2], b"FG");
+        assert_eq!(q.fill(&mut out), 0);
+    }
+}
