@@ -39,7 +39,7 @@
 mod bson;
 mod delimited;
 mod fixed;
-// mod json_header;
+mod json_header;
 mod length;
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -50,7 +50,7 @@ use core::ops::Range;
 pub use self::bson::BsonDocument;
 pub use self::delimited::Delimited;
 pub use self::fixed::Fixed;
-// pub use self::json_header::JsonHeader;
+pub use self::json_header::JsonHeader;
 pub use self::length::{LengthField, LengthPrefixed};
 
 /// The most header bytes any framing puts in front of a payload.
@@ -173,6 +173,16 @@ pub enum FrameError {
         /// The configured maximum.
         max: usize,
     },
+    /// A JSON-header message's size disagrees with its u16 prefix and
+    /// `content-length` (only when parsing a whole message from a slice;
+    /// the streaming decoder waits for the bytes instead).
+    JsonMessageLength {
+        /// The size the prefix and header call for (a lower bound if the
+        /// slice ends inside the header).
+        expected: u64,
+        /// The size of the slice.
+        actual: usize,
+    },
 }
 
 impl From<crate::varint::VarintError> for FrameError {
@@ -220,6 +230,10 @@ impl fmt::Display for FrameError {
             FrameError::ContentTooLong { len, max } => {
                 write!(f, "content of {len} bytes is over the limit of {max}")
             }
+            FrameError::JsonMessageLength { expected, actual } => write!(
+                f,
+                "JSON-header message of {actual} bytes, but its header calls for {expected}"
+            ),
         }
     }
 }
