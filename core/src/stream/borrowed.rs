@@ -92,6 +92,19 @@ impl RecvBuffer for SliceRecv<'_> {
 /// (else [`ProtocolError::FrameExceedsBuffer`](super::ProtocolError::FrameExceedsBuffer)).
 /// The transmit buffer's length bounds the queued output.
 ///
+/// # Calling order
+///
+/// 1. Bytes in: [`handle_input`](Self::handle_input) (returns how many were
+///    taken; keep the rest), or [`receive_buffer`](Self::receive_buffer) +
+///    [`commit_received`](Self::commit_received) to read in place.
+/// 2. Events out: [`poll_event`](Self::poll_event) until `Ok(None)`; then
+///    offer refused bytes again.
+/// 3. Commands any time: [`send`](Self::send), [`close`](Self::close).
+/// 4. Bytes out: [`poll_transmit`](Self::poll_transmit), write, then
+///    [`advance_transmit`](Self::advance_transmit) with the count written.
+/// 5. Peer closed: [`handle_eof`](Self::handle_eof), then step 2 one last
+///    time ([`Event::Closed`] or a `Truncated` error).
+///
 /// See the [module documentation](super) for the calling order, limits and
 /// errors.
 ///

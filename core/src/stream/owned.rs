@@ -199,6 +199,19 @@ impl ChunkQueue {
 /// to that) and `max_queued` output bytes (by default `max_frame_len`, at
 /// least [`DEFAULT_MIN_QUEUED`] = 1 MiB).
 ///
+/// # Calling order
+///
+/// 1. Bytes in: [`handle_input`](Self::handle_input) (returns how many were
+///    taken; keep the rest), or [`receive_buffer`](Self::receive_buffer) +
+///    [`commit_received`](Self::commit_received) to read in place.
+/// 2. Events out: [`poll_event`](Self::poll_event) until `Ok(None)`; then
+///    offer refused bytes again.
+/// 3. Commands any time: [`send`](Self::send), [`close`](Self::close).
+/// 4. Bytes out: [`poll_transmit`](Self::poll_transmit), write, then
+///    [`advance_transmit`](Self::advance_transmit) with the count written.
+/// 5. Peer closed: [`handle_eof`](Self::handle_eof), then step 2 one last
+///    time ([`Event::Closed`] or a `Truncated` error).
+///
 /// See the [module documentation](super) for the calling order, limits and
 /// errors; the methods are those of [`BorrowedFramedStream`](super::BorrowedFramedStream)
 /// with owned frames.
