@@ -39,7 +39,7 @@
 mod bson;
 mod delimited;
 mod fixed;
-mod json_header;
+pub(crate) mod json_header;
 mod length;
 #[cfg(test)]
 pub(crate) mod testkit;

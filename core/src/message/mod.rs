@@ -8,5 +8,6 @@
 
 #[cfg(feature = "bson")]
 pub mod bson;
+pub mod json_header;
 #[cfg(feature = "json")]
 pub mod socktools;
