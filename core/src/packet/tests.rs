@@ -1296,3 +1296,266 @@ fn rng_is_deterministic() {
     }
     assert_ne!(Rng::new(0).next_u64(), 0);
 }
+
+// ----- random operation sequences -----
+
+#[derive(Clone, Debug)]
+enum Op {
+    Submit {
+        from_server: bool,
+        channel3: bool,
+        len: usize,
+        timeout_ms: Option<u64>,
+    },
+    Answer {
+        server: bool,
+        n: usize,
+        reject: bool,
+    },
+    Step(u8),
+    Advance(u64),
+    Close(bool),
+    EndRequests(bool),
+    Shutdown(bool),
+    Abandon(bool),
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (any::<bool>(), any::<bool>(), 0usize..64, proptest::option::of(1u64..500)).prop_map(
+            |(from_server, channel3, len, timeout_ms)| Op::Submit {
+                from_server,
+                channel3,
+                len,
+                timeout_ms
+            }
+        ),
+        3 => (any::<bool>(), 0usize..4, any::<bool>())
+            .prop_map(|(server, n, reject)| Op::Answer { server, n, reject }),
+        3 => any::<u8>().prop_map(Op::Step),
+        1 => (0u64..300).prop_map(Op::Advance),
+        1 => any::<bool>().prop_map(Op::Close),
+        1 => any::<bool>().prop_map(Op::EndRequests),
+        1 => any::<bool>().prop_map(Op::Shutdown),
+        1 => any::<bool>().prop_map(Op::Abandon),
+    ]
+}
+
+#[derive(Default)]
+struct Book {
+    /// Our requests: (requester, channel, tag) → terminal events seen.
+    requests: BTreeMap<(bool, u64, u64), u32>,
+    abandoned: Vec<(bool, u64, u64)>,
+    timed_out: Vec<(bool, u64, u64)>,
+    /// Requests to answer: (answerer is server, channel, tag).
+    to_answer: Vec<(bool, u64, u64)>,
+}
+
+fn side_of(pair: &mut Pair, server: bool) -> &mut super::pair::Side {
+    pair.side(if server { Which::Server } else { Which::Client })
+}
+
+fn account(pair: &mut Pair, book: &mut Book) {
+    for server in [false, true] {
+        let limits = *side_of(pair, server).conn.config();
+        let side = side_of(pair, server);
+        assert!(side.conn.receive_buffered() <= limits.max_receive_buffer);
+        assert!(side.conn.pending_outbound() <= limits.max_pending_outbound);
+        assert!(side.conn.inflight_inbound() <= limits.max_inflight_inbound);
+        for e in side.take_events() {
+            match e {
+                Event::RequestReceived { channel, tag, .. } => {
+                    book.to_answer.push((server, channel, tag));
+                }
+                Event::ResponseReceived { channel, tag, .. }
+                | Event::RequestCancelled { channel, tag } => {
+                    *book.requests.get_mut(&(server, channel, tag)).unwrap() += 1;
+                }
+                Event::RequestTimedOut { channel, tag } => {
+                    *book.requests.get_mut(&(server, channel, tag)).unwrap() += 1;
+                    book.timed_out.push((server, channel, tag));
+                }
+                Event::UnknownResponse { channel, tag } => {
+                    let k = (server, channel, tag);
+                    assert!(
+                        book.timed_out.contains(&k) || book.abandoned.contains(&k),
+                        "unexpected unknown response {k:?}"
+                    );
+                }
+                // A write side shut in the middle of a packet.
+                Event::ProtocolError(ProtocolError::Truncated { .. }) => {}
+                Event::ProtocolError(e) => panic!("protocol error between two framewire ends: {e}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn answer(pair: &mut Pair, book: &mut Book, server: bool, n: usize, reject: bool) {
+    let mut left = n;
+    let mut i = 0;
+    while i < book.to_answer.len() && left > 0 {
+        let (s, channel, tag) = book.to_answer[i];
+        if s == server {
+            book.to_answer.remove(i);
+            let conn = &mut side_of(pair, server).conn;
+            if reject {
+                conn.reject(channel, tag, "no").unwrap();
+            } else {
+                conn.respond(channel, tag, 1, vec![tag as u8; 3]).unwrap();
+            }
+            left -= 1;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn run_ops(seed: u64, ops: &[Op]) {
+    let config = Config {
+        max_pending_outbound: 8,
+        max_inflight_inbound: 3,
+        max_packet_len: 256,
+        max_receive_buffer: 512,
+        max_transmit_buffer: 256,
+        ..Config::default()
+    };
+    let mut pair = Pair::new(config, config, seed);
+    pair.client.conn.open_channel(3).unwrap();
+    pair.server.conn.open_channel(3).unwrap();
+    let mut book = Book::default();
+    let mut shut = false;
+    for op in ops {
+        match *op {
+            Op::Submit {
+                from_server,
+                channel3,
+                len,
+                timeout_ms,
+            } => {
+                let now = pair.now;
+                let channel = if channel3 { 3 } else { 0 };
+                let conn = &mut side_of(&mut pair, from_server).conn;
+                if let Ok(tag) = conn.submit(
+                    channel,
+                    len as u64,
+                    0,
+                    vec![7u8; len],
+                    now,
+                    timeout_ms.map(Duration::from_millis),
+                ) {
+                    assert!(book
+                        .requests
+                        .insert((from_server, channel, tag), 0)
+                        .is_none());
+                }
+            }
+            Op::Answer { server, n, reject } => answer(&mut pair, &mut book, server, n, reject),
+            Op::Step(n) => {
+                for _ in 0..n % 8 {
+                    pair.step();
+                }
+            }
+            Op::Advance(ms) => pair.advance(Duration::from_millis(ms)),
+            Op::Close(server) => side_of(&mut pair, server).conn.close(),
+            Op::EndRequests(server) => side_of(&mut pair, server).conn.end_requests(),
+            Op::Shutdown(server) => {
+                shut = true;
+                pair.shutdown_write(if server { Which::Server } else { Which::Client });
+            }
+            Op::Abandon(server) => {
+                let k = book
+                    .requests
+                    .iter()
+                    .find(|(k, &v)| k.0 == server && v == 0)
+                    .map(|(k, _)| *k);
+                if let Some(k) = k {
+                    if side_of(&mut pair, server).conn.abandon(k.1, k.2) {
+                        book.requests.remove(&k);
+                        book.abandoned.push(k);
+                    }
+                }
+            }
+        }
+        account(&mut pair, &mut book);
+    }
+    // Finish: answer everything, let timers run, close both ends.
+    for _ in 0..200 {
+        pair.drive();
+        account(&mut pair, &mut book);
+        answer(&mut pair, &mut book, false, usize::MAX, false);
+        answer(&mut pair, &mut book, true, usize::MAX, false);
+        pair.drive();
+        account(&mut pair, &mut book);
+        if book.to_answer.is_empty() && !pair.run_timers() {
+            break;
+        }
+    }
+    pair.client.conn.close();
+    pair.server.conn.close();
+    for _ in 0..50 {
+        pair.drive();
+        account(&mut pair, &mut book);
+        answer(&mut pair, &mut book, false, usize::MAX, false);
+        answer(&mut pair, &mut book, true, usize::MAX, false);
+    }
+    if shut {
+        // A side whose write was shut never gets its EOF out; end the
+        // transports so every waiting request resolves.
+        pair.shutdown_write(Which::Client);
+        pair.shutdown_write(Which::Server);
+        pair.drive();
+        account(&mut pair, &mut book);
+    }
+    for (k, n) in &book.requests {
+        assert_eq!(*n, 1, "request {k:?} ended {n} times (seed {seed})");
+    }
+    assert!(book.to_answer.is_empty());
+    if !shut {
+        assert_eq!(pair.client.conn.state(), State::Closed, "seed {seed}");
+        assert_eq!(pair.server.conn.state(), State::Closed, "seed {seed}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn random_operations_resolve_every_request_once(
+        seed: u64,
+        ops in proptest::collection::vec(arb_op(), 0..80),
+    ) {
+        run_ops(seed, &ops);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        cuts in proptest::collection::vec(1usize..50, 0..20),
+    ) {
+        let mut c = conn_with(|c| {
+            c.max_packet_len = 64;
+            c.max_receive_buffer = 128;
+            c.max_inflight_inbound = 2;
+        });
+        c.open_channel(1).unwrap();
+        let mut pos = 0;
+        let mut cuts = cuts.into_iter();
+        while pos < bytes.len() {
+            let end = (pos + cuts.next().unwrap_or(bytes.len())).min(bytes.len());
+            match c.handle_input(&bytes[pos..end]) {
+                Ok(n) => pos += n,
+                Err(_) => break,
+            }
+            prop_assert!(c.receive_buffered() <= 128);
+            for e in events(&mut c) {
+                if let Event::RequestReceived { channel, tag, .. } = e {
+                    c.respond(channel, tag, 0, &b""[..]).unwrap();
+                }
+            }
+            let _ = out(&mut c);
+        }
+        c.handle_eof();
+        let _ = events(&mut c);
+        prop_assert!(c.state() != State::Open);
+    }
+}
