@@ -101,6 +101,12 @@ use crate::time::{Duration, Instant};
 ///   `[request 30 (slow), ERQ, EOF]` the output is ERQ, response, EOF, as
 ///   the original's.
 ///
+/// # Payloads
+///
+/// Received payloads are `Bytes` slices of the receive buffer (no copy);
+/// holding one keeps that buffer's allocation alive, so copy a small payload
+/// that must outlive many later packets.
+///
 /// # Limits
 ///
 /// See [`Config`]: packet length, waiting requests, in-flight peer requests
@@ -328,8 +334,16 @@ impl Connection {
     /// the request ends with [`Event::RequestTimedOut`] after `timeout` (from
     /// `now`), or [`Event::RequestCancelled`] if the peer's stream ends first.
     ///
-    /// Payloads longer than [`Config::copy_threshold`] are queued without
-    /// copying (pass a `Bytes` or a `Vec<u8>`).
+    /// `payload` is anything that becomes `Bytes` without copying (`Bytes`,
+    /// `Vec<u8>`, `&'static [u8]`, `String`); copy a borrowed slice with
+    /// `Bytes::copy_from_slice`. Payloads longer than
+    /// [`Config::copy_threshold`] are queued without copying.
+    ///
+    /// Checked in this order, nothing queued on error: the peer's stream has
+    /// not ended, we have not sent ERQ, the channel is open, a tag is left,
+    /// the fields encode, fewer than [`Config::max_pending_outbound`] are
+    /// waiting, the transmit queue is under [`Config::max_transmit_buffer`],
+    /// the packet fits [`Config::max_packet_len`].
     pub fn submit(
         &mut self,
         channel: u64,

@@ -4,10 +4,10 @@
 //! * [`wire`]: the packet format (no allocation): [`wire::Packet`], the
 //!   [`wire::EOF`] and [`wire::ERQ`] markers, zero-copy parsing and encoding
 //!   into caller buffers.
-//! * [`Connection`] (feature `alloc`): one end of a connection — tags,
+//! * `Connection` (feature `alloc`): one end of a connection — tags,
 //!   request/response matching, failure responses, ERQ/EOF and the orderly
 //!   close, timeouts, and limits on everything the peer controls. Configured
-//!   by [`Config`]; reports [`Event`]s.
+//!   by `Config`; reports `Event`s.
 //! * [`reason`]: the failure texts of the original, byte for byte.
 //! * `pair` (tests, and feature `testing`): two connections joined by
 //!   simulated links, for tests and fuzzing.

@@ -2,10 +2,10 @@
 //!
 //! A failure response is a response with `pflags = 0` (ok bit clear, user
 //! flags 0) whose payload is one of these texts in UTF-8. The
-//! [`Connection`](super::Connection) sends them itself for the rules it
+//! `Connection` sends them itself for the rules it
 //! enforces; [`EXCEPTION_DURING_HANDLER`] is what the original server sends
 //! when its handler raises, for a driver to pass to
-//! [`Connection::reject`](super::Connection::reject).
+//! `Connection::reject`.
 
 use core::fmt;
 
@@ -13,7 +13,7 @@ use core::fmt;
 pub const EXCEPTION_DURING_HANDLER: &str = "exception during handler";
 
 /// The connection does not accept requests
-/// ([`Config::accept_requests`](super::Config::accept_requests) is `false`; the
+/// (`Config::accept_requests` is `false`; the
 /// original: created without a `request_handler`).
 pub const NO_REQUEST_HANDLER: &str = "no request handler";
 
@@ -21,7 +21,7 @@ pub const NO_REQUEST_HANDLER: &str = "no request handler";
 pub const REQUESTS_NO_LONGER_ALLOWED: &str = "requests no longer allowed";
 
 /// A request arrived after this side began closing
-/// ([`Connection::close`](super::Connection::close), or the peer's end of
+/// (`Connection::close`, or the peer's end of
 /// stream). The original's text for a request arriving while it shuts down.
 pub const SHUTTING_DOWN: &str = "rejecting request: runstate.cancelled";
 
