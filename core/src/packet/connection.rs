@@ -123,6 +123,8 @@ pub struct Connection {
     rx_end: Option<RxEnd>,
     transport_eof: bool,
     peer_erq: bool,
+    /// Parsing stopped at a whole packet for lack of room; see `resume`.
+    stalled: bool,
     events: VecDeque<Event>,
     /// Payload bytes plus [`EVENT_OVERHEAD`] per event in `events`.
     event_cost: usize,
@@ -254,6 +256,7 @@ impl Connection {
             rx_end: None,
             transport_eof: false,
             peer_erq: false,
+            stalled: false,
             events: VecDeque::new(),
             event_cost: 0,
             tx: TransmitQueue::default(),
@@ -438,7 +441,7 @@ impl Connection {
         self.queue_packet(packet, owned);
         self.stats.responses_sent += 1;
         self.maybe_send_eof();
-        self.pump();
+        self.resume();
         Ok(())
     }
 
@@ -502,7 +505,7 @@ impl Connection {
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
         self.event_cost -= event_cost(&event);
-        self.pump();
+        self.resume();
         Some(event)
     }
 
@@ -545,7 +548,7 @@ impl Connection {
     fn after_transmit(&mut self, n: usize) {
         self.stats.bytes_sent += n as u64;
         self.check_closed();
-        self.pump();
+        self.resume();
     }
 
     /// The earliest request deadline, for the driver's timer; call
@@ -716,10 +719,23 @@ impl Connection {
         self.check_closed();
     }
 
+    /// Resumes parsing if it stopped for lack of room (events, in-flight
+    /// slots, transmit queue).
+    fn resume(&mut self) {
+        if self.stalled {
+            self.pump();
+        }
+    }
+
     /// Parses and dispatches buffered packets until the buffer holds no
     /// whole packet or something blocks.
     fn pump(&mut self) {
-        while self.rx_end.is_none() && self.event_cost < self.config.max_receive_buffer {
+        self.stalled = false;
+        while self.rx_end.is_none() {
+            if self.event_cost >= self.config.max_receive_buffer {
+                self.stalled = true;
+                return;
+            }
             let head = match Packet::parse(&self.rx, &self.limits) {
                 Err(e) => {
                     self.end_rx(RxEnd::Failed(ProtocolError::Packet(e)));
@@ -740,6 +756,7 @@ impl Connection {
                 Ok(Some((packet, len))) => (Head::of(&packet), len),
             };
             if !self.dispatch(head.0, head.1) {
+                self.stalled = self.rx_end.is_none();
                 return;
             }
         }

@@ -34,6 +34,11 @@ impl TagMemory {
     /// Records `tag` as used; returns the change in remembered entries
     /// (+1, 0, or negative when consecutive tags fold into the floor).
     pub(crate) fn insert(&mut self, tag: u64) -> isize {
+        if u128::from(tag) == self.floor && self.above.is_empty() {
+            // The common case, counting up: no set traffic at all.
+            self.floor += 1;
+            return 0;
+        }
         let before = self.above.len() as isize;
         if u128::from(tag) >= self.floor {
             self.above.insert(tag);

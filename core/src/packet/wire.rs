@@ -89,6 +89,21 @@ pub const EOF_BYTES: [u8; 4] = [0x03, 0x00, 0x02, 0x00];
 /// The encoding of [`ERQ`].
 pub const ERQ_BYTES: [u8; 4] = [0x03, 0x01, 0x02, 0x00];
 
+/// Writes `v` canonically at `out[pos..]`; returns the new position. At most
+/// four varints precede it in a header, so it always fits.
+fn put_varint(out: &mut [u8; MAX_HEADER_LEN], pos: usize, v: u64) -> usize {
+    if v < 0x80 {
+        out[pos] = v as u8;
+        return pos + 1;
+    }
+    let len = varint::encoded_len(v);
+    for (i, octet) in out[pos..pos + len].iter_mut().enumerate() {
+        let group = ((v >> (7 * (len - 1 - i))) & 0x7f) as u8;
+        *octet = if i + 1 == len { group } else { group | 0x80 };
+    }
+    pos + len
+}
+
 /// A header field of a packet, named in errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -414,20 +429,14 @@ impl<'a> Packet<'a> {
     /// this lets a sender queue the payload without copying it.
     pub fn encode_header(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
         // Every varint fits: five of at most MAX_OCTETS each.
-        let mut pos = 0;
-        let mut put = |v: u64, out: &mut [u8; MAX_HEADER_LEN]| {
-            let (bytes, len) = varint::encode_array(v);
-            out[pos..pos + len].copy_from_slice(&bytes[..len]);
-            pos += len;
-        };
-        put(self.body_len() as u64, out);
-        put(self.tag, out);
-        put(self.f_field(), out);
+        let mut pos = put_varint(out, 0, self.body_len() as u64);
+        pos = put_varint(out, pos, self.tag);
+        pos = put_varint(out, pos, self.f_field());
         if self.channel != 0 {
-            put(self.channel, out);
+            pos = put_varint(out, pos, self.channel);
         }
         if let Some(w) = self.rq_type_wire {
-            put(w, out);
+            pos = put_varint(out, pos, w);
         }
         pos
     }
