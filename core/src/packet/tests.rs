@@ -235,6 +235,33 @@ fn client_shutdown_waits_for_peer_eof() {
 }
 
 #[test]
+fn fill_transmit_and_vectored_chunks() {
+    let mut c = conn_with(|c| c.copy_threshold = 8);
+    let big = vec![0x5a; 20];
+    c.submit(0, 0, 0, &b"small"[..], T0, None).unwrap();
+    c.submit(0, 0, 0, big.clone(), T0, None).unwrap();
+    let mut expect = req(0, 2, 0, 0, b"small");
+    expect.extend(req(0, 3, 0, 0, &big));
+    // Small packets and the big one's header coalesce; its payload is its
+    // own chunk.
+    let chunks: Vec<&[u8]> = c.transmit_chunks().collect();
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(chunks[1], &big[..]);
+    assert_eq!(c.poll_transmit(), Some(&expect[..expect.len() - 20]));
+    let mut buf = [0u8; 10];
+    let mut got = Vec::new();
+    loop {
+        let n = c.fill_transmit(&mut buf);
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, expect);
+    assert_eq!(c.stats().bytes_sent, expect.len() as u64);
+}
+
+#[test]
 fn closed_needs_eof_transmitted() {
     let mut c = conn();
     c.close();
