@@ -11,17 +11,19 @@ use super::{Decode, EncodeError, FrameError, FrameHeader, Framing, Oversize, Ove
 
 /// Frames ended by a delimiter.
 ///
-/// Configuration (all `with_*` builders; defaults in brackets):
+/// Configuration (all `with_*` builders):
 ///
-/// * the delimiter, 1..=[`MAX_DELIMITER_LEN`](Self::MAX_DELIMITER_LEN) bytes [`\n`];
+/// * the delimiter, 1..=[`MAX_DELIMITER_LEN`](Self::MAX_DELIMITER_LEN) bytes
+///   (default `\n`);
 /// * `keep_delimiter`: the payload includes the delimiter, as socktools' line
-///   mode delivers `readline()`'s result [no];
+///   mode delivers `readline()`'s result (default off);
 /// * `strip_cr`: drop one `\r` just before the delimiter from the payload
-///   (accept `\r\n` line ends); ignored when the delimiter is kept [no];
+///   (accept `\r\n` line ends); ignored when the delimiter is kept (default
+///   off);
 /// * the maximum line length, counted without the delimiter (a `\r` that
-///   `strip_cr` removes counts)
-///   [[`DEFAULT_MAX_LINE_LEN`](Self::DEFAULT_MAX_LINE_LEN), 64 KiB];
-/// * what to do with a longer line [[`OversizePolicy::Fail`]].
+///   `strip_cr` removes counts; default
+///   [`DEFAULT_MAX_LINE_LEN`](Self::DEFAULT_MAX_LINE_LEN), 64 KiB);
+/// * what to do with a longer line (default [`OversizePolicy::Fail`]).
 ///
 /// An over-long line is detected when no delimiter can start within its
 /// first `max + 1` bytes. Under `Fail` that is
@@ -173,7 +175,7 @@ impl Delimited {
             let Some(rest) = buf.get(at..) else {
                 return Err(buf.len());
             };
-            let Some(k) = rest.iter().position(|&b| b == first) else {
+            let Some(k) = find_byte(first, rest) else {
                 return Err(buf.len());
             };
             let start = at + k;
@@ -325,6 +327,32 @@ impl Framing for Delimited {
         self.scanned = 0;
         self.discarding = false;
     }
+}
+
+/// The first `needle` in `hay`, eight bytes at a time (SWAR, no `unsafe`).
+fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let repeated = LO * u64::from(needle);
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // Zero bytes where the needle is; the lowest flagged byte is exact
+        // (false flags only appear above a true zero).
+        let x = u64::from_le_bytes(word) ^ repeated;
+        let zeros = x.wrapping_sub(LO) & !x & HI;
+        if zeros != 0 {
+            return Some(base + (zeros.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| base + i)
 }
 
 #[cfg(test)]
@@ -725,6 +753,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn find_byte_is_position(
+            hay in proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(0x80), Just(0xff), any::<u8>()], 0..40),
+            needle in prop_oneof![Just(0u8), Just(1), Just(0x80), Just(0xff), any::<u8>()],
+        ) {
+            prop_assert_eq!(find_byte(needle, &hay), hay.iter().position(|&b| b == needle));
+        }
+
         #[test]
         fn matches_reference_in_any_chunking(f in configs(), input in small_alphabet(80), c in cuts(8)) {
             let expected = reference(&f, &input);

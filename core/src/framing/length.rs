@@ -255,13 +255,17 @@ impl LengthPrefixed {
                 let Some(field) = buf.get(self.offset..header_len) else {
                     return Ok(Err(Some(header_len)));
                 };
-                let raw = if big_endian {
-                    field.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b))
-                } else {
-                    field
+                let raw = match (field, big_endian) {
+                    // The common widths without a loop.
+                    (&[a, b, c, d], true) => u64::from(u32::from_be_bytes([a, b, c, d])),
+                    (&[a, b, c, d], false) => u64::from(u32::from_le_bytes([a, b, c, d])),
+                    (&[a, b], true) => u64::from(u16::from_be_bytes([a, b])),
+                    (&[a, b], false) => u64::from(u16::from_le_bytes([a, b])),
+                    (_, true) => field.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b)),
+                    (_, false) => field
                         .iter()
                         .rev()
-                        .fold(0u64, |v, &b| (v << 8) | u64::from(b))
+                        .fold(0u64, |v, &b| (v << 8) | u64::from(b)),
                 };
                 Ok(Ok((raw, header_len)))
             }

@@ -142,7 +142,8 @@ pub enum FrameError {
     },
     /// A line is longer than the limit (without its delimiter).
     LineTooLong {
-        /// Bytes seen so far without a delimiter (or the whole line's length).
+        /// The line is at least this long: [`Delimited`] reports `max + 1`,
+        /// the first length over the limit, whatever the chunking.
         len: usize,
         /// The configured maximum.
         max: usize,
