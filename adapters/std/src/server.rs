@@ -9,7 +9,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
 /// Default for [`Server::max_connections`].
@@ -108,12 +108,12 @@ where
 {
     loop {
         {
-            let mut active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
+            let mut active = shared.active.lock().unwrap_or_else(PoisonError::into_inner);
             while *active >= max && !shared.stopping.load(Ordering::SeqCst) {
                 active = shared
                     .changed
                     .wait(active)
-                    .unwrap_or_else(|e| e.into_inner());
+                    .unwrap_or_else(PoisonError::into_inner);
             }
         }
         if shared.stopping.load(Ordering::SeqCst) {
@@ -132,7 +132,7 @@ where
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        *shared.active.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        *shared.active.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         let conn_shared = Arc::clone(shared);
         let handler = Arc::clone(handler);
         let spawned = thread::Builder::new()
@@ -143,7 +143,7 @@ where
             });
         if spawned.is_err() {
             // The closure (and its guard) never ran: give the slot back.
-            let mut active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
+            let mut active = shared.active.lock().unwrap_or_else(PoisonError::into_inner);
             *active -= 1;
             shared.changed.notify_all();
         }
@@ -155,7 +155,7 @@ struct ActiveGuard<'a>(&'a Shared);
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        let mut active = self.0.active.lock().unwrap_or_else(|e| e.into_inner());
+        let mut active = self.0.active.lock().unwrap_or_else(PoisonError::into_inner);
         *active -= 1;
         self.0.served.fetch_add(1, Ordering::SeqCst);
         self.0.changed.notify_all();
@@ -177,7 +177,7 @@ impl ServerHandle {
 
     /// Connections being served right now.
     pub fn active_connections(&self) -> usize {
-        *self.shared.active.lock().unwrap_or_else(|e| e.into_inner())
+        *self.shared.active.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Connections that have ended.
@@ -199,13 +199,13 @@ impl ServerHandle {
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
-        let mut active = self.shared.active.lock().unwrap_or_else(|e| e.into_inner());
+        let mut active = self.shared.active.lock().unwrap_or_else(PoisonError::into_inner);
         while *active > 0 {
             active = self
                 .shared
                 .changed
                 .wait(active)
-                .unwrap_or_else(|e| e.into_inner());
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 }

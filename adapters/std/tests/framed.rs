@@ -41,7 +41,7 @@ impl Choppy {
 
     fn next_step(&mut self) -> io::Result<usize> {
         self.call += 1;
-        if self.interrupt_every > 0 && self.call % self.interrupt_every == 0 {
+        if self.interrupt_every > 0 && self.call.is_multiple_of(self.interrupt_every) {
             return Err(io::Error::from(io::ErrorKind::Interrupted));
         }
         Ok(self.steps[self.call % self.steps.len()].max(1))

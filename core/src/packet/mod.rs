@@ -51,7 +51,7 @@ pub mod pair;
 pub mod reason;
 #[cfg(feature = "alloc")]
 mod tags;
-#[cfg(test)]
+#[cfg(all(test, feature = "alloc"))]
 mod tests;
 #[cfg(feature = "alloc")]
 mod transmit;
