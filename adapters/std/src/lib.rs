@@ -29,6 +29,7 @@
 
 mod error;
 mod framed;
+pub mod packet;
 pub mod server;
 
 pub use self::error::Error;

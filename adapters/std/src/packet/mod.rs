@@ -1,0 +1,127 @@
+//! Blocking cs.packetstream connections: the std driver of
+//! [`framewire::packet::Connection`].
+//!
+//! A [`PacketConnection`] is symmetric like the original's: one connection
+//! can both send requests ([`call`](PacketConnection::call),
+//! [`submit`](PacketConnection::submit)) and serve the peer's (a
+//! [`Handler`] given to the [`Builder`]). Every protocol rule — tags,
+//! matching, failure responses, ERQ/EOF, the orderly close, limits — is the
+//! core's; this module only moves bytes, time and events:
+//!
+//! * a **reader thread** owns the read half: it feeds the core, routes
+//!   responses to their waiting callers, queues requests for the workers, and
+//!   stops reading while the core's limits say so (backpressure);
+//! * **writes** are done by whichever thread changed the connection (a
+//!   caller, a worker), one at a time, everything queued in one write — no
+//!   `packet_grace` sleep. Output the reader causes (failure responses, ERQ,
+//!   EOF) goes through a small writer thread so the reader never blocks on a
+//!   write;
+//! * **handlers** run on a bounded pool of worker threads (default
+//!   [`DEFAULT_WORKERS`], like the original's `Later(4)`); requests waiting
+//!   for a worker are bounded by the core's
+//!   [`max_inflight_inbound`](framewire::packet::Config::max_inflight_inbound),
+//!   and responses go out in completion order;
+//! * **time** is `std::time::Instant` relative to the connection's start;
+//!   a caller waiting for a response with a timeout wakes itself at its
+//!   deadline and tells the core.
+//!
+//! Differences from the original worth knowing: a call outstanding when the
+//! peer goes away fails with [`CallError::Cancelled`] (the original's caller
+//! hangs); [`close`](PacketConnection::close) is bounded by a timeout; a
+//! handler that panics is answered `exception during handler` like one that
+//! fails.
+//!
+//! ```
+//! use framewire_std::packet::{Builder, PacketConnection, Request};
+//! use std::os::unix::net::UnixStream;
+//!
+//! let (a, b) = UnixStream::pair()?;
+//! // A server: requests of type 0 are echoed with their flags.
+//! let server = Builder::new()
+//!     .handler(|rq: Request| (rq.flags, rq.payload))
+//!     .start(b)?;
+//! let client = PacketConnection::new(a)?;
+//!
+//! let response = client.call(0, 5, &b"hello"[..])?;
+//! assert!(response.ok);
+//! assert_eq!((response.flags, &response.payload[..]), (5, &b"hello"[..]));
+//!
+//! // Many requests in flight at once.
+//! let pending: Vec<_> = (0..10u8)
+//!     .map(|i| client.submit(0, 0, vec![i]))
+//!     .collect::<Result<_, _>>()?;
+//! for (i, call) in pending.into_iter().enumerate() {
+//!     assert_eq!(call.wait()?.payload[..], [i as u8]);
+//! }
+//!
+//! client.close()?; // ERQ, EOF, the peer's EOF
+//! server.wait()?; // the server side finished too
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod client;
+mod connection;
+mod error;
+mod handler;
+mod pool;
+mod server;
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+
+pub use self::client::{PendingCall, Response};
+pub use self::connection::{
+    Builder, PacketConnection, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_INFLIGHT, DEFAULT_READ_BUFFER,
+    DEFAULT_WORKERS,
+};
+pub use self::error::{CallError, CloseError, EndCause};
+pub use self::handler::{Handler, HandlerError, IntoOutcome, Reply, Request};
+pub use self::server::PacketServer;
+pub use framewire::packet::{Config, Stats};
+
+/// A byte stream that can be used from two threads at once — one reading,
+/// one writing — and shut down from a third, as sockets can.
+///
+/// Implemented for [`TcpStream`] and [`UnixStream`].
+pub trait Split: Read + Write + Send + Sync + Sized + 'static {
+    /// Another handle on the same stream (e.g. `try_clone`).
+    fn try_split(&self) -> io::Result<Self>;
+
+    /// Shuts down one or both directions; a thread blocked reading or
+    /// writing the stream must return.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+
+    /// Called once before use. The default does nothing; for TCP it sets
+    /// `TCP_NODELAY`, since the connection coalesces its own writes and
+    /// Nagle's algorithm would only delay them.
+    fn prepare(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Split for TcpStream {
+    fn try_split(&self) -> io::Result<Self> {
+        self.try_clone()
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+
+    fn prepare(&self) -> io::Result<()> {
+        self.set_nodelay(true)
+    }
+}
+
+#[cfg(unix)]
+impl Split for UnixStream {
+    fn try_split(&self) -> io::Result<Self> {
+        self.try_clone()
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        UnixStream::shutdown(self, how)
+    }
+}

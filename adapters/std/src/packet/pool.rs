@@ -1,0 +1,98 @@
+//! The worker pool: runs the handler on the peer's requests, at most
+//! `max_workers` at once, and answers them in completion order.
+//!
+//! Workers are started as requests arrive and live as long as the
+//! connection. The queue of requests waiting for a worker needs no bound of
+//! its own: requests queued or running are exactly the core's in-flight
+//! peer requests, bounded by `Config::max_inflight_inbound`, beyond which the
+//! core stops reading.
+
+use std::sync::{Arc, PoisonError};
+use std::thread;
+
+use framewire::packet::reason;
+
+use super::connection::{Shared, State};
+use super::handler::{run_handler, Handler, HandlerOutcome};
+
+impl Shared {
+    /// New requests were queued: wake idle workers, start more if allowed.
+    pub(super) fn start_workers(self: &Arc<Self>, st: &mut State) {
+        let Some(handler) = &self.handler else {
+            // Unreachable in practice: without a handler the core refuses
+            // every request itself.
+            st.jobs.clear();
+            return;
+        };
+        for _ in 0..st.jobs.len().min(st.idle_workers) {
+            self.jobs_ready.notify_one();
+        }
+        while st.jobs.len() > st.idle_workers && st.workers < self.max_workers {
+            let shared = Arc::clone(self);
+            let handler = Arc::clone(handler);
+            let spawned = thread::Builder::new()
+                .name("framewire-packet-worker".into())
+                .spawn(move || worker_loop(&shared, &*handler));
+            match spawned {
+                Ok(_) => {
+                    st.workers += 1;
+                    // Counted idle until it takes a job, so that this loop
+                    // starts one worker per queued request.
+                    st.idle_workers += 1;
+                }
+                Err(e) => {
+                    if st.workers == 0 {
+                        // Nobody could ever answer: give up on the connection.
+                        self.fail(st, super::EndCause::Io(e.kind()));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn worker_loop(shared: &Arc<Shared>, handler: &dyn Handler) {
+    let mut st = shared.lock();
+    // Started counted as idle (see `start_workers`).
+    st.idle_workers -= 1;
+    loop {
+        if let Some(request) = st.jobs.pop_front() {
+            drop(st);
+            let (channel, tag) = (request.channel, request.tag);
+            let outcome = run_handler(handler, request);
+            st = shared.lock();
+            if !st.failed() {
+                let answered = match outcome {
+                    HandlerOutcome::Reply(reply) => {
+                        st.conn.respond(channel, tag, reply.flags, reply.payload)
+                    }
+                    HandlerOutcome::Failed => {
+                        st.conn
+                            .reject(channel, tag, reason::EXCEPTION_DURING_HANDLER)
+                    }
+                };
+                if answered.is_err() {
+                    // The reply cannot be sent (flags or payload over the
+                    // limits): the handler failed, as far as the peer knows.
+                    let _ = st
+                        .conn
+                        .reject(channel, tag, reason::EXCEPTION_DURING_HANDLER);
+                }
+                shared.dispatch(&mut st);
+                st = shared.write_out(st);
+            }
+            continue;
+        }
+        if st.finished() {
+            break;
+        }
+        st.idle_workers += 1;
+        st = shared
+            .jobs_ready
+            .wait(st)
+            .unwrap_or_else(PoisonError::into_inner);
+        st.idle_workers -= 1;
+    }
+    st.workers -= 1;
+}
