@@ -323,6 +323,10 @@ impl Framing for Delimited {
         }
     }
 
+    fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
     fn reset(&mut self) {
         self.scanned = 0;
         self.discarding = false;

@@ -377,6 +377,16 @@ pub trait Framing {
     /// buffered bytes).
     fn reset(&mut self) {}
 
+    /// Whether the framing is part-way through discarding an over-long frame
+    /// whose end it has not seen yet (a line under
+    /// [`OversizePolicy::Skip`] before its delimiter arrived). A close of the
+    /// stream then falls inside a frame, not between frames. Framings that
+    /// know the size of what they skip (length prefixes) say so with
+    /// [`Decode::Skip::len`] instead and leave this `false`.
+    fn is_discarding(&self) -> bool {
+        false
+    }
+
     /// The size of the whole frame for `payload`.
     fn encoded_len(&self, payload: &[u8]) -> Result<usize, EncodeError> {
         let header = self.header(payload)?;
@@ -416,5 +426,8 @@ impl<F: Framing + ?Sized> Framing for &mut F {
     }
     fn reset(&mut self) {
         (**self).reset();
+    }
+    fn is_discarding(&self) -> bool {
+        (**self).is_discarding()
     }
 }

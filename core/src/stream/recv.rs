@@ -84,6 +84,9 @@ pub(crate) struct Core<F> {
     skip_remaining: u64,
     /// The length of the `Skip` being carried out (for `Truncated`).
     skip_len: u64,
+    /// Bytes discarded so far of the over-long frame being skipped, for a
+    /// `Truncated` at EOF while the framing is still discarding.
+    discarded_in_frame: u64,
     /// The framing's last `Incomplete { need }`, while still undecided.
     need: Option<usize>,
     /// `close()` was called: no more sends.
@@ -112,6 +115,7 @@ impl<F: Framing> Core<F> {
             phase: StreamState::Open,
             skip_remaining: 0,
             skip_len: 0,
+            discarded_in_frame: 0,
             need: None,
             send_closed: false,
             stats: Stats::default(),
@@ -224,6 +228,12 @@ impl<F: Framing> Core<F> {
             let buffered = buf.filled().len();
             if buffered == 0 {
                 self.need = None;
+                if eof && self.framing.is_discarding() {
+                    return Err(self.fail(ProtocolError::Truncated {
+                        have: usize::try_from(self.discarded_in_frame).unwrap_or(usize::MAX),
+                        need: None,
+                    }));
+                }
                 if eof {
                     self.phase = StreamState::Closed;
                     return Ok(Step::Closed);
@@ -251,6 +261,10 @@ impl<F: Framing> Core<F> {
                     self.skip_remaining = len - here as u64;
                     self.skip_len = len;
                     self.need = None;
+                    if oversize.is_some() {
+                        self.discarded_in_frame = 0;
+                    }
+                    self.discarded_in_frame += here as u64;
                     if let Some(o) = oversize {
                         self.stats.frames_skipped += 1;
                         return Ok(Step::Skipped(o));

@@ -837,6 +837,19 @@ fn real_delimited_lines_skip_truncation_and_buffer_limit() {
             Rec::Closed
         ]
     );
+    // A close while an over-long line is being discarded falls inside that
+    // line: a truncation, not a clean close, whatever the chunking.
+    assert_eq!(
+        run_all_ways(&skip, 16, b"one\nthis line is far too long"),
+        [
+            frame(b"one"),
+            Rec::Skipped(Oversize { len: None, max: 8 }),
+            proto(ProtocolError::Truncated {
+                have: 25,
+                need: None
+            })
+        ]
+    );
     // An unterminated last line is a truncation of unknown size.
     assert_eq!(
         run_all_ways(&skip, 16, b"one\ntw"),
