@@ -9,6 +9,9 @@
 //!   documents, py-bson `sendobj`/`recvobj` compatible.
 //! * [`server::Server`]: a small multi-client TCP server, one thread per
 //!   connection, bounded.
+//! * [`packet`]: cs.packetstream connections — blocking calls and submits
+//!   from many threads on one connection, a request handler on a bounded
+//!   pool, and a multi-client [`packet::PacketServer`].
 //!
 //! The adapter only moves bytes: every protocol decision is the core's.
 //!

@@ -232,6 +232,11 @@ impl PacketConnection {
     /// Sends a request on channel 0 and blocks for its response (the
     /// original's `conn(rq_type, payload, flags)`). Uses the builder's call
     /// timeout.
+    ///
+    /// The calling thread writes the request itself (unless another thread
+    /// is writing, which then carries it along), for the lowest latency. The
+    /// timeout covers waiting for the response, not a write held up by a
+    /// peer that does not read.
     pub fn call(
         &self,
         rq_type: u64,
@@ -251,16 +256,20 @@ impl PacketConnection {
         payload: impl Into<Bytes>,
         timeout: Option<Duration>,
     ) -> Result<Response, CallError> {
-        self.submit_with(channel, rq_type, flags, payload, timeout)?
+        self.shared
+            .submit(channel, rq_type, flags, &payload.into(), timeout, true)?
             .wait()
     }
 
     /// Sends a request on channel 0 and returns at once with a handle on
     /// it (the original's `submit`). Uses the builder's call timeout.
     ///
-    /// Blocks only while the core's limits are reached (too many requests
-    /// waiting for responses, or too many bytes not yet written): a flood of
-    /// submits waits for the peer instead of growing memory.
+    /// The request is written by the connection's writer thread, together
+    /// with whatever else was queued meanwhile, so a burst of submits goes
+    /// out in few writes. Blocks only while the core's limits are reached
+    /// (too many requests waiting for responses, or too many bytes not yet
+    /// written): a flood of submits waits for the peer instead of growing
+    /// memory.
     pub fn submit(
         &self,
         rq_type: u64,
@@ -281,7 +290,7 @@ impl PacketConnection {
         timeout: Option<Duration>,
     ) -> Result<PendingCall, CallError> {
         self.shared
-            .submit(channel, rq_type, flags, &payload.into(), timeout)
+            .submit(channel, rq_type, flags, &payload.into(), timeout, false)
     }
 
     /// Opens channel `channel` on this side (a framewire extension; see
@@ -715,6 +724,7 @@ impl Shared {
         flags: u64,
         payload: &Bytes,
         timeout: Option<Duration>,
+        write_now: bool,
     ) -> Result<PendingCall, CallError> {
         let give_up = timeout.map(|t| Instant::now() + t);
         let mut st = self.lock();
@@ -733,7 +743,12 @@ impl Shared {
                     let slot = Arc::new(Slot::default());
                     st.calls.insert((channel, tag), Arc::clone(&slot));
                     let deadline = remaining.and_then(|d| self.to_std(now + d));
-                    drop(self.write_out(st));
+                    if write_now {
+                        drop(self.write_out(st));
+                    } else {
+                        self.kick_writer(&mut st);
+                        drop(st);
+                    }
                     return Ok(PendingCall::new(
                         Arc::clone(self),
                         slot,

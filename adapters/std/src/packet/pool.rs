@@ -80,7 +80,14 @@ fn worker_loop(shared: &Arc<Shared>, handler: &dyn Handler) {
                         .reject(channel, tag, reason::EXCEPTION_DURING_HANDLER);
                 }
                 shared.dispatch(&mut st);
-                st = shared.write_out(st);
+                if st.jobs.is_empty() {
+                    // Nothing else to do: write the response now.
+                    st = shared.write_out(st);
+                } else {
+                    // More requests wait: let the writer thread send this
+                    // response (with the next ones) while we run them.
+                    shared.kick_writer(&mut st);
+                }
             }
             continue;
         }
