@@ -1004,3 +1004,60 @@ fn dropping_the_connection_closes_in_order() {
         assert!(rest.is_empty());
     });
 }
+
+#[test]
+fn worker_threads_end_with_the_connection() {
+    with_deadline(LIMIT, || {
+        let server = Builder::new().workers(3).handler(|rq: Request| {
+            thread::sleep(Duration::from_millis(20));
+            rq.payload
+        });
+        let (client, server) = unix_pair(&server);
+        let calls: Vec<_> = (0..9)
+            .map(|_| client.submit(0, 0, Bytes::new()).unwrap())
+            .collect();
+        for call in calls {
+            call.wait().unwrap();
+        }
+        // Started as needed, never more than configured.
+        assert_eq!(server.worker_threads(), 3);
+        client.close().unwrap();
+        server.wait().unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while server.worker_threads() > 0 && Instant::now() < until {
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(server.worker_threads(), 0);
+    });
+}
+
+#[test]
+fn a_handler_can_call_the_peer_back() {
+    with_deadline(LIMIT, || {
+        // Left's handler answers type 1 by calling right (type 0) on the
+        // same connection and returning what right said.
+        let me: Arc<std::sync::OnceLock<std::sync::Weak<PacketConnection>>> = Arc::default();
+        let left_builder = Builder::new().handler({
+            let me = me.clone();
+            move |rq: Request| -> Result<Bytes, String> {
+                let conn = me
+                    .get()
+                    .and_then(std::sync::Weak::upgrade)
+                    .ok_or("no connection")?;
+                let r = conn.call(0, 0, rq.payload).map_err(|e| e.to_string())?;
+                Ok(Bytes::from([&b"via left: "[..], &r.payload].concat()))
+            }
+        });
+        let (a, b) = UnixStream::pair().unwrap();
+        let left = Arc::new(left_builder.start(a).unwrap());
+        me.set(Arc::downgrade(&left)).unwrap();
+        let right = Builder::new()
+            .handler(|rq: Request| Bytes::from([&b"right: "[..], &rq.payload].concat()))
+            .start(b)
+            .unwrap();
+        let r = right.call(1, 0, &b"ping"[..]).unwrap();
+        assert_eq!(&r.payload[..], b"via left: right: ping");
+        right.close().unwrap();
+        left.wait().unwrap();
+    });
+}

@@ -37,8 +37,13 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default size of the reader thread's buffer (one `read` at most).
 pub const DEFAULT_READ_BUFFER: usize = 64 * 1024;
 
-/// The most bytes handed to one `write_all`.
+/// The most bytes handed to one `write_all` (copied out of the core's queue
+/// first, so the lock is not held during the write).
 const MAX_WRITE: usize = 256 * 1024;
+
+/// The staging buffer kept between writes; a larger one is freed once the
+/// queue is drained.
+const KEPT_WRITE_BUF: usize = 64 * 1024;
 
 /// Configures and starts [`PacketConnection`]s. Cheap to clone (a server
 /// starts one connection per client from it).
@@ -689,6 +694,9 @@ impl Shared {
                     break;
                 }
             }
+        }
+        if buf.capacity() > KEPT_WRITE_BUF {
+            buf = Vec::new();
         }
         st.write_buf = buf;
         st.writing = false;

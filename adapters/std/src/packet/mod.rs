@@ -25,6 +25,18 @@
 //!   a caller waiting for a response with a timeout wakes itself at its
 //!   deadline and tells the core.
 //!
+//! **Threads and memory** per connection: the reader; the writer (started
+//! at its first use); up to [`Builder::workers`] handler threads, started as
+//! requests arrive (none without a handler). Besides the core's buffers
+//! (bounded by its [`Config`]), the read buffer ([`DEFAULT_READ_BUFFER`])
+//! and a write staging buffer (at most 256 KiB while writing, at most 64 KiB
+//! kept). All threads end when the connection does; dropping it joins the
+//! reader and writer.
+//!
+//! A handler may make calls on its own connection (the reader is
+//! independent of the workers), but must not `close` it: the close waits for
+//! the handler's own response and would only end at the close timeout.
+//!
 //! Differences from the original worth knowing: a call outstanding when the
 //! peer goes away fails with [`CallError::Cancelled`] (the original's caller
 //! hangs); [`close`](PacketConnection::close) is bounded by a timeout; a
