@@ -83,11 +83,12 @@ fn main() -> Result<(), Error> {
         TcpStream::connect(frame_server.local_addr())?,
         LengthPrefixed::default(),
     );
+    let big = vec![0xab; 70_000];
     let frames: [&[u8]; 4] = [
         b"hello",
         b"",
         b"[1, {\"text\": \"hi\", \"n\": [1, 2.5, null]}]",
-        &[0xab; 70_000],
+        &big,
     ];
     for frame in frames {
         client.queue(frame)?;
