@@ -1,0 +1,574 @@
+//! DESIGN.md section 6 targets as ratios measured side by side in one run.
+//!
+//! ```text
+//! cargo bench -p framewire-tests --bench ratios              # ~15 s
+//! cargo bench -p framewire-tests --bench ratios -- --quick   # ~5 s, noisier
+//! cargo bench -p framewire-tests --bench ratios -- --strict  # exit 1 on a MISS
+//! ```
+//!
+//! Prints a markdown table of rates and one of target ratios (PASS/MISS).
+//! Absolute rates depend on the machine and on whatever else runs on it;
+//! only the ratios, taken between contenders timed in the same process in
+//! interleaved rounds, are compared with the targets. Nothing here is a
+//! test: `cargo test` does not build or run it.
+//!
+//! 1. Framing decode: the same prebuilt input (`u32` BE length + payload),
+//!    fed in 64 KiB chunks to tokio-util's `LengthDelimitedCodec`, a bare
+//!    hand-written decoder (borrowed slices, and `Bytes`), framewire's
+//!    `LengthPrefixed::decode`, `BorrowedFramedStream` and `FramedStream`.
+//!    Each contender is timed in rounds interleaved with the others; its best
+//!    round counts (interference only ever slows a round down).
+//! 2. BSON objects over loopback TCP: framewire-std `Framed<TcpStream,
+//!    BsonDocument>` `send_obj`/`recv_obj` against py-bson's
+//!    `sendobj`/`recvobj` (`tests/python/pybson_bench.py`, run as a
+//!    subprocess that times itself). Both ends of both implementations are
+//!    pinned: "same CPU" puts client and echo server on CPU 0, "cross CPU"
+//!    puts the client on CPU 0 and the server on CPU 1 (DESIGN.md: placement
+//!    decides loopback latency more than anything else). Every socket has
+//!    TCP_NODELAY.
+
+// Counts and byte totals here are far below 2^52: converting them to f64 for
+// rates loses nothing.
+#![allow(clippy::cast_precision_loss)]
+
+mod common;
+
+use std::hint::black_box;
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{
+    bare_borrowed, borrowed_stream, build_input, framing_decode, owned_stream, BareBytes, OneCopy,
+    SliceBuf, Tally, TokioUtil, BORROWED_RX,
+};
+use framewire::framing::{BsonDocument, LengthPrefixed};
+use framewire::stream::{BorrowedFramedStream, FramedStream};
+use framewire_std::Framed;
+use framewire_tests::PythonPeer;
+use serde::{Deserialize, Serialize};
+
+/// WIRE.md's 50-byte benchmark document `{"seq": 0, "pad": b"x"*26}` as
+/// py-bson's `bson.dumps` writes it.
+const BENCH_DOC_SEQ0: &str = "3200000010736571000000000005706164001a00000000787878787878787878787878787878787878787878787878787800";
+
+/// `{"seq": i, "pad": b"x"*26}`: `seq` is an int32 (0x10) and `pad` a
+/// generic binary (0x05 subtype 0), as py-bson encodes them.
+#[derive(Serialize, Deserialize)]
+struct Small {
+    seq: i32,
+    pad: bson::Binary,
+}
+
+impl Small {
+    fn new(seq: i32) -> Small {
+        Small {
+            seq,
+            pad: bson::Binary {
+                subtype: bson::spec::BinarySubtype::Generic,
+                bytes: vec![b'x'; 26],
+            },
+        }
+    }
+}
+
+/// Objects in flight per window in the pipelined runs.
+const WINDOW: usize = 64;
+
+/// Round trips/objects sent before the timed part of a loopback run.
+const WARMUP: usize = 200;
+
+/// Run-size knobs; `--quick` divides them.
+struct Plan {
+    rounds: usize,
+    small_runs: usize,
+    large_runs: usize,
+    rust_rtt: usize,
+    rust_pipelined: usize,
+    rust_batched: usize,
+    py_rtt: usize,
+    py_pipelined: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        let d = if quick { 4 } else { 1 };
+        Plan {
+            rounds: if quick { 3 } else { 7 },
+            small_runs: 10,
+            large_runs: 20,
+            rust_rtt: 20_000 / d,
+            rust_pipelined: 100_000 / d,
+            rust_batched: 400_000 / d,
+            py_rtt: 4_000 / d,
+            py_pipelined: 12_000 / d,
+        }
+    }
+}
+
+/// One measured rate.
+struct Rate {
+    section: &'static str,
+    name: String,
+    per_sec: f64,
+    unit: &'static str,
+}
+
+/// One target: `num / den >= need`.
+struct Target {
+    what: String,
+    num: f64,
+    den: f64,
+    need: f64,
+}
+
+impl Target {
+    fn ratio(&self) -> f64 {
+        self.num / self.den
+    }
+
+    fn pass(&self) -> bool {
+        self.ratio() >= self.need
+    }
+}
+
+/// Pins the calling thread to `cpu` (threads it spawns inherit it). Returns
+/// whether that worked; a machine with fewer CPUs runs unpinned.
+fn pin(cpu: usize) -> bool {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).is_ok()
+}
+
+type Contender<'a> = (&'static str, Box<dyn FnMut(&[u8]) -> Tally + 'a>);
+
+/// Times every contender `runs` times over `input` per round, rounds
+/// interleaved; returns each one's best rate in `per_run` units per second.
+fn race(
+    input: &[u8],
+    want: Tally,
+    per_run: f64,
+    runs: usize,
+    rounds: usize,
+    contenders: &mut [Contender<'_>],
+) -> Vec<(&'static str, f64)> {
+    for (name, run) in contenders.iter_mut() {
+        // Warm-up, and a correctness check: a decoder that skips frames
+        // does not get to look fast.
+        assert_eq!(run(input), want, "{name} decoded the input wrongly");
+    }
+    let mut best = vec![0f64; contenders.len()];
+    for _ in 0..rounds {
+        for (i, (_, run)) in contenders.iter_mut().enumerate() {
+            let start = Instant::now();
+            for _ in 0..runs {
+                black_box(run(black_box(input)));
+            }
+            let rate = per_run * runs as f64 / start.elapsed().as_secs_f64();
+            best[i] = best[i].max(rate);
+        }
+    }
+    contenders.iter().map(|(n, _)| *n).zip(best).collect()
+}
+
+fn small_frames_section(plan: &Plan, rates: &mut Vec<Rate>, targets: &mut Vec<Target>) {
+    // 16-byte payloads: 65,536 frames, 1.25 MiB.
+    let (frames, payload) = (64 * 1024, 16);
+    let input = build_input(frames, payload);
+    let want = Tally::expected(frames, payload);
+
+    let mut tokio = TokioUtil::new();
+    let mut rx = SliceBuf::new(payload + 4);
+    let mut rx2 = SliceBuf::new(payload + 4);
+    let mut bare = BareBytes::new();
+    let mut framing = LengthPrefixed::new();
+    let (mut rxb, mut txb) = (vec![0u8; BORROWED_RX], vec![0u8; 64]);
+    let mut borrowed = BorrowedFramedStream::new(LengthPrefixed::new(), &mut rxb, &mut txb);
+    let mut owned = FramedStream::new(LengthPrefixed::new());
+    let mut contenders: Vec<Contender<'_>> = vec![
+        (
+            "tokio-util LengthDelimitedCodec",
+            Box::new(|i| tokio.run(i)),
+        ),
+        (
+            "bare decoder, borrowed slices",
+            Box::new(|i| bare_borrowed(&mut rx, i)),
+        ),
+        ("bare decoder, Bytes", Box::new(|i| bare.run(i))),
+        (
+            "framewire LengthPrefixed::decode",
+            Box::new(|i| framing_decode(&mut framing, &mut rx2, i)),
+        ),
+        (
+            "framewire BorrowedFramedStream",
+            Box::new(|i| borrowed_stream(&mut borrowed, i)),
+        ),
+        (
+            "framewire FramedStream (Bytes)",
+            Box::new(|i| owned_stream(&mut owned, i)),
+        ),
+    ];
+    let small = race(
+        &input,
+        want,
+        frames as f64,
+        plan.small_runs,
+        plan.rounds,
+        &mut contenders,
+    );
+    drop(contenders);
+    let r = |name: &str| small.iter().find(|(n, _)| *n == name).expect("ran").1;
+    let tokio_rate = r("tokio-util LengthDelimitedCodec");
+    let bare_slices = r("bare decoder, borrowed slices");
+    let bare_bytes = r("bare decoder, Bytes");
+    for (fw, bare, bare_name) in [
+        (
+            "framewire LengthPrefixed::decode",
+            bare_slices,
+            "bare (slices)",
+        ),
+        (
+            "framewire BorrowedFramedStream",
+            bare_slices,
+            "bare (slices)",
+        ),
+        ("framewire FramedStream (Bytes)", bare_bytes, "bare (Bytes)"),
+    ] {
+        targets.push(Target {
+            what: format!("16 B frames: {fw} / tokio-util"),
+            num: r(fw),
+            den: tokio_rate,
+            need: 3.0,
+        });
+        targets.push(Target {
+            what: format!("16 B frames: {fw} / {bare_name}"),
+            num: r(fw),
+            den: bare,
+            need: 0.5,
+        });
+    }
+    for (name, rate) in small {
+        rates.push(Rate {
+            section: "decode 16 B frames",
+            name: name.into(),
+            per_sec: rate,
+            unit: "frames/s",
+        });
+    }
+}
+
+fn large_frames_section(plan: &Plan, rates: &mut Vec<Rate>, targets: &mut Vec<Target>) {
+    // 64 KiB payloads: 64 frames, 4 MiB.
+    let (frames, payload) = (64, 64 * 1024);
+    let input = build_input(frames, payload);
+    let want = Tally::expected(frames, payload);
+    let mut copy = OneCopy::new(input.len());
+    let mut tokio = TokioUtil::new();
+    let mut owned = FramedStream::new(LengthPrefixed::new());
+    let mut rx = SliceBuf::new(payload + 4);
+    let mut contenders: Vec<Contender<'_>> = vec![
+        (
+            "one memcpy of the input (reference)",
+            Box::new(|i| {
+                copy.run(i);
+                want
+            }),
+        ),
+        (
+            "tokio-util LengthDelimitedCodec",
+            Box::new(|i| tokio.run(i)),
+        ),
+        (
+            "bare decoder, borrowed slices",
+            Box::new(|i| bare_borrowed(&mut rx, i)),
+        ),
+        (
+            "framewire FramedStream (Bytes)",
+            Box::new(|i| owned_stream(&mut owned, i)),
+        ),
+    ];
+    let large = race(
+        &input,
+        want,
+        input.len() as f64 / f64::from(1 << 30),
+        plan.large_runs,
+        plan.rounds,
+        &mut contenders,
+    );
+    drop(contenders);
+    let r = |name: &str| large.iter().find(|(n, _)| *n == name).expect("ran").1;
+    targets.push(Target {
+        what: "64 KiB frames: FramedStream / one memcpy (one copy ≈ 1, two ≤ 0.5)".into(),
+        num: r("framewire FramedStream (Bytes)"),
+        den: r("one memcpy of the input (reference)"),
+        need: 0.5,
+    });
+    targets.push(Target {
+        what: "64 KiB frames: FramedStream / tokio-util (no worse)".into(),
+        num: r("framewire FramedStream (Bytes)"),
+        den: r("tokio-util LengthDelimitedCodec"),
+        need: 0.9,
+    });
+    for (name, rate) in large {
+        rates.push(Rate {
+            section: "decode 64 KiB frames",
+            name: name.into(),
+            per_sec: rate,
+            unit: "GiB/s",
+        });
+    }
+}
+
+/// How the Rust client drives the echo.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// `send_obj`, then `recv_obj`: one round trip at a time.
+    Rtt,
+    /// `send_obj` x WINDOW, then `recv_obj` x WINDOW (one write per object,
+    /// as py-bson's `sendobj`).
+    Pipelined,
+    /// Like `Pipelined`, but each window is encoded into the output queue and
+    /// written with one `flush`; the echo server flushes when its input runs
+    /// dry. The same objects and bytes; framewire's batching API.
+    Batched,
+}
+
+fn nodelay(s: &TcpStream) {
+    s.set_nodelay(true).expect("TCP_NODELAY");
+}
+
+/// The echo server: every object back as it came (decoded and re-encoded,
+/// as py-bson's `sendobj(recvobj())`), until the client closes.
+fn echo_server(listener: &TcpListener, cpu: usize, batched: bool) {
+    pin(cpu);
+    let (sock, _) = listener.accept().expect("accept");
+    nodelay(&sock);
+    let mut conn = Framed::new(sock, BsonDocument::new());
+    let mut doc = Vec::with_capacity(64);
+    while let Some(obj) = conn.recv_obj::<Small>().expect("echo recv") {
+        if batched {
+            doc.clear();
+            framewire::message::bson::encode_into(&obj, &mut doc).expect("encode");
+            conn.queue(&doc).expect("queue");
+            if conn.stream().buffered_len() == 0 {
+                conn.flush().expect("flush");
+            }
+        } else {
+            conn.send_obj(&obj).expect("echo send");
+        }
+    }
+    conn.flush().expect("flush");
+}
+
+fn check(obj: Option<Small>, seq: i32) {
+    let obj = obj.expect("echo closed early");
+    assert_eq!(obj.seq, seq, "echo out of order");
+    assert_eq!(obj.pad.bytes.len(), 26);
+}
+
+fn client_run(conn: &mut Framed<TcpStream, BsonDocument>, mode: Mode, start: usize, n: usize) {
+    let mut doc = Vec::with_capacity(WINDOW * 50);
+    let mut seq = start;
+    while seq < start + n {
+        let batch = if mode == Mode::Rtt {
+            1
+        } else {
+            WINDOW.min(start + n - seq)
+        };
+        for k in seq..seq + batch {
+            let obj = Small::new(k as i32);
+            if mode == Mode::Batched {
+                doc.clear();
+                framewire::message::bson::encode_into(&obj, &mut doc).expect("encode");
+                conn.queue(&doc).expect("queue");
+            } else {
+                conn.send_obj(&obj).expect("send");
+            }
+        }
+        if mode == Mode::Batched {
+            conn.flush().expect("flush");
+        }
+        for k in seq..seq + batch {
+            check(conn.recv_obj().expect("recv"), k as i32);
+        }
+        seq += batch;
+    }
+}
+
+/// Objects per second of a Rust client + echo server pair over loopback.
+fn rust_bson(mode: Mode, n: usize, client_cpu: usize, server_cpu: usize) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = thread::spawn(move || echo_server(&listener, server_cpu, mode == Mode::Batched));
+    let client = thread::spawn(move || {
+        pin(client_cpu);
+        let sock = TcpStream::connect(addr).expect("connect");
+        nodelay(&sock);
+        let mut conn = Framed::new(sock, BsonDocument::new());
+        client_run(&mut conn, mode, 0, WARMUP);
+        let start = Instant::now();
+        client_run(&mut conn, mode, WARMUP, n);
+        let secs = start.elapsed().as_secs_f64();
+        drop(conn);
+        n as f64 / secs
+    });
+    let rate = client.join().expect("client");
+    server.join().expect("server");
+    rate
+}
+
+/// Objects per second of py-bson's `sendobj`/`recvobj`, measured by the
+/// Python helper itself.
+fn python_bson(mode: &str, n: usize, client_cpu: usize, server_cpu: usize) -> f64 {
+    let (n, c, s) = (
+        n.to_string(),
+        client_cpu.to_string(),
+        server_cpu.to_string(),
+    );
+    let window = WINDOW.to_string();
+    let args = [
+        mode,
+        &n,
+        "--window",
+        &window,
+        "--client-cpu",
+        &c,
+        "--server-cpu",
+        &s,
+    ];
+    let peer = PythonPeer::start("pybson_bench.py", &args, false);
+    let (summary, ok) = peer.finish(Duration::from_secs(120));
+    assert!(ok, "pybson_bench.py failed: {summary}");
+    summary["rate"].as_f64().expect("rate in the summary")
+}
+
+fn bson_section(plan: &Plan, rates: &mut Vec<Rate>, targets: &mut Vec<Target>) {
+    let doc = framewire::message::bson::to_vec(&Small::new(0)).expect("encode");
+    let golden: Vec<u8> = (0..BENCH_DOC_SEQ0.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&BENCH_DOC_SEQ0[i..i + 2], 16).expect("hex"))
+        .collect();
+    assert_eq!(doc, golden, "the Rust benchmark document is not py-bson's");
+
+    let cpus = thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut placements = vec![("same CPU (0+0)", 0, 0)];
+    if cpus >= 2 {
+        placements.push(("cross CPU (0+1)", 0, 1));
+    }
+    for (place, c, s) in placements {
+        let py_rtt = python_bson("rtt", plan.py_rtt, c, s);
+        let py_pipe = python_bson("pipelined", plan.py_pipelined, c, s);
+        let rs_rtt = rust_bson(Mode::Rtt, plan.rust_rtt, c, s);
+        let rs_pipe = rust_bson(Mode::Pipelined, plan.rust_pipelined, c, s);
+        let rs_batch = rust_bson(Mode::Batched, plan.rust_batched, c, s);
+        let section = if c == s {
+            "BSON loopback, same CPU"
+        } else {
+            "BSON loopback, cross CPU"
+        };
+        for (name, rate) in [
+            ("py-bson sendobj/recvobj, round trips", py_rtt),
+            ("py-bson sendobj/recvobj, pipelined x64", py_pipe),
+            ("framewire send_obj/recv_obj, round trips", rs_rtt),
+            ("framewire send_obj/recv_obj, pipelined x64", rs_pipe),
+            ("framewire queue+flush, pipelined x64 batched", rs_batch),
+        ] {
+            rates.push(Rate {
+                section,
+                name: name.into(),
+                per_sec: rate,
+                unit: "objects/s",
+            });
+        }
+        for (what, num, den) in [
+            ("round trips", rs_rtt, py_rtt),
+            ("pipelined x64, one write per object", rs_pipe, py_pipe),
+            ("pipelined x64, framewire batched writes", rs_batch, py_pipe),
+        ] {
+            targets.push(Target {
+                what: format!("BSON {place}: {what} / py-bson"),
+                num,
+                den,
+                need: 50.0,
+            });
+        }
+    }
+}
+
+fn fmt_rate(rate: f64, unit: &str) -> String {
+    if unit == "GiB/s" {
+        format!("{rate:.2} {unit}")
+    } else if rate >= 1e6 {
+        format!("{:.1} M{unit}", rate / 1e6)
+    } else if rate >= 1e3 {
+        format!("{:.1} k{unit}", rate / 1e3)
+    } else {
+        format!("{rate:.0} {unit}")
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let strict = args.iter().any(|a| a == "--strict");
+    let plan = Plan::new(quick);
+    let started = Instant::now();
+
+    let mut rates = Vec::new();
+    let mut targets = Vec::new();
+    // The single-threaded decode comparison runs pinned to CPU 1 (the BSON
+    // runs place their own threads) so it is not migrated mid-round.
+    let pinned = thread::scope(|s| {
+        s.spawn(|| {
+            let pinned = pin(1) || pin(0);
+            small_frames_section(&plan, &mut rates, &mut targets);
+            large_frames_section(&plan, &mut rates, &mut targets);
+            pinned
+        })
+        .join()
+        .expect("framing section")
+    });
+    bson_section(&plan, &mut rates, &mut targets);
+
+    println!(
+        "\nframewire ratios ({} CPUs available, decode thread {}pinned, {} rounds, {:.1} s)\n",
+        thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        if pinned { "" } else { "not " },
+        plan.rounds,
+        started.elapsed().as_secs_f64()
+    );
+    println!("| section | contender | rate |\n|---|---|---:|");
+    for r in &rates {
+        println!(
+            "| {} | {} | {} |",
+            r.section,
+            r.name,
+            fmt_rate(r.per_sec, r.unit)
+        );
+    }
+    println!("\n| target | ratio | need | result |\n|---|---:|---:|---|");
+    let mut misses = 0;
+    for t in &targets {
+        if !t.pass() {
+            misses += 1;
+        }
+        println!(
+            "| {} | {:.2}x | >= {}x | {} |",
+            t.what,
+            t.ratio(),
+            t.need,
+            if t.pass() { "PASS" } else { "MISS" }
+        );
+    }
+    println!(
+        "\n{} of {} targets met",
+        targets.len() - misses,
+        targets.len()
+    );
+    if strict && misses > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

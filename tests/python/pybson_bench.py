@@ -1,0 +1,134 @@
+"""py-bson 0.5.10 side of framewire's BSON benchmark (tests/benches/ratios.rs).
+
+Measures the original's `sendobj`/`recvobj` between two Python sockets over
+loopback TCP, with the WIRE.md 50-byte benchmark document
+`{"seq": i, "pad": b"x" * 26}`, and prints one JSON line with its rate.
+
+    pybson_bench.py MODE N [--window W] [--client-cpu C] [--server-cpu S]
+
+MODE is `rtt` (send one object, wait for its echo, N times) or `pipelined`
+(send W objects, then receive their W echoes, until N have gone). The echo
+server is a forked process (no GIL shared with the client) that answers every
+object with `sendobj(recvobj())`, as an application of the original would.
+Each process pins itself to its CPU with `os.sched_setaffinity` when one is
+given, so the Rust side can be measured with the same placement. Both sockets
+have TCP_NODELAY, as the Rust side does, so Nagle's algorithm does not decide
+the pipelined rate.
+
+Output: {"impl": "py-bson", "mode": ..., "n": ..., "window": ..., "secs": ...,
+"rate": objects per second, "rtt_us": mean round trip (rtt mode),
+"client_cpu": ..., "server_cpu": ...}
+"""
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+
+import bson
+
+bson.patch_socket()
+
+WARMUP = 200
+
+
+def small(seq):
+    return {"seq": seq, "pad": b"x" * 26}
+
+
+def pin(cpu):
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def serve(listener, cpu):
+    pin(cpu)
+    conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.close()
+    while True:
+        obj = conn.recvobj()
+        if obj is None:
+            break
+        conn.sendobj(obj)
+    conn.close()
+
+
+def rtt(conn, start, n):
+    for seq in range(start, start + n):
+        conn.sendobj(small(seq))
+        back = conn.recvobj()
+        if back is None or back["seq"] != seq:
+            raise SystemExit(f"bad echo for seq {seq}: {back!r}")
+
+
+def pipelined(conn, start, n, window):
+    seq = start
+    end = start + n
+    while seq < end:
+        batch = min(window, end - seq)
+        for k in range(batch):
+            conn.sendobj(small(seq + k))
+        for k in range(batch):
+            back = conn.recvobj()
+            if back is None or back["seq"] != seq + k:
+                raise SystemExit(f"bad echo for seq {seq + k}: {back!r}")
+        seq += batch
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["rtt", "pipelined"])
+    ap.add_argument("n", type=int)
+    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--client-cpu", type=int)
+    ap.add_argument("--server-cpu", type=int)
+    args = ap.parse_args()
+
+    doc = bson.dumps(small(0))
+    if len(doc) != 50:
+        raise SystemExit(f"benchmark document is {len(doc)} bytes, WIRE.md says 50")
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            serve(listener, args.server_cpu)
+        finally:
+            os._exit(0)
+    port = listener.getsockname()[1]
+    listener.close()
+    pin(args.client_cpu)
+    conn = socket.create_connection(("127.0.0.1", port))
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    run = rtt if args.mode == "rtt" else (lambda c, s, n: pipelined(c, s, n, args.window))
+    run(conn, 0, WARMUP)
+    t0 = time.perf_counter()
+    run(conn, WARMUP, args.n)
+    secs = time.perf_counter() - t0
+
+    conn.close()
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise SystemExit(f"echo server exited with status {status}")
+    out = {
+        "impl": "py-bson",
+        "mode": args.mode,
+        "n": args.n,
+        "window": args.window if args.mode == "pipelined" else 1,
+        "secs": secs,
+        "rate": args.n / secs,
+        "client_cpu": args.client_cpu,
+        "server_cpu": args.server_cpu,
+    }
+    if args.mode == "rtt":
+        out["rtt_us"] = secs / args.n * 1e6
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
