@@ -1061,3 +1061,12 @@ fn a_handler_can_call_the_peer_back() {
         left.wait().unwrap();
     });
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<PacketConnection>();
+    send_sync::<framewire_std::packet::PendingCall>();
+    send_sync::<PacketServer>();
+    send_sync::<Builder>();
+}

@@ -33,6 +33,11 @@ pub struct Request {
 /// | `str` | `String`, `&'static str` | flags 0, the UTF-8 text |
 /// | `(int, bytes)` | `(u64, Bytes)`, `(u64, Vec<u8>)`, `(u64, &'static [u8])` | both |
 ///
+/// A reply that cannot be sent — flags over `u64::MAX >> 3` (the response's
+/// flags field carries them shifted left by three bits) or a packet over
+/// [`Config::max_packet_len`](framewire::packet::Config::max_packet_len) —
+/// is answered as a handler failure, `exception during handler`.
+///
 /// ```
 /// use framewire_std::packet::Reply;
 /// assert_eq!(Reply::from(()), Reply { flags: 0, payload: Default::default() });
