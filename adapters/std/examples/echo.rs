@@ -1,7 +1,7 @@
-//! The main job for a newcomer: two echo servers on loopback (BSON documents,
-//! py-bson `sendobj`/`recvobj` compatible, and u32 big-endian length-prefixed
-//! frames, socktools style), a client against each, and every message that
-//! flows printed.
+//! The main job for a newcomer: three servers on loopback (BSON documents,
+//! py-bson `sendobj`/`recvobj` compatible; u32 big-endian length-prefixed
+//! frames, socktools style; and a cs.packetstream request/response server), a
+//! client against each, and every message that flows printed.
 //!
 //! ```sh
 //! cargo run -p framewire-std --features bson --example echo
@@ -11,10 +11,11 @@ use std::net::TcpStream;
 
 use bson::{doc, Document};
 use framewire::framing::{BsonDocument, LengthPrefixed};
+use framewire_std::packet::{Builder, PacketConnection, PacketServer, Request};
 use framewire_std::server::Server;
-use framewire_std::{Error, Framed};
+use framewire_std::Framed;
 
-fn main() -> Result<(), Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     // BSON echo server: decode each document, send it back.
     let bson_server = Server::bind("127.0.0.1:0")?
         .max_connections(8)
@@ -105,12 +106,64 @@ fn main() -> Result<(), Error> {
 
     bson_server.shutdown();
     frame_server.shutdown();
+
+    let calls = packet_stream()?;
     println!(
-        "summary: {} BSON documents ({bson_bytes} bytes) and {} frames ({frame_bytes} payload bytes) echoed intact",
+        "summary: {} BSON documents ({bson_bytes} bytes) and {} frames ({frame_bytes} payload bytes) echoed intact, {calls} packet-stream calls answered",
         docs.len(),
         frames.len()
     );
     Ok(())
+}
+
+/// A cs.packetstream server (type 0 echoes, type 1 reverses, type 2 echoes
+/// without printing, others fail)
+/// and a client making synchronous and pipelined calls.
+fn packet_stream() -> Result<usize, Box<dyn std::error::Error>> {
+    let handler = Builder::new().handler(|rq: Request| {
+        if rq.rq_type != 2 {
+            println!(
+                "  packet server <- request tag {} type {} flags {} payload {}",
+                rq.tag,
+                rq.rq_type,
+                rq.flags,
+                preview(&rq.payload)
+            );
+        }
+        match rq.rq_type {
+            0 | 2 => Ok((rq.flags, rq.payload.to_vec())),
+            1 => Ok((0, rq.payload.iter().rev().copied().collect())),
+            other => Err(format!("no such request type {other}")),
+        }
+    });
+    let server = PacketServer::serve(Server::bind("127.0.0.1:0")?, handler)?;
+    println!("packet-stream server on {}", server.local_addr());
+    let client = PacketConnection::connect(server.local_addr())?;
+    let mut answered = 0;
+    for (rq_type, flags, payload) in [(0, 7, &b"hello"[..]), (1, 0, b"stressed"), (9, 0, b"?")] {
+        let r = client.call(rq_type, flags, payload)?;
+        match r.failure_reason() {
+            None => println!(
+                "  packet client -> type {rq_type}: ok, flags {}, payload {}",
+                r.flags,
+                preview(&r.payload)
+            ),
+            Some(reason) => println!("  packet client -> type {rq_type}: failed: {reason:?}"),
+        }
+        answered += 1;
+    }
+    let pending: Vec<_> = (0..100u32)
+        .map(|i| client.submit(2, u64::from(i), i.to_be_bytes().to_vec()))
+        .collect::<Result<_, _>>()?;
+    for (i, call) in pending.into_iter().enumerate() {
+        let r = call.wait()?;
+        assert_eq!(r.flags, i as u64, "response routed to the wrong call");
+        answered += 1;
+    }
+    println!("  packet client -> 100 pipelined calls (type 2) in flight at once, every response matched to its call");
+    client.close()?; // ERQ, EOF, then the server's EOF
+    server.shutdown();
+    Ok(answered)
 }
 
 /// The first bytes of a frame, readable.
