@@ -177,7 +177,11 @@ impl ServerHandle {
 
     /// Connections being served right now.
     pub fn active_connections(&self) -> usize {
-        *self.shared.active.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .shared
+            .active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Connections that have ended.
@@ -199,7 +203,11 @@ impl ServerHandle {
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
-        let mut active = self.shared.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut active = self
+            .shared
+            .active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while *active > 0 {
             active = self
                 .shared
