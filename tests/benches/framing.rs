@@ -17,8 +17,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    bare_borrowed, borrowed_stream, build_input, framing_decode, owned_stream, BareBytes, OneCopy,
-    SliceBuf, Tally, TokioUtil, BORROWED_RX,
+    bare_borrowed, borrowed_stream, build_input, framing_decode, owned_stream, BareBytes,
+    BareBytesSlice, OneCopy, SliceBuf, Tally, TokioUtil, BORROWED_RX,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use framewire::framing::LengthPrefixed;
@@ -53,6 +53,10 @@ fn small_frames(c: &mut Criterion) {
     let mut bare = BareBytes::new();
     assert_eq!(bare.run(&input), want);
     g.bench_function("bare_bytes", |b| b.iter(|| bare.run(&input)));
+
+    let mut bare_slice = BareBytesSlice::new();
+    assert_eq!(bare_slice.run(&input), want);
+    g.bench_function("bare_bytes_slice", |b| b.iter(|| bare_slice.run(&input)));
 
     let mut framing = LengthPrefixed::new();
     assert_eq!(framing_decode(&mut framing, &mut rx, &input), want);
