@@ -66,7 +66,7 @@ fn catalogue() -> Vec<(Document, Document)> {
 }
 
 fn big_document() -> Document {
-    doc! { "kind": "big", "blob": binary(BinarySubtype::Generic, &[0xab; 70_000]), "text": "x".repeat(100) }
+    doc! { "kind": "big", "blob": binary(BinarySubtype::Generic, &vec![0xab; 70_000]), "text": "x".repeat(100) }
 }
 
 fn small(seq: i32) -> Document {

@@ -77,8 +77,11 @@ fn wire_md_golden_frames() {
         .get_ref()
         .get_ref()
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+        .fold(String::new(), |mut hex, b| {
+            use std::fmt::Write;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
     assert_eq!(
         wire,
         "000000285b312c207b2274657874223a20226869222c20226e223a205b312c20322e352c206e756c6c5d7d5d"
