@@ -248,6 +248,7 @@ impl LengthPrefixed {
 
     /// Reads the length field: `Ok(Ok((raw, header_len)))`, or
     /// `Ok(Err(need))` when it is not all there yet.
+    #[inline]
     fn read_field(&self, buf: &[u8]) -> Result<Result<(u64, usize), Option<usize>>, FrameError> {
         match self.field {
             LengthField::Fixed { bytes, big_endian } => {
@@ -283,6 +284,7 @@ impl LengthPrefixed {
 
     /// The whole frame's size for a length field value `raw` in a header of
     /// `header_len` bytes.
+    #[inline]
     fn frame_len(&self, raw: u64, header_len: usize) -> Result<u64, FrameError> {
         let invalid = FrameError::InvalidLength {
             raw,
@@ -390,6 +392,7 @@ impl LengthPrefixed {
 }
 
 impl Framing for LengthPrefixed {
+    #[inline]
     fn decode(&mut self, buf: &[u8]) -> Result<Decode, FrameError> {
         let (raw, header_len) = match self.read_field(buf)? {
             Ok(field) => field,
@@ -421,6 +424,7 @@ impl Framing for LengthPrefixed {
         }
     }
 
+    #[inline]
     fn max_frame_len(&self) -> usize {
         self.max_frame_len
     }

@@ -341,6 +341,7 @@ impl FrameHeader {
     }
 
     /// The header bytes.
+    #[inline]
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
@@ -412,6 +413,7 @@ pub trait Framing {
 }
 
 impl<F: Framing + ?Sized> Framing for &mut F {
+    #[inline]
     fn decode(&mut self, buf: &[u8]) -> Result<Decode, FrameError> {
         (**self).decode(buf)
     }

@@ -27,6 +27,7 @@ impl SliceRecv<'_> {
     /// Consumes the frame `filled()[..len]` and returns its payload. The
     /// bytes stay in place until the next mutating call, which the returned
     /// borrow rules out.
+    #[inline]
     fn cut(&mut self, len: usize, payload: Range<usize>) -> &[u8] {
         let base = self.start;
         self.discard(len);
@@ -35,10 +36,12 @@ impl SliceRecv<'_> {
 }
 
 impl RecvBuffer for SliceRecv<'_> {
+    #[inline]
     fn filled(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
 
+    #[inline]
     fn discard(&mut self, n: usize) {
         self.start += n;
         if self.start == self.end {
@@ -47,10 +50,12 @@ impl RecvBuffer for SliceRecv<'_> {
         }
     }
 
+    #[inline]
     fn capacity(&self) -> usize {
         self.buf.len()
     }
 
+    #[inline]
     fn append(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.buf.len() - (self.end - self.start));
         if self.buf.len() - self.end < n {
@@ -74,10 +79,12 @@ impl RecvBuffer for SliceRecv<'_> {
         &mut self.buf[self.end..]
     }
 
+    #[inline]
     fn spare_len(&self) -> usize {
         self.buf.len() - self.end
     }
 
+    #[inline]
     fn commit(&mut self, n: usize) {
         self.end += n;
     }
@@ -165,6 +172,7 @@ impl<'a, F: Framing> BorrowedFramedStream<'a, F> {
     ///
     /// Errors: the terminal [`StreamError::Protocol`] error, or
     /// [`StreamError::InputAfterEof`] after [`handle_eof`](Self::handle_eof).
+    #[inline]
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<usize, StreamError> {
         self.core.handle_input(&mut self.rx, bytes)
     }
@@ -244,6 +252,7 @@ impl<'a, F: Framing> BorrowedFramedStream<'a, F> {
     /// If the framing breaks the decode contract (a `Frame` longer than the
     /// bytes it was shown, a `Skip` of 0 bytes): a bug in the framing, never
     /// the peer's doing.
+    #[inline]
     pub fn poll_event(&mut self) -> Result<Option<Event<&[u8]>>, StreamError> {
         let step = self.core.poll_step(&mut self.rx)?;
         Ok(step.into_event(|len, payload| self.rx.cut(len, payload)))

@@ -23,43 +23,115 @@ const INLINE_MAX: usize = 64;
 /// The least the coalescing buffer grows by.
 const TAIL_CHUNK: usize = 4 * 1024;
 
-/// A receive buffer in a `BytesMut`: `buf[..filled]` is received and not yet
-/// consumed, `buf[filled..]` is spare space that was already zeroed (kept
-/// between calls so it is initialised only once). `buf.len() <= max`.
+/// A receive buffer in a `BytesMut`, in one of two modes:
+///
+/// * mutable (`frozen` empty): `buf[..filled]` is received and not yet
+///   consumed, `buf[filled..]` is spare space that was already zeroed (kept
+///   between calls so it is initialised only once);
+/// * frozen (after a frame was cut, until more input arrives): `buf` is
+///   empty and the whole buffer, spare space included, is the `Bytes`
+///   `frozen`; `frozen[start..start + filled]` is received and not yet
+///   consumed. Frames are `slice`s of it: one reference count each, no
+///   `BytesMut` bookkeeping per frame.
+///
+/// New input makes it mutable again ([`BytesRecv::thaw`]): in place if no
+/// frame is still alive, else by copying the unconsumed bytes into a new
+/// allocation (the frames keep the old one). `buf.len() <= max` (in frozen
+/// mode, `frozen.len() - start <= max`).
 struct BytesRecv {
     buf: BytesMut,
     filled: usize,
     max: usize,
+    frozen: Bytes,
+    start: usize,
 }
 
 impl BytesRecv {
+    fn new(max: usize) -> Self {
+        BytesRecv {
+            buf: BytesMut::new(),
+            filled: 0,
+            max,
+            frozen: Bytes::new(),
+            start: 0,
+        }
+    }
+
     /// Consumes the frame `filled()[..len]` and returns its payload, sharing
     /// the buffer's allocation.
+    #[inline]
     fn cut(&mut self, len: usize, payload: Range<usize>) -> Bytes {
-        let mut frame = self.buf.split_to(len);
+        if self.frozen.is_empty() {
+            // `filled >= len > 0`, so the frozen buffer is not empty.
+            self.frozen = core::mem::take(&mut self.buf).freeze();
+            self.start = 0;
+        }
+        let base = self.start;
+        self.start += len;
         self.filled -= len;
-        frame.truncate(payload.end);
-        frame.advance(payload.start);
-        frame.freeze()
+        self.frozen.slice(base + payload.start..base + payload.end)
+    }
+
+    /// Makes the buffer mutable again (a no-op unless frozen). The `keep`
+    /// bytes of spare space after the received ones keep their contents;
+    /// `room` is how much more to allocate if a copy is needed.
+    #[inline]
+    fn thaw(&mut self, keep: usize, room: usize) {
+        if !self.frozen.is_empty() {
+            self.thaw_frozen(keep, room);
+        }
+    }
+
+    fn thaw_frozen(&mut self, keep: usize, room: usize) {
+        let whole = core::mem::take(&mut self.frozen);
+        let start = core::mem::take(&mut self.start);
+        self.buf = match whole.try_into_mut() {
+            // No frame is alive: the same allocation, spare space included.
+            Ok(mut buf) => {
+                buf.advance(start);
+                buf
+            }
+            // Frames share the allocation: they keep it, and the unconsumed
+            // bytes move to a new one.
+            Err(whole) => {
+                let end = start + self.filled + keep;
+                let mut buf = BytesMut::with_capacity(end - start + room);
+                buf.extend_from_slice(&whole[start..end]);
+                buf
+            }
+        };
     }
 }
 
 impl RecvBuffer for BytesRecv {
+    #[inline]
     fn filled(&self) -> &[u8] {
-        &self.buf[..self.filled]
+        if self.frozen.is_empty() {
+            &self.buf[..self.filled]
+        } else {
+            &self.frozen[self.start..self.start + self.filled]
+        }
     }
 
+    #[inline]
     fn discard(&mut self, n: usize) {
-        self.buf.advance(n);
+        if self.frozen.is_empty() {
+            self.buf.advance(n);
+        } else {
+            self.start += n;
+        }
         self.filled -= n;
     }
 
+    #[inline]
     fn capacity(&self) -> usize {
         self.max
     }
 
+    #[inline]
     fn append(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.max.saturating_sub(self.filled));
+        self.thaw(0, n);
         let k = n.min(self.buf.len() - self.filled);
         self.buf[self.filled..self.filled + k].copy_from_slice(&bytes[..k]);
         self.filled += k;
@@ -75,6 +147,7 @@ impl RecvBuffer for BytesRecv {
         // Grow geometrically with what has actually arrived, never by a
         // length the peer announced.
         let room = self.max.saturating_sub(self.filled);
+        self.thaw(0, RECV_CHUNK.max(self.filled).min(room));
         if self.buf.len() - self.filled < RECV_CHUNK.min(room) {
             let target = RECV_CHUNK.max(self.filled).min(room);
             self.buf.resize(self.filled + target, 0);
@@ -83,10 +156,17 @@ impl RecvBuffer for BytesRecv {
     }
 
     fn spare_len(&self) -> usize {
-        self.buf.len() - self.filled
+        if self.frozen.is_empty() {
+            self.buf.len() - self.filled
+        } else {
+            self.frozen.len() - self.start - self.filled
+        }
     }
 
     fn commit(&mut self, n: usize) {
+        // The `n` committed bytes were written into the spare space before
+        // any freeze, so they are kept.
+        self.thaw(n, 0);
         self.filled += n;
     }
 }
@@ -187,7 +267,7 @@ impl ChunkQueue {
 /// A framed stream that owns its buffers (feature `alloc`).
 ///
 /// Received frames are [`Bytes`] that share the receive buffer's allocation
-/// (cut out with `split_to().freeze()`, no payload copy). [`send`](Self::send)
+/// (`slice`s of the frozen receive buffer, no payload copy). [`send`](Self::send)
 /// queues a `Bytes` payload without copying it (the header goes into a small
 /// separate chunk); [`send_slice`](Self::send_slice) copies. The whole queue is
 /// visible at once ([`transmit_chunks`](Self::transmit_chunks),
@@ -259,11 +339,7 @@ impl<F: Framing> FramedStream<F> {
         let max_queued = default_limit(&framing, DEFAULT_MIN_QUEUED);
         FramedStream {
             core: Core::new(framing),
-            rx: BytesRecv {
-                buf: BytesMut::new(),
-                filled: 0,
-                max: max_buffered,
-            },
+            rx: BytesRecv::new(max_buffered),
             tx: ChunkQueue {
                 chunks: VecDeque::new(),
                 tail: BytesMut::new(),
@@ -285,6 +361,8 @@ impl<F: Framing> FramedStream<F> {
     pub fn with_max_buffered(mut self, max: usize) -> Self {
         assert!(max > 0, "max_buffered must be at least 1");
         self.rx.max = max;
+        let spare = self.rx.spare_len();
+        self.rx.thaw(spare, 0);
         let keep = self.rx.filled.max(self.rx.buf.len().min(max));
         self.rx.buf.truncate(keep);
         self
@@ -306,6 +384,7 @@ impl<F: Framing> FramedStream<F> {
     ///
     /// Errors: the terminal [`StreamError::Protocol`] error, or
     /// [`StreamError::InputAfterEof`] after [`handle_eof`](Self::handle_eof).
+    #[inline]
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<usize, StreamError> {
         self.core.handle_input(&mut self.rx, bytes)
     }
@@ -406,6 +485,7 @@ impl<F: Framing> FramedStream<F> {
     /// If the framing breaks the decode contract (a `Frame` longer than the
     /// bytes it was shown, a `Skip` of 0 bytes): a bug in the framing, never
     /// the peer's doing.
+    #[inline]
     pub fn poll_event(&mut self) -> Result<Option<Event<Bytes>>, StreamError> {
         let step = self.core.poll_step(&mut self.rx)?;
         Ok(step.into_event(|len, payload| self.rx.cut(len, payload)))
@@ -531,5 +611,110 @@ impl<F: fmt::Debug> fmt::Debug for FramedStream<F> {
             .field("buffered", &self.rx.filled)
             .field("queued", &self.tx.queued)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    use super::FramedStream;
+    use crate::framing::LengthPrefixed;
+
+    fn lp(payload: &[u8]) -> Vec<u8> {
+        let mut v = u32::try_from(payload.len()).unwrap().to_be_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Writes `bytes` through the zero-copy pair; returns how many were taken.
+    fn zero_copy(s: &mut FramedStream<LengthPrefixed>, bytes: &[u8]) -> usize {
+        let spare = s.receive_buffer();
+        let n = spare.len().min(bytes.len());
+        spare[..n].copy_from_slice(&bytes[..n]);
+        s.commit_received(n).unwrap();
+        n
+    }
+
+    #[test]
+    fn poll_between_receive_buffer_and_commit_keeps_the_written_bytes() {
+        for keep_first in [false, true] {
+            let mut s = FramedStream::new(LengthPrefixed::new());
+            s.handle_input(&lp(b"one")).unwrap();
+            let second = lp(b"two");
+            let spare = s.receive_buffer();
+            spare[..second.len()].copy_from_slice(&second);
+            // Cutting "one" before the commit must not lose what was written.
+            let one = s.poll_frame().unwrap().unwrap();
+            let kept = keep_first.then_some(one);
+            s.commit_received(second.len()).unwrap();
+            assert_eq!(s.poll_frame().unwrap().as_deref(), Some(&b"two"[..]));
+            assert_eq!(s.poll_frame(), Ok(None));
+            assert_eq!(s.buffered_len(), 0);
+            if let Some(one) = kept {
+                assert_eq!(&one[..], b"one");
+            }
+        }
+    }
+
+    #[test]
+    fn live_frames_keep_their_bytes_while_input_continues() {
+        let mut s = FramedStream::new(LengthPrefixed::new()).with_max_buffered(64);
+        let input: Vec<u8> = (0..50u8).flat_map(|i| lp(&[i; 5])).collect();
+        let mut frames: Vec<Bytes> = Vec::new();
+        for piece in input.chunks(7) {
+            assert_eq!(s.handle_input(piece), Ok(piece.len()));
+            while let Some(f) = s.poll_frame().unwrap() {
+                frames.push(f);
+            }
+        }
+        assert_eq!(frames.len(), 50);
+        for (i, f) in (0..50u8).zip(&frames) {
+            assert_eq!(&f[..], &[i; 5]);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn kept_or_dropped_frames_in_any_chunking_and_mode(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..16),
+            cuts in proptest::collection::vec(1usize..60, 1..20),
+            zero_copy_mask in any::<u64>(),
+            keep_mask in any::<u64>(),
+            max in 44usize..200,
+        ) {
+            let input: Vec<u8> = payloads.iter().flat_map(|p| lp(p)).collect();
+            let mut s = FramedStream::new(LengthPrefixed::new()).with_max_buffered(max);
+            let mut kept: Vec<(usize, Bytes)> = Vec::new();
+            let mut seen = 0usize;
+            let (mut pos, mut step) = (0usize, 0usize);
+            while pos < input.len() {
+                let end = (pos + cuts[step % cuts.len()]).min(input.len());
+                let n = if zero_copy_mask >> (step % 64) & 1 == 1 {
+                    zero_copy(&mut s, &input[pos..end])
+                } else {
+                    s.handle_input(&input[pos..end]).unwrap()
+                };
+                pos += n;
+                step += 1;
+                while let Some(f) = s.poll_frame().unwrap() {
+                    prop_assert_eq!(&f[..], &payloads[seen][..]);
+                    if keep_mask >> (seen % 64) & 1 == 1 {
+                        kept.push((seen, f));
+                    }
+                    seen += 1;
+                }
+            }
+            s.handle_eof().unwrap();
+            prop_assert_eq!(s.poll_frame(), Ok(None));
+            prop_assert_eq!(seen, payloads.len());
+            prop_assert_eq!(s.stats().bytes_received, input.len() as u64);
+            for (i, f) in &kept {
+                prop_assert_eq!(&f[..], &payloads[*i][..]);
+            }
+        }
     }
 }

@@ -21,7 +21,7 @@ use core::ops::Range;
 
 use super::error::{ProtocolError, StreamError};
 use super::{Event, Stats, StreamState};
-use crate::framing::{Decode, Framing, Oversize};
+use crate::framing::{Decode, FrameError, Framing, Oversize};
 
 /// The storage of a receive buffer: a window of received, not yet consumed
 /// bytes (`filled`) followed by spare space new bytes go into.
@@ -61,6 +61,7 @@ pub(crate) enum Step {
 
 impl Step {
     /// Turns the step into an event, cutting a frame with `frame`.
+    #[inline]
     pub(crate) fn into_event<T>(
         self,
         frame: impl FnOnce(usize, Range<usize>) -> T,
@@ -127,6 +128,7 @@ impl<F: Framing> Core<F> {
         self.need.map_or(0, |n| n.saturating_sub(buffered))
     }
 
+    #[inline]
     fn check_input(&self) -> Result<(), StreamError> {
         match self.phase {
             StreamState::Open => Ok(()),
@@ -142,6 +144,7 @@ impl<F: Framing> Core<F> {
 
     /// Drops what a `Skip` still owes from the front of new input; returns
     /// how many bytes that was.
+    #[inline]
     fn skip_input(&mut self, available: usize) -> usize {
         let n = usize::try_from(self.skip_remaining)
             .unwrap_or(usize::MAX)
@@ -151,6 +154,7 @@ impl<F: Framing> Core<F> {
         n
     }
 
+    #[inline]
     pub(crate) fn handle_input<B: RecvBuffer>(
         &mut self,
         buf: &mut B,
@@ -207,7 +211,27 @@ impl<F: Framing> Core<F> {
 
     /// The decode loop: runs the framing over the buffered bytes until it has
     /// something to report.
+    ///
+    /// The common case (open, not skipping, bytes buffered, a whole frame)
+    /// is decided here without the loop; everything else goes to
+    /// [`Core::poll_step_slow`], which is the full state machine.
+    #[inline]
     pub(crate) fn poll_step<B: RecvBuffer>(&mut self, buf: &mut B) -> Result<Step, StreamError> {
+        if matches!(self.phase, StreamState::Open) && self.skip_remaining == 0 {
+            let filled = buf.filled();
+            let buffered = filled.len();
+            if buffered > 0 {
+                let decoded = self.framing.decode(filled);
+                if let Some(step) = self.after_decode(buf, decoded, buffered, false)? {
+                    return Ok(step);
+                }
+            }
+        }
+        self.poll_step_slow(buf)
+    }
+
+    /// The whole decode loop (see [`Core::poll_step`]).
+    fn poll_step_slow<B: RecvBuffer>(&mut self, buf: &mut B) -> Result<Step, StreamError> {
         loop {
             let eof = match self.phase {
                 StreamState::Open => false,
@@ -240,54 +264,68 @@ impl<F: Framing> Core<F> {
                 }
                 return Ok(Step::Nothing);
             }
-            match self.framing.decode(buf.filled()) {
-                Ok(Decode::Frame { len, payload }) => {
-                    assert!(
-                        len > 0
-                            && len <= buffered
-                            && payload.start <= payload.end
-                            && payload.end <= len,
-                        "framing bug: Frame {{ len: {len}, payload: {payload:?} }} with {buffered} bytes buffered"
-                    );
-                    self.need = None;
-                    self.stats.frames_received += 1;
-                    return Ok(Step::Frame { len, payload });
-                }
-                Ok(Decode::Skip { len, oversize }) => {
-                    assert!(len > 0, "framing bug: Skip of 0 bytes");
-                    let here = usize::try_from(len).unwrap_or(usize::MAX).min(buffered);
-                    buf.discard(here);
-                    self.stats.bytes_skipped += here as u64;
-                    self.skip_remaining = len - here as u64;
-                    self.skip_len = len;
-                    self.need = None;
-                    if oversize.is_some() {
-                        self.discarded_in_frame = 0;
-                    }
-                    self.discarded_in_frame += here as u64;
-                    if let Some(o) = oversize {
-                        self.stats.frames_skipped += 1;
-                        return Ok(Step::Skipped(o));
-                    }
-                }
-                Ok(Decode::Incomplete { need }) => {
-                    let capacity = buf.capacity();
-                    // Checked before EOF so the outcome does not depend on
-                    // when the EOF arrived relative to the bytes.
-                    if need.is_some_and(|n| n > capacity) || buffered >= capacity {
-                        return Err(self.fail(ProtocolError::FrameExceedsBuffer { need, capacity }));
-                    }
-                    if eof {
-                        return Err(self.fail(ProtocolError::Truncated {
-                            have: buffered,
-                            need,
-                        }));
-                    }
-                    self.need = need;
-                    return Ok(Step::Nothing);
-                }
-                Err(e) => return Err(self.fail(ProtocolError::Frame(e))),
+            let decoded = self.framing.decode(buf.filled());
+            if let Some(step) = self.after_decode(buf, decoded, buffered, eof)? {
+                return Ok(step);
             }
+        }
+    }
+
+    /// Acts on what the framing decoded from the `buffered` bytes: the step
+    /// to report, or `None` to decode again (a `Skip` of a frame's rest).
+    #[inline]
+    fn after_decode<B: RecvBuffer>(
+        &mut self,
+        buf: &mut B,
+        decoded: Result<Decode, FrameError>,
+        buffered: usize,
+        eof: bool,
+    ) -> Result<Option<Step>, StreamError> {
+        match decoded {
+            Ok(Decode::Frame { len, payload }) => {
+                assert!(
+                    len > 0 && len <= buffered && payload.start <= payload.end && payload.end <= len,
+                    "framing bug: Frame {{ len: {len}, payload: {payload:?} }} with {buffered} bytes buffered"
+                );
+                self.need = None;
+                self.stats.frames_received += 1;
+                Ok(Some(Step::Frame { len, payload }))
+            }
+            Ok(Decode::Skip { len, oversize }) => {
+                assert!(len > 0, "framing bug: Skip of 0 bytes");
+                let here = usize::try_from(len).unwrap_or(usize::MAX).min(buffered);
+                buf.discard(here);
+                self.stats.bytes_skipped += here as u64;
+                self.skip_remaining = len - here as u64;
+                self.skip_len = len;
+                self.need = None;
+                if oversize.is_some() {
+                    self.discarded_in_frame = 0;
+                }
+                self.discarded_in_frame += here as u64;
+                if let Some(o) = oversize {
+                    self.stats.frames_skipped += 1;
+                    return Ok(Some(Step::Skipped(o)));
+                }
+                Ok(None)
+            }
+            Ok(Decode::Incomplete { need }) => {
+                let capacity = buf.capacity();
+                // Checked before EOF so the outcome does not depend on
+                // when the EOF arrived relative to the bytes.
+                if need.is_some_and(|n| n > capacity) || buffered >= capacity {
+                    return Err(self.fail(ProtocolError::FrameExceedsBuffer { need, capacity }));
+                }
+                if eof {
+                    return Err(self.fail(ProtocolError::Truncated {
+                        have: buffered,
+                        need,
+                    }));
+                }
+                self.need = need;
+                Ok(Some(Step::Nothing))
+            }
+            Err(e) => Err(self.fail(ProtocolError::Frame(e))),
         }
     }
 }
