@@ -27,6 +27,8 @@ pub mod framing;
 pub mod message;
 pub mod packet;
 pub mod stream;
+#[cfg(test)]
+mod testutil;
 pub mod time;
 pub mod varint;
 // further modules: (keep one line per module, alphabetical)

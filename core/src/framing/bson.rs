@@ -159,12 +159,7 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-        s.chunks(2)
-            .map(|p| u8::from_str_radix(core::str::from_utf8(p).unwrap(), 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::unhex;
 
     /// WIRE.md §1: `bson.dumps({"hello": "world"})`.
     const HELLO: &str = "16000000 02 68656c6c6f00 06000000 776f726c6400 00";

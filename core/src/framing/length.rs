@@ -479,12 +479,7 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-        s.chunks(2)
-            .map(|p| u8::from_str_radix(core::str::from_utf8(p).unwrap(), 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::unhex;
 
     fn encode_vec(f: &LengthPrefixed, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
         let mut out = vec![0xa5; f.encoded_len(payload)?];

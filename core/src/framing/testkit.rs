@@ -29,14 +29,7 @@ pub(crate) fn run_chunked<F: Framing>(framing: &mut F, input: &[u8], cuts: &[usi
     let mut buf: Vec<u8> = Vec::new();
     let mut skip_remaining: u64 = 0;
     let mut out = Vec::new();
-    let mut pos = 0;
-    let mut chunks: Vec<&[u8]> = Vec::new();
-    for &c in cuts {
-        let end = (pos + c).min(input.len());
-        chunks.push(&input[pos..end]);
-        pos = end;
-    }
-    chunks.push(&input[pos..]);
+    let chunks = crate::testutil::split_at_cuts(input, cuts);
     for chunk in chunks {
         let mut chunk = chunk;
         if skip_remaining > 0 {

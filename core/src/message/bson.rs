@@ -644,13 +644,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
     use std::collections::HashMap;
 
-    fn hex(s: &str) -> Vec<u8> {
-        assert!(s.len().is_multiple_of(2), "odd hex length");
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-            .collect()
-    }
+    use crate::testutil::unhex as hex;
 
     /// The py-bson golden vectors, by name.
     fn vectors() -> HashMap<&'static str, Vec<u8>> {

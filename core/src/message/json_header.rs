@@ -408,12 +408,7 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-        s.chunks(2)
-            .map(|p| u8::from_str_radix(core::str::from_utf8(p).unwrap(), 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::unhex;
 
     /// WIRE.md §4: the `morpheus` search request.
     const MORPHEUS: &str = "0067 7b22627974656f72646572223a20226c6974746c65222c2022636f6e74656e742d74797065223a2022746578742f6a736f6e222c2022636f6e74656e742d656e636f64696e67223a20227574662d38222c2022636f6e74656e742d6c656e677468223a2034317d 7b22616374696f6e223a2022736561726368222c202276616c7565223a20226d6f727068657573227d";

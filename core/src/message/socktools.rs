@@ -1181,13 +1181,7 @@ mod tests {
     use serde_json::json;
     use std::collections::BTreeMap;
 
-    fn hex(s: &str) -> Vec<u8> {
-        assert!(s.len().is_multiple_of(2), "odd hex length");
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-            .collect()
-    }
+    use crate::testutil::unhex as hex;
 
     /// A Python value rebuilt exactly from the tagged description of the vector file.
     #[derive(Debug, Clone)]

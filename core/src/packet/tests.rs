@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::format;
-use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
@@ -16,13 +15,7 @@ use super::wire::{self, Packet, PacketError};
 use super::*;
 use crate::time::{Duration, Instant};
 
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use crate::testutil::unhex as hex;
 
 fn enc(p: &Packet<'_>) -> Vec<u8> {
     let mut v = vec![0; p.encoded_len()];

@@ -547,13 +547,7 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: std::string::String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::unhex as hex;
 
     fn encode_vec(p: &Packet<'_>) -> Vec<u8> {
         let mut out = vec![0xa5; p.encoded_len() + 3];

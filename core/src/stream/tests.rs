@@ -203,14 +203,7 @@ fn drain<D: Driver>(d: &mut D, out: &mut Vec<Rec>) -> (usize, bool) {
 /// was refused after draining events, then the EOF. Stops at the first error.
 fn drive<D: Driver>(d: &mut D, input: &[u8], cuts: &[usize], zero_copy: bool) -> Vec<Rec> {
     let mut out = Vec::new();
-    let mut pos = 0;
-    let mut chunks: Vec<&[u8]> = Vec::new();
-    for &c in cuts {
-        let end = (pos + c).min(input.len());
-        chunks.push(&input[pos..end]);
-        pos = end;
-    }
-    chunks.push(&input[pos..]);
+    let chunks = crate::testutil::split_at_cuts(input, cuts);
     for chunk in chunks {
         let mut rest = chunk;
         loop {
