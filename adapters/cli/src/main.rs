@@ -1,0 +1,3 @@
+//! `framewire`: the command-line tool.
+
+fn main() {}
