@@ -1,0 +1,3 @@
+//! framewire for JavaScript, through wasm-bindgen.
+
+#![forbid(unsafe_code)]
