@@ -10,6 +10,7 @@
 //! | delimited lines (HOWTO, socktools line mode) | [`Delimited`] | 64 KiB line |
 //! | fixed size (HOWTO) | [`Fixed`] | the size itself |
 //! | JSON header (socket tutorial) | [`JsonHeader`] | 64 KiB header, 16 MiB content |
+//! | cs.packetstream packets | [`PacketFraming`] | 16 MiB packet |
 //!
 //! A framing is a small state machine that looks at the start of a buffer and
 //! says whether a whole frame is there ([`Framing::decode`]). It never copies
@@ -41,6 +42,7 @@ mod delimited;
 mod fixed;
 pub(crate) mod json_header;
 mod length;
+mod packet;
 #[cfg(test)]
 pub(crate) mod testkit;
 
@@ -52,6 +54,7 @@ pub use self::delimited::Delimited;
 pub use self::fixed::Fixed;
 pub use self::json_header::JsonHeader;
 pub use self::length::{LengthField, LengthPrefixed};
+pub use self::packet::{PacketCheck, PacketFraming};
 
 /// The most header bytes any framing puts in front of a payload.
 pub const MAX_HEADER_LEN: usize = 24;
@@ -184,6 +187,8 @@ pub enum FrameError {
         /// The size of the slice.
         actual: usize,
     },
+    /// A cs.packetstream packet's header is malformed ([`PacketFraming`]).
+    Packet(crate::packet::wire::PacketError),
 }
 
 impl From<crate::varint::VarintError> for FrameError {
@@ -235,6 +240,7 @@ impl fmt::Display for FrameError {
                 f,
                 "JSON-header message of {actual} bytes, but its header calls for {expected}"
             ),
+            FrameError::Packet(e) => write!(f, "bad packet: {e}"),
         }
     }
 }
