@@ -6,7 +6,9 @@
 #                               the interop tests.
 #   scripts/setup.sh --cross    also Debian's rustc/cargo with std sources and
 #                               wasm-ld (for the thumbv7em and wasm32 builds;
-#                               see scripts/build-targets.sh). Needs root.
+#                               see scripts/build-targets.sh), llvm-size and
+#                               qemu-system-arm (scripts/build-firmware.sh).
+#                               Needs root.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cross=0
@@ -45,5 +47,6 @@ fi
 
 if [ "$cross" = 1 ]; then
   apt_install rustc-web cargo-web rust-web-src lld-19
+  apt_install llvm-19 qemu-system-arm
 fi
 echo "setup: ok"
