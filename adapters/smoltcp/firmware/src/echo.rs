@@ -96,10 +96,16 @@ mod framed {
                 break;
             }
         }
-        if matches!(
-            socket.state(),
-            tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
-        ) {
+        // The peer's FIN counts once every byte before it was taken.
+        if !socket.can_recv()
+            && matches!(
+                socket.state(),
+                tcp::State::CloseWait
+                    | tcp::State::LastAck
+                    | tcp::State::Closing
+                    | tcp::State::TimeWait
+            )
+        {
             stream.handle_eof().map_err(EchoError::Stream)?;
         }
         Ok(())
@@ -216,9 +222,15 @@ pub use framed::{framing, Client, Server};
 
 /// Writes as much of `bytes[*pos..]` as the socket takes.
 #[cfg(not(feature = "framewire"))]
-fn write_some(socket: &mut tcp::Socket<'_>, bytes: &[u8], pos: &mut usize) -> Result<(), EchoError> {
+fn write_some(
+    socket: &mut tcp::Socket<'_>,
+    bytes: &[u8],
+    pos: &mut usize,
+) -> Result<(), EchoError> {
     if socket.may_send() {
-        *pos += socket.send_slice(&bytes[*pos..]).map_err(|_| EchoError::Socket)?;
+        *pos += socket
+            .send_slice(&bytes[*pos..])
+            .map_err(|_| EchoError::Socket)?;
     }
     Ok(())
 }
@@ -324,7 +336,9 @@ mod raw {
                 socket.close();
             }
             while socket.can_recv() {
-                let n = socket.recv_slice(self.check).map_err(|_| EchoError::Socket)?;
+                let n = socket
+                    .recv_slice(self.check)
+                    .map_err(|_| EchoError::Socket)?;
                 for &b in &self.check[..n] {
                     if self.received == self.total || b != self.expect[self.expect_pos] {
                         return Err(EchoError::Mismatch {
@@ -346,3 +360,111 @@ mod raw {
 
 #[cfg(not(feature = "framewire"))]
 pub use raw::{Client, Server};
+
+/// The buffers of one echo run (two connections: server and client), all
+/// lent by the caller.
+pub struct EchoBuffers<'a> {
+    /// smoltcp's socket slots (two are used).
+    pub sockets: &'a mut [smoltcp::iface::SocketStorage<'a>],
+    /// smoltcp's receive and transmit buffers of the server socket.
+    pub server_socket: [&'a mut [u8]; 2],
+    /// smoltcp's receive and transmit buffers of the client socket.
+    pub client_socket: [&'a mut [u8]; 2],
+    /// The server's framed receive and transmit buffers.
+    pub server_frames: [&'a mut [u8]; 2],
+    /// The client's framed receive and transmit buffers.
+    pub client_frames: [&'a mut [u8]; 2],
+}
+
+/// How an echo run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EchoOutcome {
+    /// Frames sent, echoed and checked.
+    pub frames: u32,
+    /// Simulated milliseconds the run took (one per round).
+    pub millis: u64,
+}
+
+/// Why an echo run failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunError {
+    /// A side of the echo failed.
+    Echo(EchoError),
+    /// The run did not finish within the simulated time limit.
+    Timeout {
+        /// Frames checked when time ran out.
+        frames: u32,
+    },
+}
+
+/// Runs an echo of `frames` frames over TCP on 127.0.0.1 through `device`
+/// (which must loop packets back), with a simulated clock advancing a
+/// millisecond per round, for at most `max_millis`.
+pub fn run<D: smoltcp::phy::Device>(
+    device: &mut D,
+    bufs: EchoBuffers<'_>,
+    frames: u32,
+    max_millis: u64,
+) -> Result<EchoOutcome, RunError> {
+    use smoltcp::iface::{Config, Interface, SocketSet};
+    use smoltcp::socket::tcp;
+    use smoltcp::time::{Duration, Instant};
+    use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+    const PORT: u16 = 7000;
+    let localhost = IpAddress::v4(127, 0, 0, 1);
+
+    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), device, Instant::ZERO);
+    iface.update_ip_addrs(|addrs| {
+        // A fresh interface has room for an address.
+        let _ = addrs.push(IpCidr::new(localhost, 8));
+    });
+    let mut sockets = SocketSet::new(bufs.sockets);
+    let [srx, stx] = bufs.server_socket;
+    let [crx, ctx] = bufs.client_socket;
+    let server_handle = sockets.add(tcp::Socket::new(
+        tcp::SocketBuffer::new(srx),
+        tcp::SocketBuffer::new(stx),
+    ));
+    let client_handle = sockets.add(tcp::Socket::new(
+        tcp::SocketBuffer::new(crx),
+        tcp::SocketBuffer::new(ctx),
+    ));
+    let [frx, ftx] = bufs.server_frames;
+    let mut server = Server::new(frx, ftx);
+    let [frx, ftx] = bufs.client_frames;
+    let mut client = Client::new(frx, ftx, frames);
+
+    let socket_error = RunError::Echo(EchoError::Socket);
+    sockets
+        .get_mut::<tcp::Socket>(server_handle)
+        .listen(PORT)
+        .map_err(|_| socket_error)?;
+    sockets
+        .get_mut::<tcp::Socket>(client_handle)
+        .connect(iface.context(), (localhost, PORT), 49152)
+        .map_err(|_| socket_error)?;
+
+    let mut now = Instant::ZERO;
+    let (mut served, mut checked) = (false, false);
+    while now.total_millis() < max_millis as i64 {
+        iface.poll(now, device, &mut sockets);
+        served = server
+            .poll(sockets.get_mut::<tcp::Socket>(server_handle))
+            .map_err(RunError::Echo)?;
+        checked = client
+            .poll(sockets.get_mut::<tcp::Socket>(client_handle))
+            .map_err(RunError::Echo)?;
+        if served && checked {
+            return Ok(EchoOutcome {
+                frames: client.received,
+                millis: now.total_millis() as u64,
+            });
+        }
+        now += Duration::from_millis(1);
+    }
+    let _ = (served, checked);
+    Err(RunError::Timeout {
+        frames: client.received,
+    })
+}

@@ -108,7 +108,12 @@ impl<const SLOTS: usize, const MTU: usize> Device for Loopback<SLOTS, MTU> {
         self.rx[..len].copy_from_slice(&q.frames[q.head][..len]);
         q.head = (q.head + 1) % SLOTS;
         q.count -= 1;
-        Some((RxToken { packet: &self.rx[..len] }, TxToken { queue: q }))
+        Some((
+            RxToken {
+                packet: &self.rx[..len],
+            },
+            TxToken { queue: q },
+        ))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken<'_, SLOTS, MTU>> {

@@ -8,14 +8,16 @@
 #![no_std]
 #![no_main]
 
-use core::fmt::Write as _;
-
+use cortex_m::singleton;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use framewire::framing::{FrameError, Framing, LengthPrefixed};
 use framewire::packet::wire::{Packet, PacketError, ParseLimits, EOF, ERQ};
 use framewire::stream::{BorrowedFramedStream, ProtocolError, StreamError};
 use framewire::varint::VarintError;
+use framewire_firmware::echo::{self, EchoBuffers};
+use framewire_firmware::Loopback;
+use smoltcp::iface::SocketStorage;
 
 /// WIRE.md §3: socktools `[1, {"text": "hi", "n": [1, 2.5, null]}]`.
 const SOCKTOOLS: &str =
@@ -38,6 +40,9 @@ const PACKETS: [&str; 10] = [
     "03010200",
     "0aa0808080800029076e6f",
 ];
+/// Frames sent through the smoltcp echo.
+const ECHO_FRAMES: u32 = 1000;
+
 const BIG_REQUEST: &str = "140082808003a08080800081808080808080808000";
 
 /// How an input is cut into chunks.
@@ -349,7 +354,9 @@ fn packet_stream(r: &mut Report) {
         let closed = s.handle_eof().and_then(|()| s.poll_event().map(|_| ()));
         r.check(
             error.is_none() && got == expected.len() && closed.is_ok(),
-            format_args!("varint frames split {i}: {got} bodies, error {error:?}, close {closed:?}"),
+            format_args!(
+                "varint frames split {i}: {got} bodies, error {error:?}, close {closed:?}"
+            ),
         );
     }
 
@@ -371,22 +378,6 @@ fn packet_stream(r: &mut Report) {
     );
 }
 
-/// A `core::fmt::Write` into a fixed buffer, for one-line summaries.
-struct Line {
-    buf: [u8; 160],
-    len: usize,
-}
-
-impl core::fmt::Write for Line {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(core::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 #[entry]
 fn main() -> ! {
     let mut r = Report {
@@ -399,16 +390,38 @@ fn main() -> ! {
     packet_stream(&mut r);
     hprintln!("packet-stream vectors: {} checks", r.checks - before);
 
-    let mut line = Line {
-        buf: [0; 160],
-        len: 0,
+    // Length-prefixed frames echoed over smoltcp TCP on a loopback device.
+    macro_rules! buf {
+        ($n:expr) => {
+            &mut singleton!(: [u8; $n] = [0; $n]).unwrap()[..]
+        };
+    }
+    let device = singleton!(: Loopback<4, 1500> = Loopback::new()).unwrap();
+    let sockets = singleton!(: [SocketStorage<'static>; 2] = Default::default()).unwrap();
+    let bufs = EchoBuffers {
+        sockets,
+        server_socket: [buf!(1024), buf!(1024)],
+        client_socket: [buf!(1024), buf!(1024)],
+        server_frames: [buf!(256), buf!(256)],
+        client_frames: [buf!(256), buf!(256)],
     };
-    let _ = write!(
-        line,
-        "size_of on thumbv7em: BorrowedFramedStream<LengthPrefixed> {} B",
-        core::mem::size_of::<BorrowedFramedStream<'_, LengthPrefixed>>(),
+    let outcome = echo::run(device, bufs, ECHO_FRAMES, 60_000);
+    r.check(
+        outcome.is_ok_and(|o| o.frames == ECHO_FRAMES),
+        format_args!("echo over smoltcp: {outcome:?}"),
     );
-    hprintln!("{}", core::str::from_utf8(&line.buf[..line.len]).unwrap_or("?"));
+    if let Ok(o) = outcome {
+        hprintln!(
+            "echo over smoltcp: {} frames in {} simulated ms",
+            o.frames,
+            o.millis
+        );
+    }
+
+    hprintln!(
+        "size_of on thumbv7em: BorrowedFramedStream<LengthPrefixed> {} B",
+        core::mem::size_of::<BorrowedFramedStream<'_, LengthPrefixed>>()
+    );
 
     if r.failures == 0 {
         hprintln!("vectors: all {} checks passed", r.checks);
