@@ -1,3 +1,222 @@
 //! `framewire`: the command-line tool.
+//!
+//! ```text
+//! framewire demo                                  servers and clients on loopback, every check shown
+//! framewire listen ADDR --codec C [--json]        print every frame/document received
+//! framewire send ADDR --codec C [DATA|-]          send frames, or BSON documents given as JSON
+//! framewire call ADDR RQ_TYPE [PAYLOAD]           one packet-stream request
+//! framewire echo ADDR --codec C                   echo server (packet: the test server)
+//! framewire gateway --ws ADDR --tcp ADDR          WebSocket-to-TCP gateway
+//! framewire bench [--codec C]                     loopback throughput and latency
+//! ```
+//!
+//! Every failure is one line on stderr, `framewire: <what>: <why>`, and a
+//! non-zero exit status (1; 2 for command-line usage errors).
 
-fn main() {}
+mod codec;
+mod conn;
+mod docjson;
+mod echo;
+mod error;
+mod listen;
+mod render;
+mod send;
+mod show;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::codec::CodecSpec;
+use crate::error::CliError;
+
+/// framewire: framed messages and packet streams over TCP, from the command line.
+#[derive(Parser, Debug)]
+#[command(name = "framewire", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Accept connections and print every frame, BSON document or message received.
+    Listen(ListenCmd),
+    /// Send frames (text or hex), BSON documents (JSON objects) or JSON-header messages.
+    Send(SendCmd),
+    /// An echo server for any codec; `--codec packet` is the packet-stream test server.
+    Echo(EchoCmd),
+}
+
+/// Options shared by the commands that frame bytes.
+#[derive(Args, Debug)]
+struct CodecOpts {
+    /// The codec: length[:W[:le|be]] (W = 1..8 or varint), bson, lines, fixed:N,
+    /// json-header, packet.
+    #[arg(long, short = 'c', default_value = "length", value_name = "C")]
+    codec: String,
+    /// Largest frame accepted or sent, in bytes (default: the codec's limit).
+    #[arg(long, value_name = "BYTES")]
+    max_frame: Option<usize>,
+}
+
+impl CodecOpts {
+    fn spec(&self) -> Result<CodecSpec, CliError> {
+        self.codec.parse().map_err(|source| CliError::Codec {
+            spec: self.codec.clone(),
+            source,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct ListenCmd {
+    /// Address to listen on (HOST:PORT; port 0 picks a free one, printed on stderr).
+    addr: String,
+    #[command(flatten)]
+    codec: CodecOpts,
+    /// One JSON object per line instead of readable text.
+    #[arg(long)]
+    json: bool,
+    /// Exit after this many frames.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Serve a single connection, then exit (non-zero if it ended in an error).
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Args, Debug)]
+struct SendCmd {
+    /// Address to connect to (HOST:PORT).
+    addr: String,
+    /// What to send; `-` or nothing reads one frame per line from stdin.
+    data: Option<String>,
+    #[command(flatten)]
+    codec: CodecOpts,
+    /// Inputs are hex digits (frame payloads, or raw BSON documents).
+    #[arg(long)]
+    hex: bool,
+    /// Read and print one reply per frame sent.
+    #[arg(long)]
+    replies: bool,
+    /// Print replies as JSON lines.
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for the replies.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    timeout: f64,
+}
+
+#[derive(Args, Debug)]
+struct EchoCmd {
+    /// Address to listen on (HOST:PORT; port 0 picks a free one, printed on stderr).
+    addr: String,
+    #[command(flatten)]
+    codec: CodecOpts,
+    /// Print every frame received.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Print events as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    install_panic_hook();
+    let cli = Cli::parse();
+    let outcome = std::panic::catch_unwind(|| run(cli));
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("framewire: {e}");
+            ExitCode::FAILURE
+        }
+        // The hook has printed the one line already.
+        Err(_) => ExitCode::from(70),
+    }
+}
+
+/// A panic is a bug: say so in one line, without a backtrace.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("panic");
+        let msg = msg.lines().next().unwrap_or_default();
+        match info.location() {
+            Some(l) => eprintln!(
+                "framewire: internal error: {msg} (at {}:{}; please report it)",
+                l.file(),
+                l.line()
+            ),
+            None => eprintln!("framewire: internal error: {msg} (please report it)"),
+        }
+    }));
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Listen(c) => {
+                listen::run(listen::ListenArgs {
+                    codec: c.codec.spec()?,
+                    addr: c.addr,
+                    max_frame: c.codec.max_frame,
+                    json: c.json,
+                    count: c.count,
+                    once: c.once,
+                })
+                .await
+            }
+            Command::Send(c) => {
+                if !(c.timeout.is_finite() && c.timeout > 0.0) {
+                    return Err(CliError::Usage {
+                        what: "--timeout",
+                        why: format!("{} is not a positive number of seconds", c.timeout),
+                    });
+                }
+                send::run(send::SendArgs {
+                    codec: c.codec.spec()?,
+                    addr: c.addr,
+                    data: c.data,
+                    hex: c.hex,
+                    replies: c.replies,
+                    json: c.json,
+                    timeout: c.timeout,
+                    max_frame: c.codec.max_frame,
+                })
+                .await
+            }
+            Command::Echo(c) => {
+                echo::run(echo::EchoArgs {
+                    codec: c.codec.spec()?,
+                    addr: c.addr,
+                    max_frame: c.codec.max_frame,
+                    verbose: c.verbose,
+                    json: c.json,
+                })
+                .await
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+        assert!(codec::CODEC_NAMES.contains("json-header"));
+    }
+}

@@ -1,0 +1,333 @@
+//! End-to-end tests of the `framewire` binary: real processes on loopback,
+//! port 0 everywhere, a deadline on every wait.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStderr, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+/// Deadline for one command.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn framewire() -> Command {
+    let mut c = Command::cargo_bin("framewire").unwrap();
+    c.timeout(TIMEOUT);
+    c
+}
+
+/// A background `framewire` process (a server), killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    stderr: BufReader<ChildStderr>,
+}
+
+impl Server {
+    /// Starts `framewire ARGS` and reads the bound address from its first
+    /// stderr line (`framewire: listening on ADDR (...)`).
+    fn start(args: &[&str]) -> Server {
+        let mut child = StdCommand::cargo_bin("framewire")
+            .unwrap()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        let addr = first
+            .strip_prefix("framewire: listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first stderr line: {first:?}"))
+            .to_owned();
+        Server {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// Waits (with a deadline) for the process to exit by itself and
+    /// returns its success, stdout and the rest of its stderr.
+    fn finish(mut self) -> (bool, String, String) {
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let mut err = String::new();
+        self.stderr.read_to_string(&mut err).unwrap();
+        (status.success(), out, err)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts that `stderr` is exactly one line starting `framewire: ` and
+/// containing `what`, with no panic or backtrace.
+fn one_clear_line(stderr: &[u8], what: &str) {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got {text:?}");
+    assert!(lines[0].starts_with("framewire: "), "{text:?}");
+    assert!(lines[0].contains(what), "{text:?} lacks {what:?}");
+    assert!(
+        !text.contains("panicked") && !text.contains("backtrace"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn listen_and_send_bson_documents() {
+    let server = Server::start(&[
+        "listen",
+        "127.0.0.1:0",
+        "--codec",
+        "bson",
+        "--json",
+        "--count",
+        "3",
+    ]);
+    framewire()
+        .args(["send", &server.addr, "--codec", "bson"])
+        .write_stdin(
+            "{\"hello\": \"world\"}\n\n{\"n\": [1, 2.5, null], \"big\": 9223372036854775808}\n{\"b\": {\"$binary\": {\"base64\": \"AAE=\", \"subType\": \"00\"}}}\n",
+        )
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("sent 3 frames (84 bytes)"));
+    let (ok, out, _) = server.finish();
+    assert!(ok);
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["event"], "open");
+    let docs: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "frame")
+        .map(|e| &e["doc"])
+        .collect();
+    assert_eq!(
+        docs,
+        [
+            &serde_json::json!({"hello": "world"}),
+            &serde_json::json!({"n": [1, 2.5, null], "big": 9_223_372_036_854_775_808_u64}),
+            &serde_json::json!({"b": {"$binary": {"base64": "AAE=", "subType": "00"}}}),
+        ]
+    );
+    // bson.dumps({"hello": "world"}) is 22 bytes.
+    assert_eq!(events[1]["len"], 22);
+}
+
+#[test]
+fn listen_and_send_length_prefixed_frames() {
+    let server = Server::start(&["listen", "127.0.0.1:0", "--codec", "length:2:le", "--once"]);
+    framewire()
+        .args(["send", &server.addr, "--codec", "length:2:le"])
+        .write_stdin("hello\n\nsecond frame\n")
+        .assert()
+        .success();
+    framewire()
+        .args([
+            "send",
+            &server.addr,
+            "--codec",
+            "length:2:le",
+            "--hex",
+            "00ff10",
+        ])
+        .assert()
+        .failure(); // --once: the listener has stopped accepting
+    let (ok, out, _) = server.finish();
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(lines[0].ends_with("] connected"), "{out}");
+    assert!(lines[1].ends_with("] frame 1: 5 bytes \"hello\""), "{out}");
+    assert!(lines[2].ends_with("] frame 2: 0 bytes \"\""), "{out}");
+    assert!(
+        lines[3].ends_with("] frame 3: 12 bytes \"second frame\""),
+        "{out}"
+    );
+    // 3 frames of 2-byte headers + 17 payload bytes.
+    assert!(
+        lines[4].ends_with("] closed after 3 frames (23 bytes)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn listen_shows_binary_frames_as_hex() {
+    let server = Server::start(&["listen", "127.0.0.1:0", "--json", "--count", "1"]);
+    framewire()
+        .args(["send", &server.addr, "--hex", "00ff 10"])
+        .assert()
+        .success();
+    let (ok, out, _) = server.finish();
+    assert!(ok);
+    let frame: serde_json::Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(frame["hex"], "00ff10");
+    assert_eq!(frame["len"], 3);
+}
+
+#[test]
+fn echo_re_encodes_bson_and_refuses_malformed_documents() {
+    let server = Server::start(&["echo", "127.0.0.1:0", "--codec", "bson"]);
+    framewire()
+        .args([
+            "send",
+            &server.addr,
+            "--codec",
+            "bson",
+            "--replies",
+            "--json",
+        ])
+        .write_stdin("{\"a\": 1, \"b\": \"two\"}\n{\"c\": [true]}\n")
+        .assert()
+        .success()
+        .stdout(
+            "{\"event\":\"reply\",\"index\":1,\"len\":23,\"doc\":{\"a\":1,\"b\":\"two\"}}\n\
+             {\"event\":\"reply\",\"index\":2,\"len\":17,\"doc\":{\"c\":[true]}}\n",
+        );
+    // Well framed (length 8, ends in 0x00) but element type 0x13 with a
+    // truncated value: the server says why and closes instead of echoing.
+    let out = framewire()
+        .args([
+            "send",
+            &server.addr,
+            "--codec",
+            "bson",
+            "--hex",
+            "--replies",
+            "0800000013610000",
+        ])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("closed the connection after 0 of 1 replies"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refused_connection_is_one_line() {
+    // Bind a port, then free it: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = framewire()
+        .args(["send", &format!("127.0.0.1:{port}"), "hello"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "cannot connect to 127.0.0.1:");
+}
+
+#[test]
+fn bad_address_is_one_line() {
+    let out = framewire()
+        .args(["send", "no-port-here", "hello"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "bad address \"no-port-here\"");
+    let out = framewire()
+        .args(["listen", "127.0.0.1:99999"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "bad address \"127.0.0.1:99999\"");
+}
+
+#[test]
+fn bad_json_is_one_line_and_sends_nothing() {
+    let out = framewire()
+        // Nothing listens here, and nothing is tried: input is checked first.
+        .args(["send", "127.0.0.1:9", "--codec", "bson"])
+        .write_stdin("{\"ok\": 1}\n{\"broken\": \n")
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "input line 2: bad JSON");
+    let out = framewire()
+        .args(["send", "127.0.0.1:9", "--codec", "bson", "[1, 2]"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "must be a JSON object, not an array");
+}
+
+#[test]
+fn bad_codec_is_one_line() {
+    let out = framewire()
+        .args(["listen", "127.0.0.1:0", "--codec", "length:9"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "bad codec \"length:9\": length width \"9\"");
+}
+
+#[test]
+fn oversized_frames_are_one_line_on_both_sides() {
+    // Sending: 300 bytes do not fit a 1-byte length.
+    let out = framewire()
+        .args([
+            "send",
+            "127.0.0.1:9",
+            "--codec",
+            "length:1",
+            &"x".repeat(300),
+        ])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "payload of 300 bytes is over the limit of 255");
+
+    // Receiving: the listener's limit is 16 bytes (header included); a
+    // 100-byte frame fails the connection as soon as its header is read.
+    let server = Server::start(&["listen", "127.0.0.1:0", "--max-frame", "16", "--once"]);
+    framewire()
+        .args(["send", &server.addr, &"y".repeat(100)])
+        .assert()
+        .success();
+    let (ok, out, err) = server.finish();
+    assert!(!ok, "listen --once must fail on a protocol error");
+    assert!(
+        out.contains("error: frame of 104 bytes is over the limit of 16"),
+        "{out}"
+    );
+    one_clear_line(err.as_bytes(), "frame of 104 bytes is over the limit of 16");
+}
