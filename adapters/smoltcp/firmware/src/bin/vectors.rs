@@ -419,8 +419,12 @@ fn main() -> ! {
     }
 
     hprintln!(
-        "size_of on thumbv7em: BorrowedFramedStream<LengthPrefixed> {} B",
-        core::mem::size_of::<BorrowedFramedStream<'_, LengthPrefixed>>()
+        "size_of on thumbv7em (bytes): BorrowedFramedStream<LengthPrefixed> {}, \
+         tcp::Socket {}, SocketStorage {}, Interface {}",
+        core::mem::size_of::<BorrowedFramedStream<'_, LengthPrefixed>>(),
+        core::mem::size_of::<smoltcp::socket::tcp::Socket<'_>>(),
+        core::mem::size_of::<SocketStorage<'_>>(),
+        core::mem::size_of::<smoltcp::iface::Interface>(),
     );
 
     if r.failures == 0 {
