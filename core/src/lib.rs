@@ -25,6 +25,8 @@ extern crate std;
 
 pub mod framing;
 pub mod message;
+#[cfg(feature = "alloc")]
+pub mod p2p;
 pub mod packet;
 pub mod stream;
 #[cfg(test)]
