@@ -2,5 +2,11 @@
 //!
 //! The protocol logic lives in the sans-IO core ([`framewire`]); this crate
 //! only moves bytes, time and events between it and Tokio's sockets.
+//!
+//! * [`codec`]: `tokio_util::codec` decoders/encoders for every core framing
+//!   (`Framed<TcpStream, FrameCodec<_>>`), a zero-copy vectored
+//!   [`FrameWriter`](codec::FrameWriter), BSON objects (feature `bson`).
 
 #![forbid(unsafe_code)]
+
+pub mod codec;
