@@ -1,12 +1,16 @@
-//! Limits and options of a packet [`Connection`](super::Connection).
+//! Limits and options of a packet `Connection`, and the configuration
+//! errors of both connections.
 
 use core::fmt;
 
+#[cfg(feature = "alloc")]
 use super::wire::{ParseLimits, DEFAULT_MAX_PACKET_LEN};
+#[cfg(feature = "alloc")]
 use crate::varint::VarintRules;
 
 /// Memory charged for each queued event on top of its payload, so that a
 /// flood of empty packets is bounded by [`Config::max_receive_buffer`] too.
+#[cfg(feature = "alloc")]
 pub const EVENT_OVERHEAD: usize = 64;
 
 /// Limits and options of a [`Connection`](super::Connection). Every quantity
@@ -22,6 +26,7 @@ pub const EVENT_OVERHEAD: usize = 64;
 /// };
 /// assert!(config.validate().is_ok());
 /// ```
+#[cfg(feature = "alloc")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
@@ -77,6 +82,7 @@ pub struct Config {
     pub copy_threshold: usize,
 }
 
+#[cfg(feature = "alloc")]
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -95,7 +101,8 @@ impl Default for Config {
     }
 }
 
-/// A [`Config`] that cannot work.
+/// A configuration that cannot work (a `Config`, or a
+/// [`BorrowedConfig`](super::BorrowedConfig) with its buffers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -113,6 +120,16 @@ pub enum ConfigError {
         /// The field's name.
         field: &'static str,
     },
+    /// [`BorrowedConnection`](super::BorrowedConnection): the transmit
+    /// buffer cannot hold the longest failure response the connection may
+    /// have to send plus ERQ and EOF.
+    TransmitBufferTooSmall {
+        /// The buffer's length.
+        len: usize,
+        /// The least that works
+        /// ([`MIN_TRANSMIT_BUFFER`](super::MIN_TRANSMIT_BUFFER)).
+        min: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -126,6 +143,9 @@ impl fmt::Display for ConfigError {
                 "max_receive_buffer {max_receive_buffer} is smaller than max_packet_len {max_packet_len}"
             ),
             ConfigError::Zero { field } => write!(f, "{field} must be at least 1"),
+            ConfigError::TransmitBufferTooSmall { len, min } => {
+                write!(f, "transmit buffer of {len} bytes is under the minimum of {min}")
+            }
         }
     }
 }
@@ -133,6 +153,7 @@ impl fmt::Display for ConfigError {
 #[cfg(feature = "std")]
 impl std::error::Error for ConfigError {}
 
+#[cfg(feature = "alloc")]
 impl Config {
     /// Checks that the limits are consistent.
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -1,7 +1,6 @@
 //! The request/response state machine of cs.packetstream's `PacketConnection`.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
-use alloc::format;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -11,6 +10,7 @@ use super::event::{
     SubmitError,
 };
 use super::reason;
+use super::rules::{self, Head, Kind, RxEnd, SendState};
 use super::tags::TagMemory;
 use super::transmit::{TransmitChunks, TransmitQueue};
 use super::wire::{Packet, ParseLimits, EOF, ERQ, MAX_HEADER_LEN};
@@ -141,44 +141,6 @@ pub struct Connection {
     stats: Stats,
 }
 
-/// Our side of the stream, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SendState {
-    /// Requests may be sent.
-    Open,
-    /// ERQ queued ([`Connection::end_requests`]); not closing.
-    RequestsEnded,
-    /// ERQ queued and closing: EOF follows once no peer request is in flight.
-    Closing,
-    /// EOF queued; `end` is `tx.queued_total()` right after it.
-    EofQueued { end: u64 },
-    /// EOF transmitted and the peer's stream ended; [`Event::Closed`] reported.
-    Closed,
-}
-
-impl SendState {
-    fn erq_queued(self) -> bool {
-        self != SendState::Open
-    }
-
-    fn closing(self) -> bool {
-        matches!(
-            self,
-            SendState::Closing | SendState::EofQueued { .. } | SendState::Closed
-        )
-    }
-
-    fn eof_queued(self) -> bool {
-        matches!(self, SendState::EofQueued { .. } | SendState::Closed)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RxEnd {
-    Closed(PeerCloseReason),
-    Failed(ProtocolError),
-}
-
 #[derive(Debug)]
 struct Channel {
     /// Our next tag; `None` once `u64::MAX` was used.
@@ -194,41 +156,6 @@ impl Channel {
             seen: TagMemory::default(),
         }
     }
-}
-
-/// The fields of a parsed packet, copied out so the receive buffer can be
-/// split.
-#[derive(Clone, Copy)]
-struct Head {
-    channel: u64,
-    tag: u64,
-    pflags: u64,
-    rq_type_wire: Option<u64>,
-    payload_len: usize,
-    is_eof: bool,
-    is_erq: bool,
-    malformed_marker: bool,
-}
-
-impl Head {
-    fn of(p: &Packet<'_>) -> Self {
-        Head {
-            channel: p.channel(),
-            tag: p.tag(),
-            pflags: p.pflags(),
-            rq_type_wire: p.rq_type_wire(),
-            payload_len: p.payload().len(),
-            is_eof: p.is_eof(),
-            is_erq: p.is_erq(),
-            malformed_marker: p.is_malformed_marker(),
-        }
-    }
-}
-
-/// Why the connection refuses a peer request itself.
-enum Refusal {
-    Text(&'static str),
-    TagInUse,
 }
 
 fn event_cost(event: &Event) -> usize {
@@ -765,41 +692,40 @@ impl Connection {
     /// Handles one whole packet of `len` bytes at the front of `rx`. Returns
     /// false if it is blocked (left in the buffer) or the receive side ended.
     fn dispatch(&mut self, head: Head, len: usize) -> bool {
-        if head.is_eof {
-            self.rx.advance(len);
-            self.stats.packets_received += 1;
-            self.end_rx(RxEnd::Closed(PeerCloseReason::EofPacket));
-            return false;
-        }
-        if head.is_erq {
-            self.rx.advance(len);
-            self.stats.packets_received += 1;
-            if !self.peer_erq {
-                self.peer_erq = true;
-                self.push_event(Event::PeerEndedRequests);
+        match head.kind(self.config.max_tag) {
+            Kind::Eof => {
+                self.rx.advance(len);
+                self.stats.packets_received += 1;
+                self.end_rx(RxEnd::Closed(PeerCloseReason::EofPacket));
+                false
             }
-            return true;
-        }
-        if head.malformed_marker {
-            self.rx.advance(len);
-            self.stats.packets_received += 1;
-            self.end_rx(RxEnd::Failed(ProtocolError::MalformedMarker {
-                channel: head.channel,
-                tag: head.tag,
-            }));
-            return false;
-        }
-        if head.tag > self.config.max_tag {
-            self.end_rx(RxEnd::Failed(ProtocolError::TagTooLarge {
-                tag: head.tag,
-                max: self.config.max_tag,
-            }));
-            return false;
-        }
-        match head.rq_type_wire {
-            // Wire type 0 was handled above as a marker.
-            Some(wire) => self.on_request(head, wire - 1, len),
-            None => self.on_response(head, len),
+            Kind::Erq => {
+                self.rx.advance(len);
+                self.stats.packets_received += 1;
+                if !self.peer_erq {
+                    self.peer_erq = true;
+                    self.push_event(Event::PeerEndedRequests);
+                }
+                true
+            }
+            Kind::MalformedMarker => {
+                self.rx.advance(len);
+                self.stats.packets_received += 1;
+                self.end_rx(RxEnd::Failed(ProtocolError::MalformedMarker {
+                    channel: head.channel,
+                    tag: head.tag,
+                }));
+                false
+            }
+            Kind::TagTooLarge => {
+                self.end_rx(RxEnd::Failed(ProtocolError::TagTooLarge {
+                    tag: head.tag,
+                    max: self.config.max_tag,
+                }));
+                false
+            }
+            Kind::Request { rq_type } => self.on_request(head, rq_type, len),
+            Kind::Response => self.on_response(head, len),
         }
     }
 
@@ -812,11 +738,12 @@ impl Connection {
                 self.deadlines.remove(&(d, head.channel, head.tag));
             }
             self.stats.responses_received += 1;
+            let (ok, flags) = head.status();
             self.push_event(Event::ResponseReceived {
                 channel: head.channel,
                 tag: head.tag,
-                ok: head.pflags & 1 != 0,
-                flags: head.pflags >> 1,
+                ok,
+                flags,
                 payload,
             });
         } else {
@@ -831,21 +758,13 @@ impl Connection {
 
     fn on_request(&mut self, head: Head, rq_type: u64, len: usize) -> bool {
         let key = (head.channel, head.tag);
-        let refusal = if !self.config.accept_requests {
-            Some(Refusal::Text(reason::NO_REQUEST_HANDLER))
-        } else if self.peer_erq {
-            Some(Refusal::Text(reason::REQUESTS_NO_LONGER_ALLOWED))
-        } else if self.send.closing() {
-            Some(Refusal::Text(reason::SHUTTING_DOWN))
-        } else if let Some(ch) = self.channels.get(&head.channel) {
-            if self.inflight.contains(&key) || ch.seen.contains(head.tag) {
-                Some(Refusal::TagInUse)
-            } else {
-                None
-            }
-        } else {
-            Some(Refusal::Text(reason::UNKNOWN_CHANNEL))
-        };
+        let channel = self.channels.get(&head.channel);
+        let refusal = rules::refusal(
+            self.config.accept_requests,
+            self.peer_erq,
+            self.send,
+            channel.map(|ch| self.inflight.contains(&key) || ch.seen.contains(head.tag)),
+        );
         if let Some(refusal) = refusal {
             if self.send.eof_queued() {
                 self.rx.advance(len);
@@ -859,22 +778,12 @@ impl Connection {
             self.rx.advance(len);
             self.stats.packets_received += 1;
             self.stats.requests_refused += 1;
-            match refusal {
-                Refusal::Text(text) => {
-                    self.queue_packet(&Packet::failure(head.channel, head.tag, text), None);
-                }
-                Refusal::TagInUse => {
-                    self.stats.tags_reused += 1;
-                    let text = format!(
-                        "{}",
-                        reason::TagInUse {
-                            channel: head.channel,
-                            tag: head.tag
-                        }
-                    );
-                    self.queue_packet(&Packet::failure(head.channel, head.tag, &text), None);
-                }
+            if refusal == rules::Refusal::TagInUse {
+                self.stats.tags_reused += 1;
             }
+            let mut text = [0u8; reason::TagInUse::MAX_LEN];
+            let packet = rules::refusal_packet(refusal, head.channel, head.tag, &mut text);
+            self.queue_packet(&packet, None);
             return true;
         }
         if self.inflight.len() >= self.config.max_inflight_inbound {

@@ -1,7 +1,12 @@
-//! What a packet [`Connection`](super::Connection) reports, and its errors.
+//! What a packet connection reports, and its errors. The errors, [`State`]
+//! and [`Stats`] are shared by `Connection` (feature `alloc`) and
+//! [`BorrowedConnection`](super::BorrowedConnection); `Event` (feature
+//! `alloc`) carries `Bytes` payloads, and
+//! [`BorrowedEvent`](super::BorrowedEvent) borrowed ones.
 
 use core::fmt;
 
+#[cfg(feature = "alloc")]
 use bytes::Bytes;
 
 use super::wire::{FieldError, PacketError};
@@ -9,6 +14,7 @@ use super::wire::{FieldError, PacketError};
 /// Something that happened on a connection, from
 /// [`Connection::poll_event`](super::Connection::poll_event). Every event is
 /// edge-triggered: it is reported once.
+#[cfg(feature = "alloc")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -236,6 +242,16 @@ pub enum SubmitError {
         /// The channel.
         channel: u64,
     },
+    /// [`BorrowedConnection`](super::BorrowedConnection) only: the packet
+    /// does not fit in the free part of the transmit buffer; write some out
+    /// first (if `required` exceeds the whole buffer less the 8 bytes kept
+    /// for ERQ and EOF, it never will).
+    NoRoom {
+        /// The packet's encoded length.
+        required: usize,
+        /// Bytes free for it now.
+        free: usize,
+    },
 }
 
 impl From<FieldError> for SubmitError {
@@ -263,6 +279,7 @@ impl fmt::Display for SubmitError {
             SubmitError::TagsExhausted { channel } => {
                 write!(f, "no tags left on channel {channel}")
             }
+            SubmitError::NoRoom { required, free } => no_room(f, *required, *free),
         }
     }
 }
@@ -295,6 +312,22 @@ pub enum RespondError {
         /// The limit.
         max: usize,
     },
+    /// [`BorrowedConnection`](super::BorrowedConnection) only: the response
+    /// does not fit in the free part of the transmit buffer; write some out
+    /// and answer again (the request stays in flight).
+    NoRoom {
+        /// The packet's encoded length.
+        required: usize,
+        /// Bytes free for it now.
+        free: usize,
+    },
+}
+
+fn no_room(f: &mut fmt::Formatter<'_>, required: usize, free: usize) -> fmt::Result {
+    write!(
+        f,
+        "packet of {required} bytes does not fit the {free} bytes free in the transmit buffer"
+    )
 }
 
 impl fmt::Display for RespondError {
@@ -307,6 +340,7 @@ impl fmt::Display for RespondError {
             RespondError::PayloadTooLong { len, max } => {
                 write!(f, "packet of {len} bytes over the limit of {max}")
             }
+            RespondError::NoRoom { required, free } => no_room(f, *required, *free),
         }
     }
 }

@@ -40,16 +40,17 @@
 //! ));
 //! ```
 
-#[cfg(feature = "alloc")]
+mod borrowed;
+#[cfg(test)]
+mod borrowed_tests;
 mod config;
 #[cfg(feature = "alloc")]
 mod connection;
-#[cfg(feature = "alloc")]
 mod event;
 #[cfg(all(feature = "alloc", any(test, feature = "testing")))]
 pub mod pair;
 pub mod reason;
-#[cfg(feature = "alloc")]
+mod rules;
 mod tags;
 #[cfg(all(test, feature = "alloc"))]
 mod tests;
@@ -57,13 +58,19 @@ mod tests;
 mod transmit;
 pub mod wire;
 
+pub use self::borrowed::{
+    BorrowedConfig, BorrowedConnection, BorrowedEvent, CHANNEL_ENTRY_BYTES, INFLIGHT_ENTRY_BYTES,
+    MIN_TRANSMIT_BUFFER, PENDING_ENTRY_BYTES, TAG_ENTRY_BYTES, UNKNOWN_RESPONSE_QUEUE,
+};
+pub use self::config::ConfigError;
 #[cfg(feature = "alloc")]
-pub use self::config::{Config, ConfigError, EVENT_OVERHEAD};
+pub use self::config::{Config, EVENT_OVERHEAD};
 #[cfg(feature = "alloc")]
 pub use self::connection::Connection;
 #[cfg(feature = "alloc")]
+pub use self::event::Event;
 pub use self::event::{
-    ChannelError, Event, InputError, PeerCloseReason, ProtocolError, RespondError, State, Stats,
+    ChannelError, InputError, PeerCloseReason, ProtocolError, RespondError, State, Stats,
     SubmitError,
 };
 #[cfg(feature = "alloc")]

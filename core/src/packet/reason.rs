@@ -48,12 +48,81 @@ pub struct TagInUse {
     pub tag: u64,
 }
 
+impl TagInUse {
+    /// The longest text: both numbers `u64::MAX` (20 digits each).
+    pub const MAX_LEN: usize = 8 + 20 + 22 + 20;
+
+    /// Writes the text into `out` and returns its length, without
+    /// `core::fmt` (for firmware where formatting machinery costs code size).
+    ///
+    /// ```
+    /// use framewire::packet::reason::TagInUse;
+    /// let mut buf = [0u8; TagInUse::MAX_LEN];
+    /// let n = TagInUse { channel: 0, tag: 7 }.encode(&mut buf);
+    /// assert_eq!(&buf[..n], b"channel 0: tag already in use: 7");
+    /// ```
+    pub fn encode(&self, out: &mut [u8; Self::MAX_LEN]) -> usize {
+        let mut pos = put(out, 0, b"channel ");
+        pos = put_decimal(out, pos, self.channel);
+        pos = put(out, pos, b": tag already in use: ");
+        put_decimal(out, pos, self.tag)
+    }
+}
+
+/// Copies `s` to `out[pos..]`; returns the new position. Callers stay within
+/// [`TagInUse::MAX_LEN`].
+fn put(out: &mut [u8], pos: usize, s: &[u8]) -> usize {
+    out[pos..pos + s.len()].copy_from_slice(s);
+    pos + s.len()
+}
+
+/// Writes `v` in decimal at `out[pos..]`; returns the new position.
+fn put_decimal(out: &mut [u8], pos: usize, mut v: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    put(out, pos, &digits[i..])
+}
+
 impl fmt::Display for TagInUse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "channel {}: tag already in use: {}",
-            self.channel, self.tag
-        )
+        let mut buf = [0u8; Self::MAX_LEN];
+        let n = self.encode(&mut buf);
+        // Digits and ASCII text only.
+        f.write_str(core::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_in_use_text_at_the_extremes() {
+        let mut buf = [0u8; TagInUse::MAX_LEN];
+        for (channel, tag, text) in [
+            (0, 0, "channel 0: tag already in use: 0"),
+            (10, 99, "channel 10: tag already in use: 99"),
+            (
+                u64::MAX,
+                u64::MAX,
+                "channel 18446744073709551615: tag already in use: 18446744073709551615",
+            ),
+        ] {
+            let n = TagInUse { channel, tag }.encode(&mut buf);
+            assert_eq!(&buf[..n], text.as_bytes());
+            let mut s = std::string::String::new();
+            core::fmt::Write::write_fmt(&mut s, format_args!("{}", TagInUse { channel, tag }))
+                .unwrap();
+            assert_eq!(s, text);
+        }
+        assert_eq!(TagInUse::MAX_LEN, 70);
     }
 }

@@ -7,22 +7,120 @@
 //! memory at all; gaps cost one entry per tag above the gap. When the
 //! connection's total passes its limit, the smallest remembered tag of the
 //! channel is folded in, and the unused tags below it become "used" too.
+//!
+//! The rules are written once, over [`TagSet`]: the alloc
+//! `Connection` keeps a `BTreeSet` per channel
+//! ([`TagMemory`]), the [`BorrowedConnection`](super::BorrowedConnection) one
+//! fixed pool shared by its channels.
 
+#[cfg(feature = "alloc")]
 use alloc::collections::BTreeSet;
 
+/// The used tags of one channel remembered at or above its floor.
+pub(crate) trait TagSet {
+    fn contains(&self, tag: u64) -> bool;
+    /// The smallest remembered tag.
+    fn first(&self) -> Option<u64>;
+    /// Removes `tag`; returns whether it was there.
+    fn remove(&mut self, tag: u64) -> bool;
+    /// Adds `tag` (the caller made room); returns whether it was new.
+    fn insert(&mut self, tag: u64) -> bool;
+}
+
+/// Whether `tag` was used before (or was forgotten below the floor).
+pub(crate) fn contains(floor: u128, set: &impl TagSet, tag: u64) -> bool {
+    u128::from(tag) < floor || set.contains(tag)
+}
+
+/// Whether recording `tag` needs a new entry in the set (it is above the
+/// floor and not remembered yet).
+pub(crate) fn needs_entry(floor: u128, set: &impl TagSet, tag: u64) -> bool {
+    u128::from(tag) > floor && !set.contains(tag)
+}
+
+/// Records `tag` as used; returns the change in remembered entries (+1, 0,
+/// or negative when consecutive tags fold into the floor). When
+/// [`needs_entry`] is true the set must have room for one more.
+pub(crate) fn insert(floor: &mut u128, set: &mut impl TagSet, tag: u64) -> isize {
+    let t = u128::from(tag);
+    if t < *floor {
+        return 0;
+    }
+    if t == *floor {
+        // Counting up: the floor moves, and remembered successors fold in.
+        *floor += 1;
+        return -(fold(floor, set) as isize);
+    }
+    // Above the floor, so the floor itself is still unused: nothing folds.
+    isize::from(set.insert(tag))
+}
+
+/// Forgets the smallest remembered tag by raising the floor past it;
+/// returns the entries released (at least 1 if any were remembered).
+pub(crate) fn forget_oldest(floor: &mut u128, set: &mut impl TagSet) -> usize {
+    match set.first() {
+        Some(t) => {
+            set.remove(t);
+            *floor = u128::from(t) + 1;
+            1 + fold(floor, set)
+        }
+        None => 0,
+    }
+}
+
+/// Raises the floor past `tag` without remembering it (the set is full and
+/// `tag` is older than everything in it); returns the entries released.
+pub(crate) fn forget_new(floor: &mut u128, set: &mut impl TagSet, tag: u64) -> usize {
+    *floor = u128::from(tag) + 1;
+    fold(floor, set)
+}
+
+/// Folds remembered tags equal to the floor into it; returns how many.
+fn fold(floor: &mut u128, set: &mut impl TagSet) -> usize {
+    let mut n = 0;
+    // A remembered tag is a u64, so a floor past u64::MAX matches none.
+    while let Ok(f) = u64::try_from(*floor) {
+        if !set.remove(f) {
+            break;
+        }
+        *floor += 1;
+        n += 1;
+    }
+    n
+}
+
+#[cfg(feature = "alloc")]
+impl TagSet for BTreeSet<u64> {
+    fn contains(&self, tag: u64) -> bool {
+        BTreeSet::contains(self, &tag)
+    }
+    fn first(&self) -> Option<u64> {
+        BTreeSet::first(self).copied()
+    }
+    fn remove(&mut self, tag: u64) -> bool {
+        BTreeSet::remove(self, &tag)
+    }
+    fn insert(&mut self, tag: u64) -> bool {
+        BTreeSet::insert(self, tag)
+    }
+}
+
+/// The memory of one channel of the alloc connection.
+#[cfg(feature = "alloc")]
 #[derive(Debug, Default)]
 pub(crate) struct TagMemory {
     /// Every tag below this counts as used. `u128` so that tag `u64::MAX`
     /// can fold in.
     floor: u128,
-    /// Used tags at or above `floor`; never contains `floor` itself.
+    /// Used tags above `floor`.
     above: BTreeSet<u64>,
 }
 
+#[cfg(feature = "alloc")]
 impl TagMemory {
     /// Whether `tag` was used before (or was forgotten below the floor).
     pub(crate) fn contains(&self, tag: u64) -> bool {
-        u128::from(tag) < self.floor || self.above.contains(&tag)
+        contains(self.floor, &self.above, tag)
     }
 
     /// Tags remembered individually.
@@ -31,45 +129,18 @@ impl TagMemory {
         self.above.len()
     }
 
-    /// Records `tag` as used; returns the change in remembered entries
-    /// (+1, 0, or negative when consecutive tags fold into the floor).
+    /// Records `tag` as used; returns the change in remembered entries.
     pub(crate) fn insert(&mut self, tag: u64) -> isize {
-        if u128::from(tag) == self.floor && self.above.is_empty() {
-            // The common case, counting up: no set traffic at all.
-            self.floor += 1;
-            return 0;
-        }
-        let before = self.above.len() as isize;
-        if u128::from(tag) >= self.floor {
-            self.above.insert(tag);
-            self.fold();
-        }
-        self.above.len() as isize - before
+        insert(&mut self.floor, &mut self.above, tag)
     }
 
-    /// Forgets the smallest remembered tag by raising the floor past it;
-    /// returns the entries released (at least 1 if any were remembered).
+    /// Forgets the smallest remembered tag; returns the entries released.
     pub(crate) fn forget_oldest(&mut self) -> usize {
-        let before = self.above.len();
-        if let Some(t) = self.above.pop_first() {
-            self.floor = u128::from(t) + 1;
-            self.fold();
-        }
-        before - self.above.len()
-    }
-
-    fn fold(&mut self) {
-        while let Some(&first) = self.above.first() {
-            if u128::from(first) != self.floor {
-                break;
-            }
-            self.above.pop_first();
-            self.floor += 1;
-        }
+        forget_oldest(&mut self.floor, &mut self.above)
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
 

@@ -329,6 +329,18 @@ impl<'a> Packet<'a> {
         }
     }
 
+    /// A failure response (`pflags = 0`) whose reason is given as bytes (the
+    /// original sends UTF-8 text; see [`Packet::failure`]).
+    pub fn failure_bytes(channel: u64, tag: u64, reason: &'a [u8]) -> Self {
+        Packet {
+            channel,
+            tag,
+            pflags: 0,
+            rq_type_wire: None,
+            payload: reason,
+        }
+    }
+
     /// The channel (0 unless `F & 1`).
     pub fn channel(&self) -> u64 {
         self.channel
