@@ -6,7 +6,11 @@
 //! * [`codec`]: `tokio_util::codec` decoders/encoders for every core framing
 //!   (`Framed<TcpStream, FrameCodec<_>>`), a zero-copy vectored
 //!   [`FrameWriter`](codec::FrameWriter), BSON objects (feature `bson`).
+//! * [`packet`]: async cs.packetstream connections (many calls in flight,
+//!   async handlers, back-pressure, timeouts) and a server with bounded
+//!   concurrency and graceful shutdown.
 
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod packet;

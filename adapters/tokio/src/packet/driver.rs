@@ -1,0 +1,683 @@
+//! The driver task: one per connection. It owns the core
+//! [`Connection`](framewire::packet::Connection) and the transport, and moves
+//! bytes, time and events between them; every protocol decision is the
+//! core's.
+//!
+//! Each wakeup runs the same steps until none makes progress: take commands
+//! (calls, abandons, close), collect finished handlers (their replies go to
+//! the core), read once if the core has room, fire due timers, dispatch the
+//! core's events (responses to their callers, requests to new handler
+//! tasks), retry calls that waited for transmit room, and write everything
+//! queued with vectored writes. Then it publishes its counters and sleeps.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use framewire::packet::{
+    reason, ChannelError, Connection, Event, PeerCloseReason, RespondError, State, SubmitError,
+};
+use framewire::time::{Duration as CoreDuration, Instant as CoreInstant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::task::{Id as TaskId, JoinError, JoinSet};
+use tokio::time::{Instant, Sleep};
+
+use super::connection::{Builder, Finish, PacketConnection, Response, Shared, Snapshot, Status};
+use super::error::{CallError, EndCause};
+use super::handler::{Handler, Reply, Request};
+
+/// What a call's future receives.
+pub(crate) type Outcome = Result<Response, CallError>;
+
+/// The most slices handed to one vectored write.
+const MAX_SLICES: usize = 64;
+
+/// Commands from handles and calls to the driver.
+pub(crate) enum Command {
+    Submit(SubmitCmd),
+    /// The call's future was dropped.
+    Abandon {
+        id: u64,
+    },
+    EndRequests,
+    Close,
+    Abort,
+    OpenChannel {
+        channel: u64,
+        reply: oneshot::Sender<Result<(), ChannelError>>,
+    },
+}
+
+pub(crate) struct SubmitCmd {
+    pub(crate) id: u64,
+    pub(crate) channel: u64,
+    pub(crate) rq_type: u64,
+    pub(crate) flags: u64,
+    pub(crate) payload: Bytes,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) reply: oneshot::Sender<Outcome>,
+}
+
+pub(crate) struct Driver<S> {
+    io: S,
+    conn: Connection,
+    cmds: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    status: watch::Sender<Status>,
+    shared: Arc<Shared>,
+    /// Time zero of the core's clock.
+    epoch: Instant,
+
+    /// Bytes read and not yet taken by the core: `read_buf[read_lo..read_hi]`.
+    read_buf: Box<[u8]>,
+    read_lo: usize,
+    read_hi: usize,
+    /// The transport reported its end (or failed): read no more.
+    transport_eof: bool,
+
+    /// Our calls in the core, by call id, and the ids by `(channel, tag)`.
+    calls: HashMap<u64, ((u64, u64), oneshot::Sender<Outcome>)>,
+    ids: HashMap<(u64, u64), u64>,
+    /// Calls waiting for room in the core's transmit queue, in order.
+    deferred: VecDeque<SubmitCmd>,
+
+    handler: Option<Arc<dyn Handler>>,
+    handlers: JoinSet<Reply>,
+    handler_keys: HashMap<TaskId, (u64, u64)>,
+    conn_limit: Arc<Semaphore>,
+    shared_limit: Option<Arc<Semaphore>>,
+
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
+    close_timeout: Duration,
+    close_timer: Pin<Box<Sleep>>,
+    /// When the close began to be timed.
+    close_started: Option<Instant>,
+
+    /// Written bytes not yet flushed.
+    unflushed: bool,
+    phase: Phase,
+}
+
+/// Where the driver is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// The core reported `Event::Closed`: shut the write side, then finish.
+    ShuttingDown,
+    Finished,
+}
+
+/// A time no timer will reach (for deadlines beyond Tokio's clock).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+fn core_duration(d: Duration) -> CoreDuration {
+    CoreDuration::from_micros(u64::try_from(d.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX))
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
+    pub(crate) fn new(
+        io: S,
+        conn: Connection,
+        cmds: tokio::sync::mpsc::UnboundedReceiver<Command>,
+        status: watch::Sender<Status>,
+        shared: Arc<Shared>,
+        builder: &Builder,
+    ) -> Self {
+        let now = Instant::now();
+        Driver {
+            io,
+            conn,
+            cmds,
+            status,
+            shared,
+            epoch: now,
+            read_buf: vec![0u8; builder.read_buffer].into_boxed_slice(),
+            read_lo: 0,
+            read_hi: 0,
+            transport_eof: false,
+            calls: HashMap::new(),
+            ids: HashMap::new(),
+            deferred: VecDeque::new(),
+            handler: builder.handler.clone(),
+            handlers: JoinSet::new(),
+            handler_keys: HashMap::new(),
+            conn_limit: Arc::new(Semaphore::new(builder.max_concurrent_handlers)),
+            shared_limit: builder.shared_handler_limit.clone(),
+            timer: Box::pin(tokio::time::sleep_until(now)),
+            timer_at: None,
+            close_timeout: builder.close_timeout,
+            close_timer: Box::pin(tokio::time::sleep_until(now)),
+            close_started: None,
+            unflushed: false,
+            phase: Phase::Running,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        poll_fn(|cx| self.poll_drive(cx)).await;
+        self.publish();
+    }
+
+    /// The core's clock: microseconds since the connection started.
+    fn core_now(&self, now: Instant) -> CoreInstant {
+        CoreInstant::from_micros(
+            u64::try_from(now.saturating_duration_since(self.epoch).as_micros())
+                .unwrap_or(u64::MAX),
+        )
+    }
+
+    /// A core instant on Tokio's clock.
+    fn tokio_instant(&self, t: CoreInstant) -> Instant {
+        self.epoch
+            .checked_add(Duration::from_micros(t.total_micros()))
+            .unwrap_or_else(far_future)
+    }
+
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let mut progress = self.poll_commands(cx);
+            progress |= self.poll_handlers(cx);
+            progress |= self.poll_input(cx);
+            progress |= self.poll_timers(cx);
+            progress |= self.dispatch();
+            progress |= self.retry_deferred();
+            match self.poll_output(cx) {
+                Ok(p) => progress |= p,
+                Err(e) => self.fail(EndCause::Io(e.kind())),
+            }
+            if self.phase == Phase::ShuttingDown {
+                progress |= self.poll_finish_close(cx);
+            }
+            if self.phase == Phase::Finished {
+                return Poll::Ready(());
+            }
+            if self.close_started.is_none() && self.conn.state() != State::Open {
+                self.arm_close_timer();
+                progress = true;
+            }
+            if !progress {
+                self.publish();
+                return Poll::Pending;
+            }
+        }
+    }
+
+    // ----- commands -----
+
+    fn poll_commands(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        // A bounded batch, so that reading and writing are not starved.
+        for _ in 0..256 {
+            match self.cmds.poll_recv(cx) {
+                Poll::Ready(Some(cmd)) => {
+                    progress = true;
+                    self.command(cmd);
+                    if self.phase == Phase::Finished {
+                        break;
+                    }
+                }
+                // `Shared` holds a sender, so the channel never closes
+                // while the driver runs.
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit(s) => {
+                if self.deferred.is_empty() {
+                    self.submit(s);
+                } else {
+                    self.deferred.push_back(s);
+                }
+            }
+            Command::Abandon { id } => {
+                if let Some((key, _)) = self.calls.remove(&id) {
+                    self.ids.remove(&key);
+                    self.conn.abandon(key.0, key.1);
+                } else {
+                    self.deferred.retain(|s| s.id != id);
+                }
+            }
+            Command::EndRequests => self.conn.end_requests(),
+            Command::Close => {
+                self.conn.close();
+                self.arm_close_timer();
+            }
+            Command::Abort => self.fail(EndCause::Aborted),
+            Command::OpenChannel { channel, reply } => {
+                let _ = reply.send(self.conn.open_channel(channel));
+            }
+        }
+    }
+
+    /// Hands a call to the core. Returns it if the core has no room yet.
+    fn try_submit(&mut self, s: SubmitCmd) -> Option<SubmitCmd> {
+        if s.reply.is_closed() {
+            // The caller is gone already (its abandon follows or came).
+            return None;
+        }
+        let now = Instant::now();
+        let timeout = match s.deadline {
+            Some(d) if d <= now => {
+                let _ = s.reply.send(Err(CallError::TimedOut));
+                return None;
+            }
+            Some(d) => Some(core_duration(d - now)),
+            None => None,
+        };
+        let core_now = self.core_now(now);
+        match self.conn.submit(
+            s.channel,
+            s.rq_type,
+            s.flags,
+            s.payload.clone(),
+            core_now,
+            timeout,
+        ) {
+            Ok(tag) => {
+                let key = (s.channel, tag);
+                self.ids.insert(key, s.id);
+                self.calls.insert(s.id, (key, s.reply));
+                None
+            }
+            // Back-pressure: wait for the peer to read (or for a slot,
+            // which the call permits make rare).
+            Err(SubmitError::TransmitFull { .. } | SubmitError::TooManyPending { .. }) => Some(s),
+            Err(e) => {
+                let _ = s.reply.send(Err(CallError::Submit(e)));
+                None
+            }
+        }
+    }
+
+    fn submit(&mut self, s: SubmitCmd) {
+        if let Some(s) = self.try_submit(s) {
+            self.deferred.push_back(s);
+        }
+    }
+
+    fn retry_deferred(&mut self) -> bool {
+        let mut progress = false;
+        while let Some(s) = self.deferred.pop_front() {
+            if let Some(s) = self.try_submit(s) {
+                self.deferred.push_front(s);
+                break;
+            }
+            progress = true;
+        }
+        progress
+    }
+
+    // ----- handlers -----
+
+    fn spawn_handler(&mut self, channel: u64, tag: u64, rq_type: u64, flags: u64, payload: Bytes) {
+        let Some(handler) = self.handler.clone() else {
+            // accept_requests is false without a handler, so the core
+            // answers such requests itself; this is unreachable in practice.
+            let _ = self.conn.reject(channel, tag, reason::NO_REQUEST_HANDLER);
+            return;
+        };
+        let request = Request {
+            channel,
+            tag,
+            rq_type,
+            flags,
+            payload,
+            connection: PacketConnection::non_owning(Arc::clone(&self.shared)),
+        };
+        let conn_limit = Arc::clone(&self.conn_limit);
+        let shared_limit = self.shared_limit.clone();
+        let handle = self.handlers.spawn(async move {
+            // The semaphores are never closed.
+            let _local = conn_limit.acquire_owned().await.ok();
+            let _global = match shared_limit {
+                Some(s) => s.acquire_owned().await.ok(),
+                None => None,
+            };
+            handler.handle(request).await
+        });
+        self.handler_keys.insert(handle.id(), (channel, tag));
+    }
+
+    fn poll_handlers(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        while let Poll::Ready(Some(done)) = self.handlers.poll_join_next_with_id(cx) {
+            progress = true;
+            self.handler_done(done);
+        }
+        progress
+    }
+
+    fn handler_done(&mut self, done: Result<(TaskId, Reply), JoinError>) {
+        let (id, reply) = match done {
+            Ok((id, reply)) => (id, reply),
+            Err(e) => {
+                if e.is_panic() {
+                    tracing::warn!("request handler panicked");
+                }
+                (e.id(), Reply::exception())
+            }
+        };
+        let Some((channel, tag)) = self.handler_keys.remove(&id) else {
+            return;
+        };
+        let refused = match reply {
+            Reply::Respond { flags, payload } => {
+                self.conn.respond(channel, tag, flags, payload).err()
+            }
+            Reply::Fail { reason } => self.conn.reject(channel, tag, &reason).err(),
+        };
+        match refused {
+            None | Some(RespondError::NotInFlight { .. }) => {}
+            // The core cannot send this reply (flags too large, packet too
+            // long): the original's answer to a failed handler instead.
+            Some(e) => {
+                tracing::debug!(channel, tag, error = %e, "unsendable reply");
+                let _ = self
+                    .conn
+                    .reject(channel, tag, reason::EXCEPTION_DURING_HANDLER);
+            }
+        }
+    }
+
+    // ----- input -----
+
+    /// Offers buffered bytes to the core and reads once more if it took them
+    /// all. Returns whether anything happened.
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        if self.read_lo < self.read_hi {
+            match self
+                .conn
+                .handle_input(&self.read_buf[self.read_lo..self.read_hi])
+            {
+                Ok(n) => {
+                    self.read_lo += n;
+                    progress |= n > 0;
+                }
+                // The receive side ended with a protocol error: the rest is
+                // of no use.
+                Err(_) => self.read_lo = self.read_hi,
+            }
+            if self.read_lo < self.read_hi {
+                // The core is full (backpressure): read no more for now.
+                return progress;
+            }
+        }
+        if self.transport_eof || self.rx_over() {
+            return progress;
+        }
+        self.read_lo = 0;
+        self.read_hi = 0;
+        let mut buf = ReadBuf::new(&mut self.read_buf);
+        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                if n == 0 {
+                    self.transport_eof = true;
+                    self.conn.handle_eof();
+                } else {
+                    self.read_hi = n;
+                }
+                true
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
+            Poll::Ready(Err(e)) => {
+                self.transport_eof = true;
+                self.fail(EndCause::Io(e.kind()));
+                true
+            }
+            Poll::Pending => progress,
+        }
+    }
+
+    /// The peer's stream has ended in the core (EOF packet, transport end or
+    /// protocol error): nothing more to read.
+    fn rx_over(&self) -> bool {
+        self.conn.peer_closed().is_some() || self.conn.protocol_error().is_some()
+    }
+
+    // ----- timers -----
+
+    fn arm_close_timer(&mut self) {
+        if self.close_started.is_none() {
+            self.close_started = Some(Instant::now());
+            let deadline = Instant::now()
+                .checked_add(self.close_timeout)
+                .unwrap_or_else(far_future);
+            self.close_timer.as_mut().reset(deadline);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let core = self.conn.poll_timeout().map(|t| self.tokio_instant(t));
+        let deferred = self.deferred.iter().filter_map(|s| s.deadline).min();
+        match (core, deferred) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        let next = self.next_deadline();
+        if next != self.timer_at {
+            if let Some(t) = next {
+                self.timer.as_mut().reset(t);
+            }
+            self.timer_at = next;
+        }
+        if self.timer_at.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            self.conn.handle_timeout(self.core_now(now));
+            // Calls that waited for transmit room past their deadline.
+            let (expired, waiting): (VecDeque<_>, VecDeque<_>) = self
+                .deferred
+                .drain(..)
+                .partition(|s| s.deadline.is_some_and(|d| d <= now));
+            self.deferred = waiting;
+            for s in expired {
+                let _ = s.reply.send(Err(CallError::TimedOut));
+            }
+            self.timer_at = None;
+            progress = true;
+        }
+        if self.close_started.is_some() && self.close_timer.as_mut().poll(cx).is_ready() {
+            self.fail_with(EndCause::Aborted, Finish::CloseTimedOut);
+            progress = true;
+        }
+        progress
+    }
+
+    // ----- events -----
+
+    fn complete(&mut self, key: (u64, u64), outcome: Outcome) {
+        if let Some(id) = self.ids.remove(&key) {
+            if let Some((_, reply)) = self.calls.remove(&id) {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn set_end(&mut self, cause: EndCause) {
+        self.status.send_if_modified(|s| {
+            if s.end.is_none() {
+                s.end = Some(cause);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn end(&self) -> Option<EndCause> {
+        self.status.borrow().end
+    }
+
+    fn dispatch(&mut self) -> bool {
+        let mut progress = false;
+        while let Some(event) = self.conn.poll_event() {
+            progress = true;
+            match event {
+                Event::RequestReceived {
+                    channel,
+                    tag,
+                    rq_type,
+                    flags,
+                    payload,
+                } => self.spawn_handler(channel, tag, rq_type, flags, payload),
+                Event::ResponseReceived {
+                    channel,
+                    tag,
+                    ok,
+                    flags,
+                    payload,
+                } => self.complete((channel, tag), Ok(Response { ok, flags, payload })),
+                Event::RequestTimedOut { channel, tag } => {
+                    self.complete((channel, tag), Err(CallError::TimedOut));
+                }
+                Event::RequestCancelled { channel, tag } => {
+                    let cause = self.end().unwrap_or(EndCause::TransportEof);
+                    self.complete((channel, tag), Err(CallError::Cancelled { cause }));
+                }
+                Event::PeerClosed { reason } => self.set_end(match reason {
+                    PeerCloseReason::EofPacket => EndCause::EofPacket,
+                    PeerCloseReason::TransportEof => EndCause::TransportEof,
+                }),
+                Event::ProtocolError(e) => {
+                    tracing::debug!(error = %e, "peer protocol error");
+                    self.set_end(EndCause::Protocol(e));
+                }
+                Event::Closed if self.phase == Phase::Running => {
+                    self.phase = Phase::ShuttingDown;
+                }
+                // ERQ and unknown responses need nothing here (the core
+                // counts both).
+                _ => {}
+            }
+        }
+        // Calls still waiting for transmit room can never be sent now.
+        if !self.deferred.is_empty() && self.rx_over() {
+            let cause = self.end().unwrap_or(EndCause::TransportEof);
+            for s in self.deferred.drain(..) {
+                let _ = s.reply.send(Err(CallError::Cancelled { cause }));
+            }
+        }
+        progress
+    }
+
+    // ----- output -----
+
+    /// Writes everything queued, as few vectored writes as the transport
+    /// allows; flushes once the queue is empty.
+    fn poll_output(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        let mut progress = false;
+        while self.conn.transmit_len() > 0 {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut n = 0;
+            for chunk in self.conn.transmit_chunks().take(MAX_SLICES) {
+                slices[n] = IoSlice::new(chunk);
+                n += 1;
+            }
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "transport accepted no bytes",
+                    ))
+                }
+                Poll::Ready(Ok(written)) => {
+                    self.conn.advance_transmit(written);
+                    self.unflushed = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(progress),
+            }
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+
+    /// After `Event::Closed`: shut the write side down, then finish.
+    fn poll_finish_close(&mut self, cx: &mut Context<'_>) -> bool {
+        match Pin::new(&mut self.io).poll_shutdown(cx) {
+            // A failed shutdown changes nothing: everything was delivered.
+            Poll::Ready(_) => {
+                self.finish(Finish::Closed);
+                true
+            }
+            Poll::Pending => false,
+        }
+    }
+
+    // ----- the end -----
+
+    fn fail(&mut self, cause: EndCause) {
+        self.fail_with(cause, Finish::Failed(cause));
+    }
+
+    fn fail_with(&mut self, cause: EndCause, finish: Finish) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        self.set_end(cause);
+        let cause = self.end().unwrap_or(cause);
+        for (_, (_, reply)) in self.calls.drain() {
+            let _ = reply.send(Err(CallError::Cancelled { cause }));
+        }
+        self.ids.clear();
+        for s in self.deferred.drain(..) {
+            let _ = s.reply.send(Err(CallError::Cancelled { cause }));
+        }
+        self.handlers.abort_all();
+        self.handler_keys.clear();
+        self.finish(finish);
+    }
+
+    fn finish(&mut self, finish: Finish) {
+        self.phase = Phase::Finished;
+        // Calls that have not reached the driver fail at once.
+        self.shared.call_permits.close();
+        for (_, (_, reply)) in self.calls.drain() {
+            let cause = self.status.borrow().end.unwrap_or(EndCause::TransportEof);
+            let _ = reply.send(Err(CallError::Cancelled { cause }));
+        }
+        self.ids.clear();
+        self.status.send_modify(|s| s.finish = Some(finish));
+    }
+
+    /// Publishes the counters for the handles' getters.
+    fn publish(&self) {
+        let snapshot = Snapshot {
+            stats: *self.conn.stats(),
+            pending: self.calls.len() + self.deferred.len(),
+            inflight: self.conn.inflight_inbound(),
+            state: self.conn.state(),
+            peer_ended_requests: self.conn.peer_ended_requests(),
+        };
+        *self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = snapshot;
+    }
+}
