@@ -9,8 +9,10 @@
 //! * [`packet`]: async cs.packetstream connections (many calls in flight,
 //!   async handlers, back-pressure, timeouts) and a server with bounded
 //!   concurrency and graceful shutdown.
+//! * [`gateway`]: a WebSocket-to-TCP gateway (raw or one frame per message).
 
 #![forbid(unsafe_code)]
 
 pub mod codec;
 pub mod packet;
+pub mod gateway;
