@@ -39,6 +39,8 @@ pub(crate) trait Endpoint {
     /// Whether the endpoint's sending side is done and everything was handed
     /// to the socket: time to send our FIN.
     fn send_finished(&self) -> bool;
+    /// The connection was lost (see [`ConnectionLost`]); called once.
+    fn connection_lost(&mut self) {}
 }
 
 /// Counters of the bytes moved between a socket and the core.
@@ -194,7 +196,7 @@ impl Link {
     /// of ours never delivered.
     fn check_lost<E: Endpoint>(
         &mut self,
-        ep: &E,
+        ep: &mut E,
         socket: &tcp::Socket<'_>,
     ) -> Option<ConnectionLost> {
         if self.lost.is_none() && self.seen_open && !socket.is_open() {
@@ -205,6 +207,7 @@ impl Link {
                     unsent,
                     peer_closed: self.eof,
                 });
+                ep.connection_lost();
             }
         }
         self.lost
