@@ -341,6 +341,42 @@ async fn client_close_shuts_tcp_and_forwards_what_the_service_still_says() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_close_right_after_a_ping_still_ends_cleanly() {
+    // A ping's automatic pong may still be half-written when the close
+    // arrives: the gateway then replies at once and drops the service's
+    // later bytes (documented corner). The data before the close still
+    // reaches the service, which sees its EOF.
+    within(async {
+        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+        let svc = tcp_service(|mut s| async move {
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            let _ = s.write_all(b"late").await;
+            let _ = s.shutdown().await;
+            let _ = seen_tx.send(got);
+        })
+        .await;
+        let gw = start(svc, GatewayConfig::new()).await;
+        let mut ws = connect(&gw).await;
+        ws.send(Message::Ping(b"p".to_vec().into())).await.unwrap();
+        ws.send(Message::binary(&b"abc"[..])).await.unwrap();
+        ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })))
+        .await
+        .unwrap();
+        let (before, close) = until_close(&mut ws).await;
+        assert!(before.is_empty(), "{before:?}");
+        assert_eq!(close.code, CloseCode::Normal);
+        assert_eq!(seen_rx.await.unwrap(), b"abc");
+        assert_eq!(idle(&gw).await.served, 1);
+        gw.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_in_packet_mode_still_gets_the_answer() {
     within(async {
         let server = echo_packet_server();

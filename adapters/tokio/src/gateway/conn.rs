@@ -83,9 +83,6 @@ struct Flags {
     /// Up read a ping since down last finished a send: its automatic pong
     /// may be partly written.
     ping_pending: AtomicBool,
-    /// Up read the client's close while down was sending: tungstenite's
-    /// automatic close reply goes out with that send.
-    reply_flushed: AtomicBool,
     tally: Tally,
 }
 
@@ -307,12 +304,9 @@ async fn up(rx: &mut WsRx, tcp: &mut OwnedWriteHalf, mode: &GatewayMode, flags: 
             }
             Message::Ping(_) => flags.ping_pending.store(true, Relaxed),
             Message::Pong(_) | Message::Frame(_) => {}
-            Message::Close(frame) => {
-                if flags.sending.load(Relaxed) {
-                    flags.reply_flushed.store(true, Relaxed);
-                }
-                return Up::ClientClosed(frame);
-            }
+            // If down is inside a send now, tungstenite's automatic close
+            // reply goes out with that send (see `relay`).
+            Message::Close(frame) => return Up::ClientClosed(frame),
         }
     }
 }
@@ -515,9 +509,7 @@ async fn relay(ws: Ws, tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
             // service gets an EOF, answers what it has, and closes.
             let _ = tcp_w.shutdown().await;
             let deadline = Instant::now() + close_timeout;
-            let clean = !flags.sending.load(Relaxed)
-                && !flags.ping_pending.load(Relaxed)
-                && !flags.reply_flushed.load(Relaxed);
+            let clean = !flags.sending.load(Relaxed) && !flags.ping_pending.load(Relaxed);
             if clean {
                 // Down is waiting on a TCP read (cancel-safe): stop it and go
                 // on over the raw socket, ahead of tungstenite's close reply.
