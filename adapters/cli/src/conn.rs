@@ -1,158 +1,141 @@
-//! Frames over a Tokio byte stream: a reader and a writer half, each
-//! driving a core `FramedStream` (the framing and its limits live there;
-//! this only moves bytes).
+//! Frames over a Tokio byte stream, through `framewire_tokio::codec`: a
+//! reader (`FramedRead` + `FrameCodec`) and a writer (`FrameWriter`), each
+//! counting the bytes it moved for the summaries.
 
-use std::io::IoSlice;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use framewire::stream::{Event, FramedStream, SendError, StreamError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use framewire::framing::Framing;
+use framewire_tokio::codec::{CodecError, FrameCodec, FrameWriter as CodecWriter};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::codec::{Decoder, FramedRead};
 
-use crate::codec::AnyFraming;
+use crate::codec::FrameSpec;
 
-/// What can go wrong on a framed connection.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnError {
-    /// The socket failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The peer broke the framing (an oversized frame, a truncated one, …).
-    #[error("{0}")]
-    Protocol(#[from] StreamError),
-    /// A payload cannot be framed (too long for the length field, the wrong
-    /// size for a fixed framing, a delimiter inside a line, …).
-    #[error("{0}")]
-    Send(#[from] SendError),
+/// What can go wrong on a framed connection: the codec's error (the peer
+/// broke the framing, a payload cannot be framed, the transport failed).
+pub(crate) type ConnError = CodecError;
+
+/// An `AsyncRead` that counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            self.count += (buf.filled().len() - before) as u64;
+        }
+        r
+    }
 }
 
 /// Reads frames from `R`.
 pub(crate) struct FrameReader<R> {
-    io: R,
-    stream: FramedStream<AnyFraming>,
-    /// The peer's end of stream was handed to the stream.
-    eof: bool,
+    framed: FramedRead<Counted<R>, FrameCodec<FrameSpec>>,
+    /// The stream has ended (cleanly or not); nothing more will come.
+    done: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Frames from `io` with `framing` and its limits.
-    pub(crate) fn new(io: R, framing: AnyFraming) -> Self {
+    pub(crate) fn new(io: R, framing: FrameSpec) -> Self {
         FrameReader {
-            io,
-            stream: FramedStream::new(framing),
-            eof: false,
+            framed: FramedRead::new(
+                Counted {
+                    inner: io,
+                    count: 0,
+                },
+                FrameCodec::new(framing),
+            ),
+            done: false,
         }
     }
 
     /// The next frame's payload; `None` when the peer closed between frames.
     pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, ConnError> {
-        loop {
-            if let Some(frame) = self.next_buffered()? {
-                return Ok(Some(frame));
-            }
-            if self.eof {
-                // EOF handed in and every event drained: closed.
-                return Ok(None);
-            }
-            let buf = self.stream.receive_buffer();
-            // Only empty after EOF or an error (a full buffer always decodes
-            // or fails in poll_event); never read into it, 0 would look like
-            // EOF.
-            let n = if buf.is_empty() {
-                0
-            } else {
-                self.io.read(buf).await?
-            };
-            if n == 0 {
-                self.eof = true;
-                self.stream.handle_eof()?;
-            } else {
-                self.stream.commit_received(n)?;
-            }
+        if self.done {
+            return Ok(None);
+        }
+        if let Some(r) = self.framed.next().await {
+            r.map(Some)
+        } else {
+            self.done = true;
+            Ok(None)
         }
     }
 
-    /// A frame already buffered, without reading from the socket (to batch
-    /// replies to pipelined frames before one flush).
+    /// A whole frame already buffered, without reading from the socket (to
+    /// answer every pipelined frame before one flush).
     pub(crate) fn next_buffered(&mut self) -> Result<Option<Bytes>, ConnError> {
-        loop {
-            match self.stream.poll_event()? {
-                Some(Event::Frame(frame)) => return Ok(Some(frame)),
-                Some(Event::Closed) => {
-                    self.eof = true;
-                    return Ok(None);
-                }
-                None => return Ok(None),
-                Some(_) => {}
-            }
+        if self.done || self.framed.read_buffer().is_empty() {
+            return Ok(None);
         }
+        // The decoder and the buffer are both behind `framed`: take the
+        // buffer out (no copy), decode, put it back.
+        let mut buf = std::mem::take(self.framed.read_buffer_mut());
+        let frame = self.framed.decoder_mut().decode(&mut buf);
+        *self.framed.read_buffer_mut() = buf;
+        frame
     }
 
     /// Bytes received so far, framing included.
     pub(crate) fn bytes_received(&self) -> u64 {
-        self.stream.stats().bytes_received
+        self.framed.get_ref().count
     }
 }
 
-/// Writes frames to `W`.
+/// Writes frames to `W` (large payloads are not copied).
 pub(crate) struct FrameWriter<W> {
-    io: W,
-    stream: FramedStream<AnyFraming>,
-    written: u64,
+    inner: CodecWriter<W, FrameSpec>,
+    framing: FrameSpec,
+    queued: u64,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Frames to `io` with `framing` and its limits.
-    pub(crate) fn new(io: W, framing: AnyFraming) -> Self {
+    pub(crate) fn new(io: W, framing: FrameSpec) -> Self {
         FrameWriter {
-            io,
-            stream: FramedStream::new(framing),
-            written: 0,
+            inner: CodecWriter::new(io, framing.clone()),
+            framing,
+            queued: 0,
         }
     }
 
-    /// Frames `payload` into the queue, writing queued bytes out first if
-    /// the queue is full. Nothing is written unless it must be: call
-    /// [`flush`](Self::flush).
+    /// Frames `payload` into the queue, writing the queue out first when it
+    /// has grown large. Call [`flush`](Self::flush) to write the rest.
     pub(crate) async fn queue(&mut self, payload: Bytes) -> Result<(), ConnError> {
-        match self.stream.send(payload.clone()) {
-            Err(SendError::QueueFull { .. }) => {
-                self.flush().await?;
-                self.stream.send(payload)?;
-            }
-            other => other?,
+        let len = self.framing.encoded_len(&payload)?;
+        if self.inner.queued_len() >= framewire_tokio::codec::DEFAULT_BACKPRESSURE_BOUNDARY {
+            self.inner.flush().await?;
         }
+        self.inner.queue(payload)?;
+        self.queued += len as u64;
         Ok(())
     }
 
     /// Writes everything queued.
     pub(crate) async fn flush(&mut self) -> Result<(), ConnError> {
-        loop {
-            let mut slices = [&[][..]; 64];
-            let n = self.stream.fill_transmit(&mut slices);
-            if n == 0 {
-                break;
-            }
-            let io: Vec<IoSlice<'_>> = slices[..n].iter().map(|s| IoSlice::new(s)).collect();
-            let written = self.io.write_vectored(&io).await?;
-            if written == 0 {
-                return Err(ConnError::Io(std::io::ErrorKind::WriteZero.into()));
-            }
-            self.stream.advance_transmit(written)?;
-            self.written += written as u64;
-        }
-        self.io.flush().await?;
-        Ok(())
+        self.inner.flush().await
     }
 
     /// Flushes and shuts the sending side down.
     pub(crate) async fn shutdown(&mut self) -> Result<(), ConnError> {
-        self.flush().await?;
-        self.io.shutdown().await?;
-        Ok(())
+        self.inner.shutdown().await
     }
 
-    /// Bytes written so far, framing included.
+    /// Bytes framed so far (written once flushed), framing included.
     pub(crate) fn bytes_written(&self) -> u64 {
-        self.written
+        self.queued
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use framewire::message::bson as fwbson;
 use tokio::net::TcpStream;
 
-use crate::codec::{AnyFraming, CodecSpec};
+use crate::codec::{is_packet, FrameSpec};
 use crate::conn::{ConnError, FrameReader, FrameWriter};
 use crate::error::CliError;
 use crate::listen::{bind, Printer, Record};
@@ -24,8 +24,8 @@ use crate::listen::{bind, Printer, Record};
 pub(crate) struct EchoArgs {
     /// Where to listen.
     pub(crate) addr: String,
-    /// The codec.
-    pub(crate) codec: CodecSpec,
+    /// The codec, with its limits.
+    pub(crate) codec: FrameSpec,
     /// The frame limit, if not the codec's default.
     pub(crate) max_frame: Option<usize>,
     /// Print every frame.
@@ -53,17 +53,13 @@ pub(crate) enum EchoError {
 
 /// Runs `echo` for a framing.
 pub(crate) async fn run(args: EchoArgs) -> Result<(), CliError> {
-    if args.codec == CodecSpec::Packet {
-        return Err(CliError::CodecNotHere {
-            command: "echo",
-            codec: args.codec.to_string(),
-            hint: "the packet-stream test server needs framewire-tokio's packet module",
-        });
+    if is_packet(&args.codec) {
+        return crate::packet::serve_cli(&args).await;
     }
-    let framing = args.codec.framing(args.max_frame);
+    let framing = args.codec.clone();
     let listener = bind(&args.addr, &format!("echo, codec {}", args.codec)).await?;
     let printer = std::sync::Arc::new(Printer {
-        codec: args.codec,
+        codec: args.codec.clone(),
         json: args.json,
     });
     let mut next_conn = 1u64;
@@ -81,7 +77,6 @@ pub(crate) async fn run(args: EchoArgs) -> Result<(), CliError> {
                 next_conn += 1;
                 let printer = printer.clone();
                 let framing = framing.clone();
-                let codec = args.codec;
                 let verbose = args.verbose;
                 tokio::spawn(async move {
                     printer.print(&Record::Open { conn, peer });
@@ -90,7 +85,7 @@ pub(crate) async fn run(args: EchoArgs) -> Result<(), CliError> {
                             printer.print(&Record::Frame { conn, peer, index, bytes: bytes.clone() });
                         }
                     };
-                    match echo_connection(sock, codec, framing, on_frame).await {
+                    match echo_connection(sock, framing, on_frame).await {
                         Ok((frames, bytes)) => printer.print(&Record::Close { conn, peer, frames, bytes }),
                         Err(e) => print_echo_error(&printer, conn, peer, &e),
                     }
@@ -116,11 +111,11 @@ fn print_echo_error(printer: &Printer, conn: u64, peer: SocketAddr, e: &EchoErro
 /// bytes received.
 pub(crate) async fn echo_connection(
     sock: TcpStream,
-    codec: CodecSpec,
-    framing: AnyFraming,
+    framing: FrameSpec,
     mut on_frame: impl FnMut(u64, &Bytes),
 ) -> Result<(u64, u64), EchoError> {
     let _ = sock.set_nodelay(true);
+    let is_bson = matches!(framing, FrameSpec::Bson(_));
     let (rd, wr) = sock.into_split();
     let mut reader = FrameReader::new(rd, framing.clone());
     let mut writer = FrameWriter::new(wr, framing);
@@ -131,7 +126,7 @@ pub(crate) async fn echo_connection(
         while let Some(f) = frame {
             index += 1;
             on_frame(index, &f);
-            let reply = if codec == CodecSpec::Bson {
+            let reply = if is_bson {
                 let doc = fwbson::document_from_slice(&f)
                     .map_err(|source| EchoError::Bson { index, source })?;
                 Bytes::from(

@@ -4,10 +4,10 @@
 use std::io;
 use std::net::SocketAddr;
 
-use crate::codec::CodecError;
 use crate::conn::ConnError;
 use crate::docjson::DocJsonError;
 use crate::render::HexError;
+use framewire_tokio::gateway::SpecError;
 
 /// A failure of a command.
 #[derive(Debug, thiserror::Error)]
@@ -18,17 +18,7 @@ pub(crate) enum CliError {
         /// The name given.
         spec: String,
         /// Why it does not parse.
-        source: CodecError,
-    },
-    /// The codec exists but this command cannot use it.
-    #[error("{command}: codec {codec} is not supported here ({hint})")]
-    CodecNotHere {
-        /// The command.
-        command: &'static str,
-        /// The codec.
-        codec: String,
-        /// What to use instead.
-        hint: &'static str,
+        source: SpecError,
     },
     /// An address that does not parse or resolve.
     #[error("bad address {addr:?}: {why}")]
@@ -93,6 +83,22 @@ pub(crate) enum CliError {
         /// Replies expected.
         expected: u64,
     },
+    /// A packet-stream request got no response.
+    #[error("request to {peer}: {source}")]
+    Call {
+        /// The peer.
+        peer: SocketAddr,
+        /// Why.
+        source: framewire_tokio::packet::CallError,
+    },
+    /// The peer answered a request with a failure response.
+    #[error("{peer}: request failed: {reason}")]
+    Failed {
+        /// The peer.
+        peer: SocketAddr,
+        /// The failure text.
+        reason: String,
+    },
     /// Waiting took too long.
     #[error("{what}: no answer within {secs} s")]
     Timeout {
@@ -108,6 +114,16 @@ pub(crate) enum CliError {
         what: &'static str,
         /// Why.
         why: String,
+    },
+    /// Some of the demo's checks failed.
+    #[error("{what}: {failed} of {total} checks failed")]
+    Checks {
+        /// The command.
+        what: &'static str,
+        /// Checks failed.
+        failed: usize,
+        /// Checks made.
+        total: usize,
     },
     /// Starting the async runtime failed.
     #[error("cannot start the runtime: {0}")]

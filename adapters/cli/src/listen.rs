@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::codec::{AnyFraming, CodecSpec};
+use crate::codec::FrameSpec;
 use crate::conn::{ConnError, FrameReader};
 use crate::error::{resolve, CliError};
 use crate::show;
@@ -30,10 +30,8 @@ use crate::show;
 pub(crate) struct ListenArgs {
     /// Where to listen.
     pub(crate) addr: String,
-    /// The codec.
-    pub(crate) codec: CodecSpec,
-    /// The receive limit, if not the codec's default.
-    pub(crate) max_frame: Option<usize>,
+    /// The codec, with its limits.
+    pub(crate) codec: FrameSpec,
     /// JSON lines instead of readable text.
     pub(crate) json: bool,
     /// Exit after this many frames.
@@ -71,7 +69,7 @@ pub(crate) enum Record {
 /// Prints records, readable or as JSON lines.
 pub(crate) struct Printer {
     /// The codec, for describing frames.
-    pub(crate) codec: CodecSpec,
+    pub(crate) codec: FrameSpec,
     /// JSON lines.
     pub(crate) json: bool,
 }
@@ -93,7 +91,7 @@ impl Printer {
                 } => {
                     header(&mut m, "frame", *conn, *peer);
                     m.insert("index".into(), Value::from(*index));
-                    m.extend(show::view(self.codec, bytes).json);
+                    m.extend(show::view(&self.codec, bytes).json);
                 }
                 Record::Close {
                     conn,
@@ -120,7 +118,7 @@ impl Printer {
                     index,
                     bytes,
                 } => {
-                    let v = show::view(self.codec, bytes);
+                    let v = show::view(&self.codec, bytes);
                     format!("[{conn} {peer}] {} {index}: {}", v.kind, v.text)
                 }
                 Record::Close {
@@ -157,10 +155,10 @@ pub(crate) async fn bind(addr: &str, what: &str) -> Result<TcpListener, CliError
 
 /// Runs `listen`.
 pub(crate) async fn run(args: ListenArgs) -> Result<(), CliError> {
-    let framing = args.codec.framing(args.max_frame);
+    let framing = args.codec.clone();
     let listener = bind(&args.addr, &format!("codec {}", args.codec)).await?;
     let printer = Printer {
-        codec: args.codec,
+        codec: args.codec.clone(),
         json: args.json,
     };
     let (tx, mut rx) = mpsc::channel::<Record>(1024);
@@ -217,7 +215,7 @@ async fn read_connection(
     sock: TcpStream,
     peer: SocketAddr,
     conn: u64,
-    framing: AnyFraming,
+    framing: FrameSpec,
     tx: mpsc::Sender<Record>,
 ) {
     if tx.send(Record::Open { conn, peer }).await.is_err() {

@@ -104,6 +104,21 @@ pub(crate) enum HexError {
     },
 }
 
+/// A byte count for people: `512 B`, `1.5 KiB`, `3.2 MiB`.
+pub(crate) fn bytes_human(n: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let f = n as f64;
+    if n < 1024 {
+        format!("{n} B")
+    } else if n < 1024 * 1024 {
+        format!("{:.1} KiB", f / 1024.0)
+    } else if n < 1024 * 1024 * 1024 {
+        format!("{:.1} MiB", f / (1024.0 * 1024.0))
+    } else {
+        format!("{:.2} GiB", f / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +142,12 @@ mod tests {
         assert_eq!(parse_hex("abc"), Err(HexError::OddLength { len: 3 }));
         assert_eq!(parse_hex("zz"), Err(HexError::BadDigit { at: 0 }));
         assert_eq!(hex_preview(b"\x01\x02\x03", 2), "01 02 … (3 bytes)");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(bytes_human(12), "12 B");
+        assert_eq!(bytes_human(1536), "1.5 KiB");
+        assert_eq!(bytes_human(3 * 1024 * 1024), "3.0 MiB");
     }
 }

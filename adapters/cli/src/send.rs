@@ -17,7 +17,7 @@ use framewire::message::json_header::{self, TEXT_JSON};
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 
-use crate::codec::{AnyFraming, CodecSpec};
+use crate::codec::FrameSpec;
 use crate::conn::{FrameReader, FrameWriter};
 use crate::docjson;
 use crate::error::{resolve, CliError, InputError};
@@ -28,8 +28,8 @@ use crate::show;
 pub(crate) struct SendArgs {
     /// Where to connect.
     pub(crate) addr: String,
-    /// The codec.
-    pub(crate) codec: CodecSpec,
+    /// The codec, with its limits.
+    pub(crate) codec: FrameSpec,
     /// The data, or `None`/`-` for standard input.
     pub(crate) data: Option<String>,
     /// Inputs are hex.
@@ -40,23 +40,16 @@ pub(crate) struct SendArgs {
     pub(crate) json: bool,
     /// How long to wait for the replies, in seconds.
     pub(crate) timeout: f64,
-    /// The frame limit, if not the codec's default.
-    pub(crate) max_frame: Option<usize>,
 }
 
 /// Turns one input line into the payload of a frame for `codec`, checked
 /// by `framing` (limits, sizes, delimiters).
-pub(crate) fn payload_for(
-    codec: CodecSpec,
-    framing: &AnyFraming,
-    line: &str,
-    hex: bool,
-) -> Result<Bytes, InputError> {
+pub(crate) fn payload_for(codec: &FrameSpec, line: &str, hex: bool) -> Result<Bytes, InputError> {
     let payload = match codec {
-        CodecSpec::Packet if !hex => return Err(InputError::PacketText),
-        _ if hex && codec != CodecSpec::JsonHeader => parse_hex(line)?,
-        CodecSpec::Bson => docjson::json_text_to_bson(line)?,
-        CodecSpec::JsonHeader => {
+        FrameSpec::Packet(_) if !hex => return Err(InputError::PacketText),
+        _ if hex && !matches!(codec, FrameSpec::JsonHeader(_)) => parse_hex(line)?,
+        FrameSpec::Bson(_) => docjson::json_text_to_bson(line)?,
+        FrameSpec::JsonHeader(_) => {
             let (content_type, encoding, content) = if hex {
                 (
                     "binary/custom-client-binary-type",
@@ -73,7 +66,7 @@ pub(crate) fn payload_for(
         }
         _ => line.as_bytes().to_vec(),
     };
-    framing.header(&payload).map_err(InputError::Encode)?;
+    codec.header(&payload).map_err(InputError::Encode)?;
     Ok(Bytes::from(payload))
 }
 
@@ -99,21 +92,19 @@ fn input_lines(data: Option<&str>) -> Result<Vec<String>, CliError> {
 
 /// Runs `send`.
 pub(crate) async fn run(args: SendArgs) -> Result<(), CliError> {
-    let framing = args.codec.framing(args.max_frame);
+    let framing = args.codec.clone();
     let lines = input_lines(args.data.as_deref())?;
     // BSON and JSON-header inputs skip blank lines; for raw framings an
     // empty line is an empty frame.
-    let skip_blank = matches!(args.codec, CodecSpec::Bson | CodecSpec::JsonHeader);
+    let skip_blank = matches!(args.codec, FrameSpec::Bson(_) | FrameSpec::JsonHeader(_));
     let mut payloads = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         if skip_blank && line.trim().is_empty() {
             continue;
         }
-        let p = payload_for(args.codec, &framing, line, args.hex).map_err(|source| {
-            CliError::Input {
-                line: i + 1,
-                source,
-            }
+        let p = payload_for(&args.codec, line, args.hex).map_err(|source| CliError::Input {
+            line: i + 1,
+            source,
         })?;
         payloads.push(p);
     }
@@ -154,7 +145,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<(), CliError> {
                 match reader.next().await {
                     Ok(Some(bytes)) => {
                         got += 1;
-                        print_reply(args.codec, args.json, got, &bytes);
+                        print_reply(&args.codec, args.json, got, &bytes);
                     }
                     Ok(None) => {
                         return Err(CliError::ClosedEarly {
@@ -183,7 +174,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn print_reply(codec: CodecSpec, json: bool, index: u64, bytes: &[u8]) {
+fn print_reply(codec: &FrameSpec, json: bool, index: u64, bytes: &[u8]) {
     let v = show::view(codec, bytes);
     if json {
         let mut m = Map::new();

@@ -7,7 +7,7 @@ use framewire::message::json_header::Message;
 use framewire::packet::wire::{Packet, ParseLimits};
 use serde_json::{Map, Value};
 
-use crate::codec::CodecSpec;
+use crate::codec::FrameSpec;
 use crate::docjson;
 use crate::render::{json_payload, readable};
 
@@ -25,11 +25,11 @@ pub(crate) struct FrameView {
 }
 
 /// Describes `bytes` received with `codec`.
-pub(crate) fn view(codec: CodecSpec, bytes: &[u8]) -> FrameView {
+pub(crate) fn view(codec: &FrameSpec, bytes: &[u8]) -> FrameView {
     let mut json = Map::new();
     json.insert("len".into(), Value::from(bytes.len()));
     match codec {
-        CodecSpec::Bson => match docjson::bson_to_json(bytes) {
+        FrameSpec::Bson(_) => match docjson::bson_to_json(bytes) {
             Ok(doc) => {
                 let text = format!("{} bytes {}", bytes.len(), doc);
                 json.insert("doc".into(), doc);
@@ -41,7 +41,7 @@ pub(crate) fn view(codec: CodecSpec, bytes: &[u8]) -> FrameView {
             }
             Err(e) => invalid("document", bytes, &e.to_string(), json),
         },
-        CodecSpec::JsonHeader => match Message::parse(bytes) {
+        FrameSpec::JsonHeader(_) => match Message::parse(bytes) {
             Ok(msg) => {
                 let h = msg.header;
                 let mut header = Map::new();
@@ -83,7 +83,7 @@ pub(crate) fn view(codec: CodecSpec, bytes: &[u8]) -> FrameView {
             }
             Err(e) => invalid("message", bytes, &e.to_string(), json),
         },
-        CodecSpec::Packet => match Packet::parse(bytes, &ParseLimits::default()) {
+        FrameSpec::Packet(_) => match Packet::parse(bytes, &ParseLimits::default()) {
             Ok(Some((p, _))) => {
                 let (text, mut members) = packet_fields(&p);
                 json.append(&mut members);
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn frames_documents_messages() {
-        let v = view("length".parse().unwrap(), b"hello");
+        let v = view(&"length".parse().unwrap(), b"hello");
         assert_eq!(v.kind, "frame");
         assert_eq!(v.text, "5 bytes \"hello\"");
         assert_eq!(
@@ -181,11 +181,11 @@ mod tests {
         );
 
         let doc = b"\x16\0\0\0\x02hello\0\x06\0\0\0world\0\0";
-        let v = view(CodecSpec::Bson, doc);
+        let v = view(&"bson".parse().unwrap(), doc);
         assert_eq!(v.kind, "document");
         assert_eq!(v.text, "22 bytes {\"hello\":\"world\"}");
 
-        let v = view(CodecSpec::Bson, b"\x06\0\0\0\x13\0");
+        let v = view(&"bson".parse().unwrap(), b"\x06\0\0\0\x13\0");
         assert!(v.text.starts_with("6 bytes, invalid: "), "{}", v.text);
         assert!(v.json.contains_key("invalid"));
 
@@ -196,21 +196,21 @@ mod tests {
             br#"{"action": "search"}"#,
         )
         .unwrap();
-        let v = view(CodecSpec::JsonHeader, &msg);
+        let v = view(&"json-header".parse().unwrap(), &msg);
         assert_eq!(v.kind, "message");
         assert_eq!(v.json["content"], serde_json::json!({"action": "search"}));
         assert_eq!(v.json["header"]["content-type"], "text/json");
 
-        let v = view(CodecSpec::Packet, b"\x07\x02\x3cflags");
+        let v = view(&"packet".parse().unwrap(), b"\x07\x02\x3cflags");
         assert_eq!(v.kind, "packet");
         assert_eq!(v.text, "8 bytes response tag 2 ok flags 7 \"flags\"");
-        let v = view(CodecSpec::Packet, b"\x05\x02\x03\x05\x01x");
+        let v = view(&"packet".parse().unwrap(), b"\x05\x02\x03\x05\x01x");
         assert_eq!(
             v.text,
             "6 bytes request tag 2 type 0 flags 0 channel 5 \"x\""
         );
         assert_eq!(v.json["channel"], 5);
-        let v = view(CodecSpec::Packet, b"\x03\x01\x02\x00");
+        let v = view(&"packet".parse().unwrap(), b"\x03\x01\x02\x00");
         assert_eq!(v.text, "4 bytes ERQ (end of requests)");
     }
 }

@@ -331,3 +331,192 @@ fn oversized_frames_are_one_line_on_both_sides() {
     );
     one_clear_line(err.as_bytes(), "frame of 104 bytes is over the limit of 16");
 }
+
+#[test]
+fn demo_exits_zero_and_prints_its_summary() {
+    let out = framewire()
+        .arg("demo")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "servers",
+        "1. BSON documents",
+        "2. packet stream",
+        "3. pipelined: 1000 requests",
+        "ERQ (end of requests)",
+        "summary",
+        "packet-stream calls      1005 answered",
+    ] {
+        assert!(text.contains(part), "demo output lacks {part:?}:\n{text}");
+    }
+    let checks = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("checks"))
+        .unwrap_or_else(|| panic!("no checks line:\n{text}"));
+    assert!(
+        checks.contains("all") && checks.ends_with("passed"),
+        "{checks}"
+    );
+    assert!(!text.contains("FAILED"), "{text}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn call_against_the_packet_echo_server() {
+    let server = Server::start(&["echo", "127.0.0.1:0", "--codec", "packet"]);
+    let call = |args: &[&str]| {
+        let mut c = framewire();
+        c.arg("call").arg(&server.addr).args(args);
+        c
+    };
+    call(&["0", "hello"])
+        .assert()
+        .success()
+        .stdout("ok flags 0 payload \"hello\"\n");
+    call(&["1", "stressed"])
+        .assert()
+        .success()
+        .stdout("ok flags 0 payload \"desserts\"\n");
+    call(&["2"])
+        .assert()
+        .success()
+        .stdout("ok flags 7 payload \"flags\"\n");
+    call(&["3", "abc", "--flags", "63"])
+        .assert()
+        .success()
+        .stdout("ok flags 63 payload \"abc\"\n");
+    call(&["4", "--hex", "00ff", "--json"])
+        .assert()
+        .success()
+        .stdout("{\"ok\":true,\"flags\":0,\"len\":2,\"hex\":\"00ff\"}\n");
+    // Other types: the original's answer when its handler raises.
+    let out = call(&["9", "?"])
+        .assert()
+        .failure()
+        .stdout("failed flags 0 payload \"exception during handler\"\n")
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "request failed: exception during handler");
+    // A channel the server never opened: the original's literal text.
+    let out = call(&["0", "x", "--channel", "3"])
+        .assert()
+        .failure()
+        .stdout("failed flags 0 payload \"unknown channel %d\"\n")
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "request failed: unknown channel %d");
+}
+
+#[test]
+fn call_errors_are_one_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = framewire()
+        .args(["call", &format!("127.0.0.1:{port}"), "0", "hi"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "cannot connect to 127.0.0.1:");
+    let out = framewire()
+        .args(["call", "127.0.0.1:9", "0", "--hex", "abc"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "bad hex: odd number of hex digits (3)");
+}
+
+#[test]
+fn listen_decodes_raw_packets() {
+    let server = Server::start(&["listen", "127.0.0.1:0", "--codec", "packet", "--count", "2"]);
+    // A request (tag 2, rq_type 0, "hello") and the ERQ marker, as hex.
+    framewire()
+        .args(["send", &server.addr, "--codec", "packet", "--hex"])
+        .write_stdin("0802020168656c6c6f\n03010200\n")
+        .assert()
+        .success();
+    let (ok, out, _) = server.finish();
+    assert!(ok);
+    assert!(
+        out.contains("] packet 1: 9 bytes request tag 2 type 0 flags 0 \"hello\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("] packet 2: 4 bytes ERQ (end of requests)"),
+        "{out}"
+    );
+    // Text is not a packet; a truncated packet is refused before sending.
+    let out = framewire()
+        .args(["send", "127.0.0.1:9", "--codec", "packet", "hello"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "raw packets are given as hex");
+    let out = framewire()
+        .args([
+            "send",
+            "127.0.0.1:9",
+            "--codec",
+            "packet",
+            "--hex",
+            "0802020168",
+        ])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "input line 1:");
+}
+
+#[test]
+fn bench_prints_a_summary_table() {
+    for codec in ["packet", "length", "bson"] {
+        let out = framewire()
+            .args([
+                "bench",
+                "--codec",
+                codec,
+                "--count",
+                "300",
+                "--pipeline",
+                "8",
+            ])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for row in [
+            "codec",
+            "rate",
+            "throughput",
+            "latency median",
+            "latency p99",
+        ] {
+            assert!(text.contains(row), "{codec}: no {row:?} in\n{text}");
+        }
+        assert!(text.contains("300"), "{text}");
+    }
+    let out = framewire()
+        .args(["bench", "--codec", "lines", "--count", "100", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["count"], 100);
+    assert_eq!(v["codec"], "lines");
+    assert!(v["p99_us"].as_f64().unwrap() >= v["median_us"].as_f64().unwrap());
+}
