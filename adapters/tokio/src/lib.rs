@@ -10,9 +10,12 @@
 //!   async handlers, back-pressure, timeouts) and a server with bounded
 //!   concurrency and graceful shutdown.
 //! * [`gateway`]: a WebSocket-to-TCP gateway (raw or one frame per message).
+//! * [`p2p`]: a socktools-style P2P node (listen + connect, handlers by message type,
+//!   send/broadcast through bounded per-peer queues, tick).
 
 #![forbid(unsafe_code)]
 
 pub mod codec;
 pub mod packet;
 pub mod gateway;
+pub mod p2p;

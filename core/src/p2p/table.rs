@@ -211,7 +211,6 @@ pub enum Event<A> {
 /// What happened to a message sent to one peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[must_use]
 pub enum Sent {
     /// Queued.
     Queued,
@@ -288,7 +287,6 @@ impl From<TooLarge> for SendError {
 
 /// What a broadcast did, peer by peer and in total.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[must_use]
 pub struct Broadcast {
     /// Every peer that was up, in id order, with what happened to its copy.
     pub outcomes: Vec<(PeerId, Result<Sent, SendError>)>,
