@@ -20,6 +20,7 @@ mod demo;
 mod docjson;
 mod echo;
 mod error;
+mod gateway;
 mod listen;
 mod packet;
 mod render;
@@ -51,6 +52,9 @@ enum Command {
     Send(SendCmd),
     /// One packet-stream (cs.packetstream) request; prints ok, flags and payload.
     Call(CallCmd),
+    /// A WebSocket-to-TCP gateway, so browsers reach TCP services (raw, or one frame
+    /// per message with --frame).
+    Gateway(GatewayCmd),
     /// Loopback throughput and latency of a codec or the packet stream.
     Bench(BenchCmd),
     /// An echo server for any codec; `--codec packet` is the packet-stream test server
@@ -139,6 +143,32 @@ struct CallCmd {
     /// Print the response as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct GatewayCmd {
+    /// Address WebSocket clients connect to (HOST:PORT; port 0 picks a free one,
+    /// printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    ws: String,
+    /// The TCP service each WebSocket client is relayed to (HOST:PORT).
+    #[arg(long, value_name = "ADDR")]
+    tcp: String,
+    /// Each binary message is exactly one frame of this codec (default: raw bytes).
+    #[arg(long, value_name = "C")]
+    frame: Option<String>,
+    /// Largest frame on the TCP side, in bytes (default: the codec's limit).
+    #[arg(long, value_name = "BYTES", requires = "frame")]
+    max_frame: Option<usize>,
+    /// Largest WebSocket message, in bytes (default 16 MiB).
+    #[arg(long, value_name = "BYTES")]
+    max_message: Option<usize>,
+    /// Most connections at once (default 1024; more are refused with HTTP 503).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Seconds to wait for the TCP service to accept a connection (default 10).
+    #[arg(long, value_name = "SECS")]
+    connect_timeout: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -256,6 +286,24 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     channel: c.channel,
                     timeout: c.timeout,
                     json: c.json,
+                })
+                .await
+            }
+            Command::Gateway(c) => {
+                if let Some(t) = c.connect_timeout {
+                    check_timeout(t)?;
+                }
+                gateway::run(gateway::GatewayArgs {
+                    frame: c
+                        .frame
+                        .as_deref()
+                        .map(|f| codec::parse(f, c.max_frame))
+                        .transpose()?,
+                    ws: c.ws,
+                    tcp: c.tcp,
+                    max_message: c.max_message,
+                    max_connections: c.max_connections,
+                    connect_timeout: c.connect_timeout,
                 })
                 .await
             }

@@ -520,3 +520,87 @@ fn bench_prints_a_summary_table() {
     assert_eq!(v["codec"], "lines");
     assert!(v["p99_us"].as_f64().unwrap() >= v["median_us"].as_f64().unwrap());
 }
+
+#[test]
+fn gateway_relays_websocket_messages_to_a_tcp_echo_server() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let echo = Server::start(&["echo", "127.0.0.1:0", "--codec", "length"]);
+    let framed = Server::start(&[
+        "gateway",
+        "--ws",
+        "127.0.0.1:0",
+        "--tcp",
+        &echo.addr,
+        "--frame",
+        "length",
+    ]);
+    let raw = Server::start(&["gateway", "--ws", "127.0.0.1:0", "--tcp", &echo.addr]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            // Framed: one message = one frame's payload, both ways.
+            let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/", framed.addr))
+                .await
+                .unwrap();
+            for payload in [&b"hello"[..], b"", &[0u8, 255, 7]] {
+                ws.send(Message::binary(payload.to_vec())).await.unwrap();
+                match ws.next().await.unwrap().unwrap() {
+                    Message::Binary(got) => assert_eq!(&got[..], payload),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            ws.close(None).await.unwrap();
+
+            // Raw: the client speaks the length-prefixed stream itself.
+            let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/", raw.addr))
+                .await
+                .unwrap();
+            ws.send(Message::binary(b"\0\0\0\x05hel".to_vec()))
+                .await
+                .unwrap();
+            ws.send(Message::binary(b"lo".to_vec())).await.unwrap();
+            let mut got = Vec::new();
+            while got.len() < 9 {
+                match ws.next().await.unwrap().unwrap() {
+                    Message::Binary(b) => got.extend_from_slice(&b),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(got, b"\0\0\0\x05hello");
+            ws.close(None).await.unwrap();
+        })
+        .await
+        .expect("gateway test deadline");
+    });
+}
+
+#[test]
+fn gateway_errors_are_one_line() {
+    let out = framewire()
+        .args(["gateway", "--ws", "127.0.0.1:0", "--tcp", "nowhere"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "bad address \"nowhere\"");
+    let out = framewire()
+        .args([
+            "gateway",
+            "--ws",
+            "127.0.0.1:0",
+            "--tcp",
+            "127.0.0.1:9",
+            "--frame",
+            "xml",
+        ])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "bad codec \"xml\"");
+}
