@@ -697,3 +697,106 @@ async fn tokio_to_tokio_over_a_one_byte_pipe() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_concurrency_is_bounded_per_connection_and_overall() {
+    deadline(async {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+            move |rq: Request| {
+                let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Reply::ok(rq.payload)
+                }
+            }
+        };
+        // Per connection: 3 at once.
+        let server = serve(
+            listener().await,
+            handler.clone(),
+            ServeOptions::new().connection(Builder::new().max_concurrent_handlers(3)),
+        )
+        .unwrap();
+        let client = PacketConnection::connect(server.local_addr())
+            .await
+            .unwrap();
+        let calls: Vec<_> = (0..60u8).map(|i| client.call(0, 0, 0, vec![i])).collect();
+        for r in futures_util::future::join_all(calls).await {
+            assert!(r.unwrap().ok);
+        }
+        let seen = most.swap(0, Ordering::SeqCst);
+        assert!(
+            (1..=3).contains(&seen),
+            "{seen} handlers at once on one connection"
+        );
+        client.close().await.unwrap();
+        server.shutdown().await;
+
+        // Overall: 2 at once over three connections.
+        let server = serve(
+            listener().await,
+            handler,
+            ServeOptions::new().max_handlers(2),
+        )
+        .unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(
+                PacketConnection::connect(server.local_addr())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let calls: Vec<_> = clients
+            .iter()
+            .flat_map(|c| (0..20u8).map(|i| c.call(0, 0, 0, vec![i])))
+            .collect();
+        for r in futures_util::future::join_all(calls).await {
+            assert!(r.unwrap().ok);
+        }
+        let seen = most.load(Ordering::SeqCst);
+        assert!(
+            (1..=2).contains(&seen),
+            "{seen} handlers at once in the server"
+        );
+        for c in clients {
+            c.close().await.unwrap();
+        }
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_to_be_accepted() {
+    deadline(async {
+        let server = echo_server(ServeOptions::new().max_connections(2)).await;
+        let addr = server.local_addr();
+        let c1 = PacketConnection::connect(addr).await.unwrap();
+        let c2 = PacketConnection::connect(addr).await.unwrap();
+        assert!(c1.call(0, 0, 0, &b"1"[..]).await.unwrap().ok);
+        assert!(c2.call(0, 0, 0, &b"2"[..]).await.unwrap().ok);
+        // The third connects (listen backlog) but is not served...
+        let c3 = PacketConnection::connect(addr).await.unwrap();
+        let waiting = c3.call(0, 0, 0, &b"3"[..]);
+        let waiting = tokio::spawn(waiting);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "served beyond max_connections");
+        assert_eq!(server.active_connections(), 2);
+        // ... until a slot frees.
+        c1.close().await.unwrap();
+        let r = waiting.await.unwrap().unwrap();
+        assert_eq!(&r.payload[..], b"3");
+        assert_eq!(server.accepted_connections(), 3);
+        c2.close().await.unwrap();
+        c3.close().await.unwrap();
+        server.shutdown().await;
+    })
+    .await;
+}
