@@ -45,6 +45,12 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$stamp"; then
   cp "$req" "$stamp"
 fi
 
+# `ip` (iproute2): the smoltcp adapter's TAP interop test makes its own network
+# namespace with it (and skips, saying so, where it cannot).
+if ! command -v ip >/dev/null 2>&1; then
+  apt_install iproute2 || echo "setup: could not install iproute2; the smoltcp TAP test will skip" >&2
+fi
+
 if [ "$cross" = 1 ]; then
   apt_install rustc-web cargo-web rust-web-src lld-19
   apt_install llvm-19 qemu-system-arm
