@@ -9,12 +9,19 @@
 #                               see scripts/build-targets.sh), llvm-size and
 #                               qemu-system-arm (scripts/build-firmware.sh).
 #                               Needs root.
+#   scripts/setup.sh --wasm     also what the npm package and its tests need
+#                               (implies --cross): wasm-bindgen-cli at exactly
+#                               the wasm-bindgen version in Cargo.lock, and
+#                               Debian's chromium for the browser tests (see
+#                               scripts/build-wasm.sh, scripts/test-wasm.sh).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cross=0
+wasm=0
 for arg in "$@"; do
   case "$arg" in
     --cross) cross=1 ;;
+    --wasm) cross=1; wasm=1 ;;
     *) echo "unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -54,5 +61,16 @@ fi
 if [ "$cross" = 1 ]; then
   apt_install rustc-web cargo-web rust-web-src lld-19
   apt_install llvm-19 qemu-system-arm
+fi
+if [ "$wasm" = 1 ]; then
+  apt_install chromium
+  # The CLI must equal the wasm-bindgen crate version the wasm is built with.
+  # No --locked: the registry snapshot lacks some versions the CLI's own lock names.
+  want="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$repo/Cargo.lock")"
+  have="$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)"
+  if [ "$want" != "$have" ]; then
+    echo "setup: cargo install wasm-bindgen-cli --version $want"
+    cargo install -q wasm-bindgen-cli --version "$want"
+  fi
 fi
 echo "setup: ok"
