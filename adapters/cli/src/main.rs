@@ -35,16 +35,32 @@ use crate::error::CliError;
 
 /// framewire: framed messages and packet streams over TCP, from the command line.
 #[derive(Parser, Debug)]
-#[command(name = "framewire", version, about, long_about = None)]
+#[command(name = "framewire", version, about, long_about = None, after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+const EXAMPLES: &str = "Examples:
+  framewire demo
+  framewire echo 127.0.0.1:7000 --codec bson
+  echo '{\"hello\": \"world\"}' | framewire send 127.0.0.1:7000 --codec bson --replies
+  framewire listen 127.0.0.1:7001 --codec length:2:le --json
+  framewire echo 127.0.0.1:7002 --codec packet
+  framewire call 127.0.0.1:7002 1 stressed
+  framewire gateway --ws 127.0.0.1:8080 --tcp 127.0.0.1:7002 --frame packet
+  framewire bench --codec bson --count 50000
+
+Codecs: length[:W[:le|be]] (W = 1..8 or varint), bson, lines, fixed:N, json-header, packet.
+Errors are one line on stderr, `framewire: <what>: <why>`, with a non-zero exit status.";
+
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The main job for a newcomer: servers and clients on loopback, what goes over the
-    /// wire, and a summary of every check (exits non-zero if one fails).
+    /// Servers and clients on loopback: what goes over the wire, and every check
+    ///
+    /// Starts a BSON echo server and a packet-stream test server on 127.0.0.1, runs
+    /// clients against them (documents, requests, 1,000 pipelined calls answered out
+    /// of order), shows the bytes, and prints a summary. Exits non-zero if a check fails.
     Demo,
     /// Accept connections and print every frame, BSON document or message received.
     Listen(ListenCmd),
@@ -52,15 +68,19 @@ enum Command {
     Send(SendCmd),
     /// One packet-stream (cs.packetstream) request; prints ok, flags and payload.
     Call(CallCmd),
+    /// An echo server for any codec (`--codec packet`: the packet-stream test server)
+    ///
+    /// Frames go back unchanged; BSON documents are decoded and re-encoded (a malformed
+    /// one ends the connection with an error). The packet-stream test server answers
+    /// rq_type 0 with the payload, 1 with it reversed, 2 with flags 7 and "flags", 3 with
+    /// the request's flags and payload, 4 with the payload after (payload length mod 50)
+    /// ms, and anything else with the failure "exception during handler".
+    Echo(EchoCmd),
     /// A WebSocket-to-TCP gateway, so browsers reach TCP services (raw, or one frame
     /// per message with --frame).
     Gateway(GatewayCmd),
     /// Loopback throughput and latency of a codec or the packet stream.
     Bench(BenchCmd),
-    /// An echo server for any codec; `--codec packet` is the packet-stream test server
-    /// (rq_type 0 echoes, 1 reverses, 2 answers flags 7 "flags", 3 echoes flags and
-    /// payload, 4 echoes after (payload length mod 50) ms, others fail).
-    Echo(EchoCmd),
 }
 
 /// Options shared by the commands that frame bytes.

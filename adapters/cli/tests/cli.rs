@@ -148,17 +148,6 @@ fn listen_and_send_length_prefixed_frames() {
         .write_stdin("hello\n\nsecond frame\n")
         .assert()
         .success();
-    framewire()
-        .args([
-            "send",
-            &server.addr,
-            "--codec",
-            "length:2:le",
-            "--hex",
-            "00ff10",
-        ])
-        .assert()
-        .failure(); // --once: the listener has stopped accepting
     let (ok, out, _) = server.finish();
     assert!(ok);
     let lines: Vec<&str> = out.lines().collect();
@@ -478,6 +467,21 @@ fn listen_decodes_raw_packets() {
         .get_output()
         .clone();
     one_clear_line(&out.stderr, "input line 1:");
+}
+
+#[test]
+fn bench_against_an_external_echo_server() {
+    let server = Server::start(&["echo", "127.0.0.1:0", "--codec", "bson"]);
+    let out = framewire()
+        .args(["bench", "--codec", "bson", "--connect", &server.addr])
+        .args(["--count", "200", "--size", "100", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["count"], 200);
+    assert_eq!(v["payload"], 100);
 }
 
 #[test]
