@@ -201,7 +201,7 @@ impl Link {
     ) -> Option<ConnectionLost> {
         if self.lost.is_none() && self.seen_open && !socket.is_open() {
             let unsent = ep.queued() + socket.send_queue();
-            if !self.eof || unsent > 0 {
+            if !(self.eof || fin_received(socket)) || unsent > 0 {
                 self.lost = Some(ConnectionLost {
                     state: socket.state(),
                     unsent,
@@ -235,7 +235,14 @@ impl Link {
         let fin = !self.fin_sent && ep.send_finished() && socket.may_send();
         let gone = self.seen_open
             && !socket.is_open()
-            && (!self.eof || ep.queued() + socket.send_queue() > 0);
+            && (!(self.eof || fin_received(socket)) || ep.queued() + socket.send_queue() > 0);
         rx || tx || fin || gone
     }
+}
+
+/// TIME-WAIT is only reached after the peer's FIN, and the bytes before it
+/// may still wait in the socket (the core's buffer was full when the FIN
+/// came): not a loss, the pump reads them and the FIN on later polls.
+fn fin_received(socket: &tcp::Socket<'_>) -> bool {
+    socket.state() == tcp::State::TimeWait
 }
