@@ -1,7 +1,9 @@
 //! The size image: a Cortex-M4F firmware with a smoltcp interface over a
-//! loopback device, a TCP server that echoes length-prefixed frames through
-//! framewire and a TCP client that sends frames and checks the echoes. No
-//! heap: every buffer is a static. `scripts/build-firmware.sh` reports its
+//! loopback device and four TCP connections driven by framewire-smoltcp: a
+//! server echoing length-prefixed frames and a client checking the echoes
+//! (`FramedSocket<LengthPrefixed>`), and a cs.packetstream server answering
+//! requests and a client checking the responses (`PacketSocket`, the core's
+//! no-alloc `BorrowedConnection`). No heap: every buffer is a static. `scripts/build-firmware.sh` reports its
 //! `.text`/`.data`/`.bss`.
 
 #![no_std]
@@ -18,7 +20,8 @@ use smoltcp::iface::SocketStorage;
 const MTU: usize = 1500;
 /// smoltcp's receive and transmit buffer per socket.
 const SOCKET_BUF: usize = 1024;
-/// framewire's receive and transmit buffer per connection.
+/// framewire's receive and transmit buffer per connection (frames and
+/// packets here are at most 68 bytes).
 const FRAME_BUF: usize = 256;
 
 macro_rules! buf {
@@ -30,17 +33,25 @@ macro_rules! buf {
 #[entry]
 fn main() -> ! {
     let device = singleton!(: Loopback<4, MTU> = Loopback::new()).unwrap();
-    let sockets = singleton!(: [SocketStorage<'static>; 2] = Default::default()).unwrap();
+    let sockets = singleton!(: [SocketStorage<'static>; 4] = Default::default()).unwrap();
     let bufs = EchoBuffers {
         sockets,
-        server_socket: [buf!(SOCKET_BUF), buf!(SOCKET_BUF)],
-        client_socket: [buf!(SOCKET_BUF), buf!(SOCKET_BUF)],
-        server_frames: [buf!(FRAME_BUF), buf!(FRAME_BUF)],
-        client_frames: [buf!(FRAME_BUF), buf!(FRAME_BUF)],
+        socket_buffers: [
+            [buf!(SOCKET_BUF), buf!(SOCKET_BUF)],
+            [buf!(SOCKET_BUF), buf!(SOCKET_BUF)],
+            [buf!(SOCKET_BUF), buf!(SOCKET_BUF)],
+            [buf!(SOCKET_BUF), buf!(SOCKET_BUF)],
+        ],
+        frame_buffers: [
+            [buf!(FRAME_BUF), buf!(FRAME_BUF)],
+            [buf!(FRAME_BUF), buf!(FRAME_BUF)],
+            [buf!(FRAME_BUF), buf!(FRAME_BUF)],
+            [buf!(FRAME_BUF), buf!(FRAME_BUF)],
+        ],
     };
     // Without a debugger attached there is nowhere to report the outcome:
-    // the vectors image runs the same echo under qemu and checks it.
-    let _ = echo::run(device, bufs, 1000, 60_000);
+    // the vectors image runs the same exchange under qemu and checks it.
+    let _ = echo::run(device, bufs, 1000, 1000, 60_000);
     loop {
         cortex_m::asm::wfi();
     }

@@ -42,6 +42,8 @@ const PACKETS: [&str; 10] = [
 ];
 /// Frames sent through the smoltcp echo.
 const ECHO_FRAMES: u32 = 1000;
+/// Requests sent through the smoltcp packet connection.
+const ECHO_REQUESTS: u32 = 1000;
 
 const BIG_REQUEST: &str = "140082808003a08080800081808080808080808000";
 
@@ -397,23 +399,33 @@ fn main() -> ! {
         };
     }
     let device = singleton!(: Loopback<4, 1500> = Loopback::new()).unwrap();
-    let sockets = singleton!(: [SocketStorage<'static>; 2] = Default::default()).unwrap();
+    let sockets = singleton!(: [SocketStorage<'static>; 4] = Default::default()).unwrap();
     let bufs = EchoBuffers {
         sockets,
-        server_socket: [buf!(1024), buf!(1024)],
-        client_socket: [buf!(1024), buf!(1024)],
-        server_frames: [buf!(256), buf!(256)],
-        client_frames: [buf!(256), buf!(256)],
+        socket_buffers: [
+            [buf!(1024), buf!(1024)],
+            [buf!(1024), buf!(1024)],
+            [buf!(1024), buf!(1024)],
+            [buf!(1024), buf!(1024)],
+        ],
+        frame_buffers: [
+            [buf!(256), buf!(256)],
+            [buf!(256), buf!(256)],
+            [buf!(256), buf!(256)],
+            [buf!(256), buf!(256)],
+        ],
     };
-    let outcome = echo::run(device, bufs, ECHO_FRAMES, 60_000);
+    let outcome = echo::run(device, bufs, ECHO_FRAMES, ECHO_REQUESTS, 60_000);
     r.check(
-        outcome.is_ok_and(|o| o.frames == ECHO_FRAMES),
-        format_args!("echo over smoltcp: {outcome:?}"),
+        outcome.is_ok_and(|o| o.frames == ECHO_FRAMES && o.requests == ECHO_REQUESTS),
+        format_args!("framewire-smoltcp over loopback TCP: {outcome:?}"),
     );
     if let Ok(o) = outcome {
         hprintln!(
-            "echo over smoltcp: {} frames in {} simulated ms",
+            "framewire-smoltcp over loopback TCP: {} frames echoed, {} requests answered, \
+             both connections closed in order, {} simulated ms",
             o.frames,
+            o.requests,
             o.millis
         );
     }
