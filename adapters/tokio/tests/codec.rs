@@ -17,7 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use proptest::prelude::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::{Decoder, Encoder, Framed, FramedRead, FramedWrite};
+use tokio_util::codec::{Decoder, Encoder, Framed, FramedRead};
 
 /// Every network test ends within this.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -695,7 +695,7 @@ async fn bson_objects_over_framed_tcp() {
             .collect();
         let to_send = msgs.clone();
         let send = tokio::spawn(async move {
-            let mut tx = FramedWrite::new(a, BsonObjectCodec::<Msg>::new());
+            let mut tx = tokio_util::codec::FramedWrite::new(a, BsonObjectCodec::<Msg>::new());
             for m in &to_send {
                 tx.feed(m).await.unwrap();
             }
