@@ -46,6 +46,8 @@ mod borrowed_tests;
 mod config;
 #[cfg(feature = "alloc")]
 mod connection;
+#[cfg(all(test, feature = "alloc"))]
+mod diff_tests;
 mod event;
 #[cfg(all(feature = "alloc", any(test, feature = "testing")))]
 pub mod pair;
