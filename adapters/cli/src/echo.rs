@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use crate::codec::{is_packet, FrameSpec};
 use crate::conn::{ConnError, FrameReader, FrameWriter};
 use crate::error::CliError;
-use crate::listen::{bind, Printer, Record};
+use crate::listen::{accept_slot, bind, Printer, Record};
 
 /// What `echo` was asked to do.
 pub(crate) struct EchoArgs {
@@ -32,6 +32,8 @@ pub(crate) struct EchoArgs {
     pub(crate) verbose: bool,
     /// JSON lines.
     pub(crate) json: bool,
+    /// Connections served at once; accepting pauses beyond.
+    pub(crate) max_connections: usize,
 }
 
 /// Why an echo connection ended early.
@@ -63,16 +65,10 @@ pub(crate) async fn run(args: EchoArgs) -> Result<(), CliError> {
         json: args.json,
     });
     let mut next_conn = 1u64;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(args.max_connections.max(1)));
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (sock, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        eprintln!("framewire: accept: {e}");
-                        continue;
-                    }
-                };
+            (sock, peer, permit) = accept_slot(&listener, &slots) => {
                 let conn = next_conn;
                 next_conn += 1;
                 let printer = printer.clone();
@@ -89,6 +85,7 @@ pub(crate) async fn run(args: EchoArgs) -> Result<(), CliError> {
                         Ok((frames, bytes)) => printer.print(&Record::Close { conn, peer, frames, bytes }),
                         Err(e) => print_echo_error(&printer, conn, peer, &e),
                     }
+                    drop(permit);
                 });
             }
             _ = tokio::signal::ctrl_c() => return Ok(()),

@@ -18,8 +18,10 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::codec::FrameSpec;
 use crate::conn::{ConnError, FrameReader};
@@ -38,6 +40,34 @@ pub(crate) struct ListenArgs {
     pub(crate) count: Option<u64>,
     /// Serve one connection, then exit (non-zero if it ended in an error).
     pub(crate) once: bool,
+    /// Connections served at once; accepting pauses beyond.
+    pub(crate) max_connections: usize,
+}
+
+/// Connections `listen` and `echo` serve at once unless
+/// `--max-connections` says otherwise; accepting pauses beyond.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// Waits for a free connection slot, then accepts a connection. A failed
+/// accept (the peer reset first, out of file descriptors) concerns that
+/// connection only: it is reported and accepting goes on after a pause.
+pub(crate) async fn accept_slot(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
+    loop {
+        // The semaphore is never closed.
+        let Ok(permit) = Arc::clone(slots).acquire_owned().await else {
+            return std::future::pending().await;
+        };
+        match listener.accept().await {
+            Ok((sock, peer)) => return (sock, peer, permit),
+            Err(e) => {
+                eprintln!("framewire: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// A connection event, from a connection task to the printer.
@@ -168,24 +198,20 @@ pub(crate) async fn run(args: ListenArgs) -> Result<(), CliError> {
     if args.count == Some(0) {
         return Ok(());
     }
+    let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
     loop {
         tokio::select! {
-            accepted = listener.accept(), if accepting => {
-                let (sock, peer) = match accepted {
-                    Ok(a) => a,
-                    // A failed accept (the peer reset first, too many files)
-                    // concerns that connection only.
-                    Err(e) => {
-                        eprintln!("framewire: accept: {e}");
-                        continue;
-                    }
-                };
+            (sock, peer, permit) = accept_slot(&listener, &slots), if accepting => {
                 let conn = next_conn;
                 next_conn += 1;
                 if args.once {
                     accepting = false;
                 }
-                tokio::spawn(read_connection(sock, peer, conn, framing.clone(), tx.clone()));
+                let task = read_connection(sock, peer, conn, framing.clone(), tx.clone());
+                tokio::spawn(async move {
+                    task.await;
+                    drop(permit);
+                });
             }
             record = rx.recv() => {
                 // The listener keeps a sender, so the channel never closes.

@@ -116,6 +116,9 @@ struct ListenCmd {
     /// Serve a single connection, then exit (non-zero if it ended in an error).
     #[arg(long)]
     once: bool,
+    /// Connections served at once; accepting pauses beyond.
+    #[arg(long, value_name = "N", default_value_t = listen::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
 }
 
 #[derive(Args, Debug)]
@@ -226,6 +229,9 @@ struct EchoCmd {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Connections served at once; accepting pauses beyond.
+    #[arg(long, value_name = "N", default_value_t = listen::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
 }
 
 fn main() -> ExitCode {
@@ -279,6 +285,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     json: c.json,
                     count: c.count,
                     once: c.once,
+                    max_connections: c.max_connections,
                 })
                 .await
             }
@@ -345,6 +352,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     max_frame: c.codec.max_frame,
                     verbose: c.verbose,
                     json: c.json,
+                    max_connections: c.max_connections,
                 })
                 .await
             }

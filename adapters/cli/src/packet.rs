@@ -81,7 +81,7 @@ pub(crate) async fn serve_cli(args: &EchoArgs) -> Result<(), CliError> {
         }
         test_handler(rq).await
     };
-    let mut options = ServeOptions::new();
+    let mut options = ServeOptions::new().max_connections(args.max_connections);
     if let Some(max) = args.max_frame {
         let default = framewire_tokio::packet::Config::default();
         let config = framewire_tokio::packet::Config {

@@ -608,3 +608,57 @@ fn gateway_errors_are_one_line() {
         .clone();
     one_clear_line(&out.stderr, "bad codec \"xml\"");
 }
+
+#[test]
+fn lines_and_json_header_messages() {
+    let server = Server::start(&["echo", "127.0.0.1:0", "--codec", "lines"]);
+    framewire()
+        .args(["send", &server.addr, "--codec", "lines", "--replies"])
+        .write_stdin("first line\nsecond\n")
+        .assert()
+        .success()
+        .stdout("reply 1: 10 bytes \"first line\"\nreply 2: 6 bytes \"second\"\n");
+
+    let server = Server::start(&[
+        "listen",
+        "127.0.0.1:0",
+        "--codec",
+        "json-header",
+        "--json",
+        "--count",
+        "2",
+    ]);
+    framewire()
+        .args(["send", &server.addr, "--codec", "json-header"])
+        .write_stdin("{\"action\": \"search\", \"value\": \"morpheus\"}\nnot json\n")
+        .assert()
+        .success();
+    let (ok, out, _) = server.finish();
+    assert!(ok);
+    let frames: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "frame")
+        .collect();
+    // The tutorial's request: a 103-byte header, 41 bytes of JSON content.
+    assert_eq!(frames[0]["len"], 2 + 103 + 41);
+    assert_eq!(frames[0]["header"]["content-type"], "text/json");
+    assert_eq!(frames[0]["header"]["content-length"], 41);
+    assert_eq!(
+        frames[0]["content"],
+        serde_json::json!({"action": "search", "value": "morpheus"})
+    );
+    assert_eq!(frames[1]["header"]["content-type"], "text/plain");
+    assert_eq!(frames[1]["text"], "not json");
+}
+
+#[test]
+fn a_fixed_frame_of_the_wrong_size_is_one_line() {
+    let out = framewire()
+        .args(["send", "127.0.0.1:9", "--codec", "fixed:4", "abc"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "payload of 3 bytes in a fixed framing of 4");
+}
