@@ -662,3 +662,22 @@ fn a_fixed_frame_of_the_wrong_size_is_one_line() {
         .clone();
     one_clear_line(&out.stderr, "payload of 3 bytes in a fixed framing of 4");
 }
+
+#[test]
+fn a_call_nobody_answers_times_out_in_one_line() {
+    // A listener prints packets but never answers them.
+    let server = Server::start(&["listen", "127.0.0.1:0", "--codec", "packet", "--once"]);
+    let out = framewire()
+        .args(["call", &server.addr, "0", "anyone?", "--timeout", "0.3"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    one_clear_line(&out.stderr, "no answer within 0.3 s");
+    let (ok, out, _) = server.finish();
+    assert!(ok);
+    assert!(
+        out.contains("request tag 2 type 0 flags 0 \"anyone?\""),
+        "{out}"
+    );
+}
