@@ -68,6 +68,13 @@ impl<'a, F: Framing> FramedSocket<'a, F> {
         Self::from_stream(BorrowedFramedStream::new(framing, rx, tx))
     }
 
+    /// The RAM this connection uses besides the smoltcp socket: the driver
+    /// value plus buffers of `rx_len` and `tx_len` bytes. Nothing else is
+    /// ever allocated. See the [crate documentation](crate#ram-per-connection).
+    pub const fn ram_bytes(rx_len: usize, tx_len: usize) -> usize {
+        rx_len + tx_len + core::mem::size_of::<Self>()
+    }
+
     /// A driver over an existing stream (which may already hold bytes).
     pub fn from_stream(stream: BorrowedFramedStream<'a, F>) -> Self {
         FramedSocket {

@@ -116,6 +116,14 @@ pub struct PacketSocket<'a, const P: usize, const I: usize, const C: usize = 4, 
 impl<'a, const P: usize, const I: usize, const C: usize, const T: usize>
     PacketSocket<'a, P, I, C, T>
 {
+    /// The RAM this connection uses besides the smoltcp socket: the driver
+    /// value (the core connection with its fixed tables, and the socket
+    /// state) plus buffers of `rx_len` and `tx_len` bytes. Nothing else is
+    /// ever allocated. See the [crate documentation](crate#ram-per-connection).
+    pub const fn ram_bytes(rx_len: usize, tx_len: usize) -> usize {
+        rx_len + tx_len + core::mem::size_of::<Self>()
+    }
+
     /// A connection receiving into `rx` and queueing output in `tx`.
     ///
     /// Errors: as [`BorrowedConnection::new`] (the packet limit exceeds
