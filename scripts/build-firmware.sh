@@ -4,15 +4,18 @@
 # and framewire's share of the code, and runs the golden vectors on the
 # target's instruction set under qemu-system-arm when it is installed.
 # Run scripts/setup.sh --cross first. Exits non-zero on any failure: a build
-# error, framewire's code share over the 16 KiB target, or a failed check
-# under qemu.
+# error, the core's code over the 16 KiB target, or a failed check under
+# qemu.
 #
 # The images (target/firmware/):
-#   framewire-firmware.elf   the size image: smoltcp interface + TCP echo of
-#                            length-prefixed frames through framewire
+#   framewire-firmware.elf   the size image: a smoltcp interface and four TCP
+#                            connections driven by framewire-smoltcp (a framed
+#                            echo server and client, a packet-stream server
+#                            and client)
 #   baseline.elf             the same image echoing raw bytes, no framewire
-#   framewire-vectors.elf    WIRE.md golden vectors + the smoltcp echo,
-#                            checked on a Cortex-M4, exit status by semihosting
+#   framewire-vectors.elf    WIRE.md golden vectors through the core's decoders,
+#                            then the same four connections, checked on a
+#                            Cortex-M4; exit status by semihosting
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 fw="$repo/adapters/smoltcp/firmware"
@@ -34,7 +37,7 @@ find_tool() {
   return 1
 }
 size_tool="$(find_tool llvm-size-19 llvm-size)"
-nm_tool="$(find_tool llvm-nm-19 llvm-nm)"
+dwarfdump_tool="$(find_tool llvm-dwarfdump-19 llvm-dwarfdump)"
 
 build() {
   (cd "$fw" && "$cargo" build --release --target "$target" -Zbuild-std=core \
@@ -56,26 +59,13 @@ echo "--- sizes ($size_tool, bytes; .text includes .vector_table and .rodata)"
 echo
 "$size_tool" -A "$image" | awk '$1 ~ /^\.(vector_table|text|rodata|data|bss|uninit)$/'
 
-text_of() { "$size_tool" "$1" | awk 'NR == 2 { print $1 }'; }
-share=$(( $(text_of "$image") - $(text_of "$baseline") ))
-# Code in functions named after the crates (code inlined into callers, e.g.
-# into the echo glue, is not counted here; the difference above counts it).
-symbols_of() {
-  "$nm_tool" --print-size --size-sort --radix=d -C "$image" |
-    awk -v re="$1" '$3 ~ /^[tTwW]$/ { name = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", name);
-      if (name ~ re) sum += $2 } END { print sum + 0 }'
-}
-core_syms=$(symbols_of '^<?framewire::')
-adapter_syms=$(symbols_of '^<?framewire_smoltcp::')
+text_of() { "$size_tool" -A "$1" | awk '$1 == ".text" { print $2 }'; }
 echo
-echo "--- framewire's share of the code"
-echo "image minus baseline .text:              $share bytes (target: under $max_share)"
-echo "functions of the core (framewire::):     $core_syms bytes"
-echo "functions of the adapter (framewire_smoltcp::): $adapter_syms bytes"
-if [ "$share" -gt "$max_share" ]; then
-  echo "build-firmware: framewire's share $share bytes is over $max_share" >&2
-  exit 1
-fi
+echo "--- code by origin (DWARF line table: each instruction counted for the source"
+echo "    line it came from, code inlined across crates included)"
+python3 "$fw/code_share.py" "$dwarfdump_tool" "$image" "$repo" "$max_share"
+echo "cross-check: .text of the image minus .text of the baseline (everything framewire"
+echo "brings: core, adapter, echo glue, generic library code): $(( $(text_of "$image") - $(text_of "$baseline") )) bytes"
 
 echo
 if command -v qemu-system-arm >/dev/null 2>&1; then

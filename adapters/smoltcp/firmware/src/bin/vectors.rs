@@ -8,15 +8,19 @@
 #![no_std]
 #![no_main]
 
+use core::mem::size_of;
 use cortex_m::singleton;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use framewire::framing::{FrameError, Framing, LengthPrefixed};
+
 use framewire::packet::wire::{Packet, PacketError, ParseLimits, EOF, ERQ};
+use framewire::packet::BorrowedConnection;
 use framewire::stream::{BorrowedFramedStream, ProtocolError, StreamError};
 use framewire::varint::VarintError;
 use framewire_firmware::echo::{self, EchoBuffers};
 use framewire_firmware::Loopback;
+use framewire_smoltcp::FramedSocket;
 use smoltcp::iface::SocketStorage;
 
 /// WIRE.md §3: socktools `[1, {"text": "hi", "n": [1, 2.5, null]}]`.
@@ -117,6 +121,52 @@ fn unhex(hex: &str, out: &mut [u8]) -> usize {
 /// Appends hex-decoded `hex` to `buf[*len..]`.
 fn push_hex(buf: &mut [u8], len: &mut usize, hex: &str) {
     *len += unhex(hex, &mut buf[*len..]);
+}
+
+/// The word painted over the free stack before a run.
+const PAINT: u32 = 0x5a5a_a5a5;
+
+extern "C" {
+    /// The end of `.bss`/`.uninit` (cortex-m-rt's linker script): the stack
+    /// may grow down to here.
+    static _stack_end: u32;
+}
+
+/// Paints the free stack (below the current stack pointer, minus a margin
+/// for this function's own frame) with [`PAINT`].
+fn paint_stack() {
+    let bottom = core::ptr::addr_of!(_stack_end) as usize;
+    let top = cortex_m::register::msp::read() as usize - 256;
+    let mut at = bottom;
+    while at < top {
+        // SAFETY: [bottom, top) is RAM that nothing uses: below the live
+        // stack, above every static.
+        unsafe { core::ptr::write_volatile(at as *mut u32, PAINT) };
+        at += 4;
+    }
+}
+
+/// The bytes of stack used since [`paint_stack`], from `top` down to the
+/// lowest word that is no longer painted.
+fn stack_used(top: usize) -> usize {
+    let bottom = core::ptr::addr_of!(_stack_end) as usize;
+    let mut at = bottom;
+    // SAFETY: reads RAM between the statics and the live stack.
+    while at < top && unsafe { core::ptr::read_volatile(at as *const u32) } == PAINT {
+        at += 4;
+    }
+    top - at
+}
+
+/// The four connections' run, in a frame of its own: everything it keeps on
+/// the stack (the drivers, the interface, the socket set) is below the paint
+/// mark.
+#[inline(never)]
+fn run_echo(
+    device: &mut Loopback<4, 1500>,
+    bufs: EchoBuffers<'_>,
+) -> Result<echo::EchoOutcome, echo::RunError> {
+    echo::run(device, bufs, ECHO_FRAMES, ECHO_REQUESTS, 60_000)
 }
 
 /// Counts checks and failures; prints each failure.
@@ -415,7 +465,10 @@ fn main() -> ! {
             [buf!(256), buf!(256)],
         ],
     };
-    let outcome = echo::run(device, bufs, ECHO_FRAMES, ECHO_REQUESTS, 60_000);
+    let top = cortex_m::register::msp::read() as usize;
+    paint_stack();
+    let outcome = run_echo(device, bufs);
+    let stack = stack_used(top);
     r.check(
         outcome.is_ok_and(|o| o.frames == ECHO_FRAMES && o.requests == ECHO_REQUESTS),
         format_args!("framewire-smoltcp over loopback TCP: {outcome:?}"),
@@ -429,14 +482,24 @@ fn main() -> ! {
             o.millis
         );
     }
+    hprintln!(
+        "RAM of that run: {} B of statics (.bss: socket and framewire buffers, device), \
+         {} B of stack at most (measured by painting)",
+        core::ptr::addr_of!(_stack_end) as usize - 0x2000_0000,
+        stack
+    );
 
     hprintln!(
-        "size_of on thumbv7em (bytes): BorrowedFramedStream<LengthPrefixed> {}, \
-         tcp::Socket {}, SocketStorage {}, Interface {}",
-        core::mem::size_of::<BorrowedFramedStream<'_, LengthPrefixed>>(),
-        core::mem::size_of::<smoltcp::socket::tcp::Socket<'_>>(),
-        core::mem::size_of::<SocketStorage<'_>>(),
-        core::mem::size_of::<smoltcp::iface::Interface>(),
+        "size_of on thumbv7em (bytes): FramedSocket<LengthPrefixed> {}, \
+         BorrowedFramedStream<LengthPrefixed> {}, PacketSocket<4, 4> {}, \
+         BorrowedConnection<4, 4> {}, tcp::Socket {}, SocketStorage {}, Interface {}",
+        size_of::<FramedSocket<'_, LengthPrefixed>>(),
+        size_of::<BorrowedFramedStream<'_, LengthPrefixed>>(),
+        size_of::<echo::Conn<'_>>(),
+        size_of::<BorrowedConnection<'_, { echo::MAX_PENDING }, { echo::MAX_INFLIGHT }>>(),
+        size_of::<smoltcp::socket::tcp::Socket<'_>>(),
+        size_of::<SocketStorage<'_>>(),
+        size_of::<smoltcp::iface::Interface>(),
     );
 
     if r.failures == 0 {
