@@ -192,7 +192,7 @@ struct Pending {
     state: PendingState,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 enum PendingState {
     Free,
     Waiting,
@@ -211,6 +211,12 @@ enum PendingState {
     TimedOut {
         seq: u32,
     },
+}
+
+impl Pending {
+    fn waiting(&self) -> bool {
+        matches!(self.state, PendingState::Waiting)
+    }
 }
 
 const NO_DEADLINE: u64 = u64::MAX;
@@ -374,7 +380,7 @@ impl Tables<'_> {
     fn find_waiting(&self, channel: u64, tag: u64) -> Option<usize> {
         self.pending
             .iter()
-            .position(|p| p.state == PendingState::Waiting && p.channel == channel && p.tag == tag)
+            .position(|p| p.waiting() && p.channel == channel && p.tag == tag)
     }
 }
 
@@ -389,10 +395,7 @@ fn find_channel(channels: &[Channel], channel: u64) -> Option<usize> {
 }
 
 fn waiting_count(pending: &[Pending]) -> usize {
-    pending
-        .iter()
-        .filter(|p| p.state == PendingState::Waiting)
-        .count()
+    pending.iter().filter(|p| p.waiting()).count()
 }
 
 fn inflight_count(inflight: &[Inflight]) -> usize {
@@ -402,7 +405,7 @@ fn inflight_count(inflight: &[Inflight]) -> usize {
 fn earliest_deadline(pending: &[Pending]) -> Option<Instant> {
     pending
         .iter()
-        .filter(|p| p.state == PendingState::Waiting && p.deadline != NO_DEADLINE)
+        .filter(|p| p.waiting() && p.deadline != NO_DEADLINE)
         .map(|p| p.deadline)
         .min()
         .map(Instant::from_micros)
@@ -733,7 +736,10 @@ impl<'a> Engine<'a> {
             return Err(SubmitError::TagsExhausted { channel });
         };
         let packet = Packet::request(channel, tag, rq_type, flags, payload)?;
-        let slot = t.pending.iter().position(|p| p.state == PendingState::Free);
+        let slot = t
+            .pending
+            .iter()
+            .position(|p| matches!(p.state, PendingState::Free));
         let slot = match slot {
             Some(s) if waiting_count(t.pending) < t.pending.len() => s,
             _ => {
@@ -1045,7 +1051,7 @@ impl<'a> Engine<'a> {
         loop {
             let mut best: Option<(usize, K)> = None;
             for (i, p) in pending.iter().enumerate() {
-                if p.state == PendingState::Waiting && pick(p) {
+                if p.waiting() && pick(p) {
                     let k = key(p);
                     if best.as_ref().is_none_or(|(_, b)| k < *b) {
                         best = Some((i, k));
@@ -1823,7 +1829,7 @@ impl<
     pub fn is_pending(&self, channel: u64, tag: u64) -> bool {
         self.pending
             .iter()
-            .any(|p| p.state == PendingState::Waiting && p.channel == channel && p.tag == tag)
+            .any(|p| p.waiting() && p.channel == channel && p.tag == tag)
     }
 
     /// Peer requests delivered and not answered yet.

@@ -8,11 +8,20 @@
 //!   request/response matching, failure responses, ERQ/EOF and the orderly
 //!   close, timeouts, and limits on everything the peer controls. Configured
 //!   by `Config`; reports `Event`s.
+//! * [`BorrowedConnection`] (always available, no allocation): the same
+//!   state machine with the same rules and the same bytes on the wire, over
+//!   caller-owned receive/transmit buffers and fixed-capacity tables sized by
+//!   const generics, for firmware without a heap. Configured by
+//!   [`BorrowedConfig`]; reports [`BorrowedEvent`]s whose payloads borrow the
+//!   receive buffer; its RAM is fixed and documented on the type. A
+//!   differential test runs both connections on the same random operations
+//!   and compares every byte and event.
 //! * [`reason`]: the failure texts of the original, byte for byte.
 //! * `pair` (tests, and feature `testing`): two connections joined by
 //!   simulated links, for tests and fuzzing.
 //!
 //! ```
+//! # #[cfg(feature = "alloc")] {
 //! use framewire::packet::{Config, Connection, Event};
 //! use framewire::time::Instant;
 //!
@@ -38,6 +47,7 @@
 //!     client.poll_event(),
 //!     Some(Event::ResponseReceived { tag: 2, ok: true, .. })
 //! ));
+//! # }
 //! ```
 
 mod borrowed;
