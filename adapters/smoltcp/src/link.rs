@@ -68,7 +68,7 @@ pub struct LinkStats {
     pub tx_full: u64,
 }
 
-/// What one [`Link::pump`] moved.
+/// What one `poll_socket` call moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
     /// Bytes taken from the socket into the core.

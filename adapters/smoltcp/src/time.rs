@@ -1,7 +1,7 @@
 //! Conversions between smoltcp's clock and the core's, and the deadline
 //! arithmetic a firmware main loop needs.
 //!
-//! smoltcp's [`Instant`](smoltcp::time::Instant) counts signed microseconds
+//! smoltcp's `Instant` counts signed microseconds
 //! (`i64`) since an epoch the application picks; the core's
 //! [`Instant`](framewire::time::Instant) counts unsigned microseconds (`u64`)
 //! since an epoch the driver picks. The adapter uses the same epoch for

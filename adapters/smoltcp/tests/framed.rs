@@ -269,6 +269,8 @@ fn a_reset_is_reported_and_taken_frames_survive() {
     });
     let lost = lost.unwrap();
     assert!(!lost.peer_closed);
+    // The 104-byte reply never left: it is counted as undelivered.
+    assert!(lost.unsent >= 104, "{lost:?}");
     assert_eq!(lost.state, tcp::State::Closed);
     assert_eq!(
         server.poll_socket(sim.socket(sim.server)),
