@@ -292,17 +292,31 @@ fn is_special(v: &JsValue) -> bool {
         || get(v, "_bsontype").is_string()
 }
 
+/// A dotted path for messages (`a.b.0`); long paths keep their first and
+/// last six keys.
+pub fn show_path(parts: &[String]) -> String {
+    const KEEP: usize = 6;
+    if parts.is_empty() {
+        "(top level)".to_owned()
+    } else if parts.len() <= 2 * KEEP {
+        parts.join(".")
+    } else {
+        format!(
+            "{}...({} more)...{}",
+            parts[..KEEP].join("."),
+            parts.len() - 2 * KEEP,
+            parts[parts.len() - KEEP..].join(".")
+        )
+    }
+}
+
 struct Encoder {
     path: Vec<String>,
 }
 
 impl Encoder {
     fn path(&self) -> String {
-        if self.path.is_empty() {
-            "(top level)".to_owned()
-        } else {
-            self.path.join(".")
-        }
+        show_path(&self.path)
     }
 
     fn fail(&self, what: impl std::fmt::Display) -> Failure {
@@ -392,7 +406,7 @@ impl Encoder {
             return match classify_bigint(value) {
                 Ok(BigKind::Int64(i)) => Ok(Bson::Int64(i)),
                 Ok(BigKind::Uint64(t)) => Ok(Bson::Timestamp(t)),
-                Err(f) => Err(f.context(&format!("at {}", self.path()))),
+                Err(f) => Err(f.at(&self.path())),
             };
         }
         if v.is_function() {
@@ -428,8 +442,7 @@ impl Encoder {
         }
         if let Some(re) = v.dyn_ref::<js_sys::RegExp>() {
             let flags: String = re.flags().into();
-            let options = regex_options_from_flags(&flags)
-                .map_err(|f| f.context(&format!("at {}", self.path())))?;
+            let options = regex_options_from_flags(&flags).map_err(|f| f.at(&self.path()))?;
             let pattern: String = re.source().into();
             return self.regex(pattern, &options);
         }
@@ -590,7 +603,7 @@ impl Decoder<'_> {
 
     fn deeper(depth: usize, path: &[String]) -> Result<usize, Failure> {
         if depth >= MAX_DEPTH {
-            let p = path.join(".");
+            let p = show_path(path);
             return Err(Failure::new(
                 "ERR_BSON_DEPTH",
                 format!("nesting deeper than {MAX_DEPTH} at {p}"),
@@ -746,6 +759,17 @@ mod tests {
         let e = classify_bigint(1 << 64).unwrap_err();
         assert_eq!(e.code, "ERR_BSON_INT_RANGE");
         assert!(classify_bigint(i128::from(i64::MIN) - 1).is_err());
+    }
+
+    #[test]
+    fn long_paths_are_shortened() {
+        let parts: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+        assert_eq!(show_path(&parts[..2]), "0.1");
+        assert_eq!(show_path(&[]), "(top level)");
+        assert_eq!(
+            show_path(&parts),
+            "0.1.2.3.4.5...(8 more)...14.15.16.17.18.19"
+        );
     }
 
     #[test]

@@ -65,6 +65,13 @@ impl Failure {
         Failure::new("ERR_INVALID_ARGUMENT", message)
     }
 
+    /// The message followed by ` at PATH`, and a `path` property.
+    #[must_use]
+    pub fn at(mut self, path: &str) -> Self {
+        self.message = format!("{} at {path}", self.message);
+        self.text("path", path)
+    }
+
     /// The message prefixed with `context: `.
     #[must_use]
     pub fn context(mut self, context: &str) -> Self {
