@@ -239,7 +239,7 @@ async fn the_peer_limit_refuses_the_next_peer() {
     within(async {
         let (node, addr) = listening(Config::default().with_max_peers(1)).await;
         let mut events = node.events();
-        let _first = TcpStream::connect(addr).await.unwrap();
+        let first = TcpStream::connect(addr).await.unwrap();
         until(|| up_peers(&node).len() == 1).await;
         let mut second = TcpStream::connect(addr).await.unwrap();
         let refused = next_event(&mut events, |e| matches!(e, Event::PeerRefused { .. })).await;
@@ -251,6 +251,8 @@ async fn the_peer_limit_refuses_the_next_peer() {
             }
         ));
         assert_closed_without_data(&mut second).await;
+        // Gone before the shutdown, so the node need not wait for it to close.
+        drop(first);
         node.shutdown().await;
     })
     .await;
@@ -459,6 +461,7 @@ async fn drop_newest_bounds_a_never_reading_peer_and_loses_nothing_it_accepted()
         assert_eq!(seqs[0], 0);
         let missing = sent - seqs.len() as u64;
         assert_eq!(missing, s.queue.dropped_newest);
+        drop(client);
         node.shutdown().await;
     })
     .await;
@@ -595,7 +598,12 @@ async fn shutdown_writes_everything_queued_first() {
         for i in 0..50 {
             assert!(node.send_to(peer, "n", &i).unwrap().is_queued());
         }
-        node.shutdown().await;
+        // The shutdown writes all 50 and its FIN, then waits for ours (or the close
+        // timeout): run it while the client reads.
+        let shutdown = tokio::spawn({
+            let node = node.clone();
+            async move { node.shutdown().await }
+        });
         for i in 0..50 {
             let f = read_frame(&mut client).await;
             assert_eq!(f, frame(format!("[\"n\", {i}]").as_bytes()));
@@ -603,6 +611,20 @@ async fn shutdown_writes_everything_queued_first() {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty());
+        drop(client);
+        shutdown.await.unwrap();
+        let left = next_event(&mut events, |e| matches!(e, Event::PeerLeft { .. })).await;
+        assert!(
+            matches!(
+                left,
+                Event::PeerLeft {
+                    reason: LeaveReason::Shutdown,
+                    unsent: 0,
+                    ..
+                }
+            ),
+            "{left:?}"
+        );
         assert!(matches!(
             node.connect_to(addr).await,
             Err(ConnectError::Refused(RefuseReason::ShuttingDown) | ConnectError::Io(_))
@@ -708,6 +730,51 @@ async fn unknown_types_reach_the_default_handler_and_panics_are_contained() {
             1,
             "a panicking handler does not drop the peer"
         );
+        drop(client);
+        node.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peers_time_out_and_malformed_ones_can_be_dropped() {
+    within(async {
+        let config = Config::default().with_idle_timeout(Some(Duration::from_millis(100)));
+        let (node, addr) = listening(config).await;
+        let mut events = node.events();
+
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let quiet = joined(&mut events).await;
+        let left = next_event(&mut events, |e| matches!(e, Event::PeerLeft { .. })).await;
+        assert!(
+            matches!(&left, Event::PeerLeft { info, reason: LeaveReason::IdleTimeout, .. } if info.id == quiet),
+            "{left:?}"
+        );
+        let mut rest = Vec::new();
+        let _ = silent.read_to_end(&mut rest).await;
+        assert!(rest.is_empty());
+
+        assert!(node.peers().is_empty());
+        node.shutdown().await;
+
+        // No idle timeout here: only the malformed message can end the peer.
+        let config = Config::default().with_disconnect_on_malformed(true);
+        let (node, addr) = listening(config).await;
+        let mut events = node.events();
+        let mut rude = TcpStream::connect(addr).await.unwrap();
+        let id = joined(&mut events).await;
+        rude.write_all(&frame(b"not json")).await.unwrap();
+        // The node closes its side; it leaves once we close ours.
+        let mut rest = Vec::new();
+        rude.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        drop(rude);
+        let left = next_event(&mut events, |e| matches!(e, Event::PeerLeft { .. })).await;
+        assert!(
+            matches!(&left, Event::PeerLeft { info, reason: LeaveReason::Malformed, .. } if info.id == id),
+            "{left:?}"
+        );
+        assert!(node.peers().is_empty());
         node.shutdown().await;
     })
     .await;

@@ -46,7 +46,7 @@ enum ReadEnd {
     Protocol(ProtocolError),
     /// The read failed.
     Transport(io::Error),
-    /// The table closed the peer (or it is gone): stop reading.
+    /// The peer was aborted: stop reading.
     Stopped,
 }
 
@@ -81,7 +81,7 @@ pub(super) async fn run_peer(node: Node, id: PeerId, stream: TcpStream, ctl: Arc
                     tracing::debug!(peer = %id, error = %e, "read failed");
                     (LeaveReason::Transport, false)
                 }
-                ReadEnd::Stopped => (LeaveReason::Closed, true),
+                ReadEnd::Stopped => (LeaveReason::Closed, false),
             };
             // The first close reason is kept: a peer the table was already closing keeps
             // its own.
@@ -92,13 +92,32 @@ pub(super) async fn run_peer(node: Node, id: PeerId, stream: TcpStream, ctl: Arc
             }
             reason
         }
-        end = &mut writer => match end {
-            WriteEnd::Failed(e) => {
+        end = &mut writer => {
+            if let WriteEnd::Failed(e) = end {
                 tracing::debug!(peer = %id, error = %e, "write failed");
                 LeaveReason::Transport
+            } else {
+                // Finished: everything written, our FIN sent; wait for the peer's.
+                let _ = tokio::time::timeout(close_timeout, &mut reader).await;
+                LeaveReason::Closed
             }
-            WriteEnd::Finished | WriteEnd::Gone | WriteEnd::Aborted => LeaveReason::Closed,
-        },
+        }
+        () = ctl.closing.cancelled() => {
+            // The table is closing the peer: the writer writes what is queued and sends
+            // our FIN, the reader discards until the peer's FIN. Both within the close
+            // timeout, whatever the peer does (it may read nothing and never close).
+            let both = async {
+                let end = (&mut writer).await;
+                if matches!(end, WriteEnd::Finished) {
+                    let _ = (&mut reader).await;
+                }
+                end
+            };
+            if let Ok(WriteEnd::Failed(e)) = tokio::time::timeout(close_timeout, both).await {
+                tracing::debug!(peer = %id, error = %e, "write failed while closing");
+            }
+            LeaveReason::Closed
+        }
     };
     node.finish_peer(id, fallback);
 }
@@ -111,7 +130,7 @@ async fn read_loop(node: &Node, id: PeerId, mut rd: OwnedReadHalf, ctl: &ConnCtl
             match stream.poll_frame() {
                 Ok(Some(frame)) => {
                     if dispatch(node, id, &frame).await == Verdict::Stop {
-                        return ReadEnd::Stopped;
+                        return linger(&mut rd, ctl).await;
                     }
                 }
                 Ok(None) => break,
@@ -131,7 +150,7 @@ async fn read_loop(node: &Node, id: PeerId, mut rd: OwnedReadHalf, ctl: &ConnCtl
         let read = tokio::select! {
             biased;
             () = ctl.abort.cancelled() => return ReadEnd::Stopped,
-            () = ctl.closing.cancelled() => return ReadEnd::Stopped,
+            () = ctl.closing.cancelled() => return linger(&mut rd, ctl).await,
             r = rd.read(buf) => r,
         };
         let result = match read {
@@ -143,6 +162,26 @@ async fn read_loop(node: &Node, id: PeerId, mut rd: OwnedReadHalf, ctl: &ConnCtl
             Ok(()) => {}
             Err(StreamError::Protocol(e)) => return ReadEnd::Protocol(e),
             Err(e) => return ReadEnd::Transport(io::Error::other(e.to_string())),
+        }
+    }
+}
+
+/// The peer is closing: nothing more is dispatched, but reading goes on (discarding)
+/// until the peer's EOF, so that closing the socket with unread bytes does not turn into
+/// a reset that could destroy the last messages written to it. Bounded by the caller's
+/// close timeout and by an abort.
+async fn linger(rd: &mut OwnedReadHalf, ctl: &ConnCtl) -> ReadEnd {
+    let mut scratch = vec![0u8; 8 * 1024];
+    loop {
+        let read = tokio::select! {
+            biased;
+            () = ctl.abort.cancelled() => return ReadEnd::Stopped,
+            r = rd.read(&mut scratch) => r,
+        };
+        match read {
+            Ok(0) => return ReadEnd::Eof,
+            Ok(_) => {}
+            Err(e) => return ReadEnd::Transport(e),
         }
     }
 }

@@ -48,6 +48,13 @@
 //! | flushing a closing peer | 5 s | [`Config::close_timeout`] |
 //! | undelivered events per subscriber | 1024 | [`Config::event_capacity`] |
 //!
+//! Closing a peer gracefully (shutdown, [`Node::close_peer`], the peer's own close)
+//! writes what is queued for it, sends a FIN, and reads and discards until the peer's
+//! FIN, so the socket is never closed with unread bytes (which would reset the
+//! connection and could destroy the last messages); all within [`Config::close_timeout`].
+//! An abort (a slow peer under [`FullPolicy::Disconnect`], an idle timeout) drops the
+//! connection at once.
+//!
 //! Handlers for one peer run one at a time, in the order its messages arrive, inside
 //! that peer's task: a slow handler slows down reading from that peer only (spawn a task
 //! for long work). A handler that panics is logged and the peer carries on, as socktools'
