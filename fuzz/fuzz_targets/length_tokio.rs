@@ -1,0 +1,140 @@
+//! Differential: `LengthPrefixed` against tokio-util's `LengthDelimitedCodec`
+//! on every configuration both support (fixed 1..=8-byte fields, either byte
+//! order, an offset, an adjustment, the header counted or not).
+//!
+//! The semantics differ in two documented ways, accounted for here:
+//!
+//! * framewire's `max_frame_len` is the whole frame, header included, after
+//!   adjustment; tokio-util's `max_frame_length` bounds the raw length field.
+//!   A framewire limit `M` is tokio-util's `M - header_len - adjustment'`
+//!   (`adjustment'` being the adjustment as tokio-util counts it: minus the
+//!   header when framewire counts the header in the field).
+//! * A field whose adjusted value overflows `u64` is `InvalidLength` in
+//!   framewire ("impossible frame size") and "frame too large" in tokio-util.
+#![no_main]
+
+use bytes::BytesMut;
+use framewire::framing::{FrameError, Framing, LengthField, LengthPrefixed};
+use framewire_fuzz::{chunks, run_framing, Input, Out};
+use libfuzzer_sys::fuzz_target;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+#[derive(Debug, PartialEq, Eq)]
+enum TOut {
+    Frame(Vec<u8>),
+    TooLong,
+    Invalid,
+}
+
+fn tokio_run(codec: &mut LengthDelimitedCodec, data: &[u8], cuts: &[usize]) -> Vec<TOut> {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for chunk in chunks(data, cuts) {
+        buf.extend_from_slice(chunk);
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(frame)) => out.push(TOut::Frame(frame.to_vec())),
+                Ok(None) => break,
+                Err(e) => {
+                    // tokio-util: InvalidData for the limit, InvalidInput for
+                    // a length that goes negative after adjustment.
+                    out.push(match e.kind() {
+                        std::io::ErrorKind::InvalidData => TOut::TooLong,
+                        std::io::ErrorKind::InvalidInput => TOut::Invalid,
+                        k => panic!("unexpected tokio-util error kind {k:?}: {e}"),
+                    });
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+fuzz_target!(|bytes: &[u8]| {
+    let input = Input::parse(bytes);
+    let mut u = input.config();
+    let cfg = (|| -> arbitrary::Result<_> {
+        let width: u8 = u.int_in_range(1..=8)?;
+        let big_endian: bool = u.arbitrary()?;
+        let offset = usize::from(u.int_in_range(0u8..=4)?);
+        let adjustment = i64::from(u.int_in_range(-12i8..=12)?);
+        let includes_header: bool = u.arbitrary()?;
+        let max = usize::from(u.int_in_range(0u16..=600)?);
+        let payload_len = usize::from(u.arbitrary::<u8>()?);
+        Ok((width, big_endian, offset, adjustment, includes_header, max, payload_len))
+    })();
+    let Ok((width, big_endian, offset, adjustment, includes_header, max, payload_len)) = cfg else { return };
+    let header_len = offset + usize::from(width);
+    // tokio-util's adjustment: the bytes after the header are field + adj'.
+    let tokio_adj = if includes_header { adjustment - header_len as i64 } else { adjustment };
+    // tokio-util's limit on the raw field for framewire's frame limit.
+    let Ok(tokio_max) = usize::try_from(max as i64 - header_len as i64 - tokio_adj) else {
+        return; // No tokio-util configuration matches.
+    };
+    if max < header_len {
+        return;
+    }
+    let f = LengthPrefixed::new()
+        .with_length_field(LengthField::fixed(width, big_endian))
+        .with_offset(offset)
+        .with_adjustment(adjustment)
+        .with_includes_header(includes_header)
+        .with_max_frame_len(max);
+    let mut builder = LengthDelimitedCodec::builder();
+    builder
+        .length_field_offset(offset)
+        .length_field_length(usize::from(width))
+        .length_adjustment(tokio_adj as isize)
+        .max_frame_length(tokio_max);
+    if big_endian {
+        builder.big_endian();
+    } else {
+        builder.little_endian();
+    }
+
+    let ours = run_framing(&mut f.clone(), input.data, &input.cuts, usize::MAX);
+    let theirs = tokio_run(&mut builder.new_codec(), input.data, &input.cuts);
+    assert_eq!(ours.out.len(), theirs.len(), "framewire {:?} vs tokio-util {theirs:?}", ours.out);
+    for (a, b) in ours.out.iter().zip(&theirs) {
+        match (a, b) {
+            (Out::Frame(x), TOut::Frame(y)) => assert_eq!(x, y),
+            (Out::Error(FrameError::FrameTooLong { .. }), TOut::TooLong) => {}
+            (Out::Error(FrameError::InvalidLength { raw, .. }), TOut::Invalid) => {
+                assert!(*raw <= tokio_max as u64);
+            }
+            // The adjusted size does not fit a u64: framewire calls it
+            // invalid, tokio-util (which checks the raw field first) too long.
+            (Out::Error(FrameError::InvalidLength { raw, .. }), TOut::TooLong) => {
+                assert!(*raw > tokio_max as u64);
+                assert!(raw.checked_add(adjustment.unsigned_abs()).is_none() || raw.checked_add(header_len as u64 + adjustment.unsigned_abs()).is_none());
+            }
+            (a, b) => panic!("framewire {a:?} vs tokio-util {b:?}"),
+        }
+    }
+
+    // Encoding (no offset: tokio-util does not write offset bytes).
+    if offset == 0 {
+        let payload = &input.data[..payload_len.min(input.data.len())];
+        let mut frame = vec![0u8; f.encoded_len(payload).unwrap_or(0)];
+        let ours_ok = f.encode(payload, &mut frame).is_ok();
+        if ours_ok {
+            // What framewire writes, tokio-util reads back.
+            let back = tokio_run(&mut builder.new_codec(), &frame, &[]);
+            assert_eq!(back, [TOut::Frame(payload.to_vec())], "tokio-util misreads framewire's {frame:?}");
+        }
+        let mut theirs = BytesMut::new();
+        let fits = {
+            let value = payload.len() as i128 - i128::from(tokio_adj);
+            value >= 0 && (width == 8 || value < 1i128 << (8 * u32::from(width)))
+        };
+        if fits && builder.new_codec().encode(payload, &mut theirs).is_ok() && header_len + payload.len() <= max {
+            // What tokio-util writes (within framewire's limit), framewire
+            // reads back and would have written the same way.
+            let back = run_framing(&mut f.clone(), &theirs, &[], usize::MAX);
+            assert_eq!(back.out, [Out::Frame(payload.to_vec())], "framewire misreads tokio-util's {theirs:?}");
+            assert!(ours_ok, "framewire refuses to encode {payload:?}, which tokio-util frames as {theirs:?}");
+            assert_eq!(&frame[..], &theirs[..], "framewire and tokio-util encode differently");
+        }
+    }
+});
