@@ -16,7 +16,7 @@
 //!   timeouts.
 //! * [`SendQueue`]: 100 messages by default (socktools' `LightQueue(100)`) plus a byte
 //!   bound, with an explicit [`FullPolicy`] when a slow peer lets it fill up.
-//! * [`Router`] and [`encode_frame`] (feature `json`): socktools' wire format
+//! * `Router` and `encode_frame` (feature `json`): socktools' wire format
 //!   (`uint32be(len) + json.dumps([type, data])`), routing by type with socktools'
 //!   treatment of unknown types, empty frames and malformed messages.
 //! * [`Ticker`]: the periodic tick on a fixed grid (default [`DEFAULT_TICK_INTERVAL`],

@@ -1468,6 +1468,18 @@ impl<'a> Engine<'a> {
 ///   queued; write some out and retry), and a failure response the connection
 ///   owes waits (parsing pauses) until it fits. 8 bytes are always kept for
 ///   ERQ and EOF, so `end_requests` and `close` cannot fail.
+/// * **Sizing the transmit buffer.** Since a response that does not fit
+///   waits, two ends that both submit requests can fill both transmit
+///   buffers with bytes the other cannot read yet, and then each waits for
+///   the other (the alloc `Connection` instead queues responses past its
+///   soft limit). This cannot happen when `tx.len()` is at least `8 +
+///   MAX_PENDING × (largest request packet) + P_peer × max(largest response
+///   packet, 92)`, where `P_peer` bounds the peer's waiting requests (its
+///   `MAX_PENDING` or `max_pending_outbound`) and neither side abandons or
+///   times out requests still queued: unsent requests are then at most
+///   `MAX_PENDING`, and unsent responses and failure responses at most the
+///   peer's waiting requests. A pure client or pure server (requests in one
+///   direction) needs no margin: the requesting side never stops reading.
 /// * A waiting-request slot is reused once its final event (response,
 ///   cancellation or timeout) has been polled, an in-flight slot once the
 ///   request was both polled and answered; a driver that polls events after

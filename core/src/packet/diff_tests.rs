@@ -1098,3 +1098,180 @@ fn differential_coverage() {
         assert!(events.contains_key(name), "{name} never happened");
     }
 }
+
+// ----- random operations on two no-alloc connections with tight buffers -----
+
+/// Whether an injected packet is a request (a third party's request, not
+/// bounded by the peer's `MAX_PENDING`).
+fn is_injected_request(op: &Op) -> bool {
+    match op {
+        Op::Inject(_, bytes) => matches!(
+            Packet::parse(bytes, &wire::ParseLimits::default()),
+            Ok(Some((p, _))) if p.request_type().is_some()
+        ),
+        _ => false,
+    }
+}
+
+/// `op` adapted to the terms of the sizing rule (no timeouts, no
+/// abandon, no third-party requests, no write shutdown, no garbage), or
+/// `None` if it cannot be.
+fn within_sizing_terms(op: Op) -> Option<Op> {
+    match op {
+        Op::Submit {
+            server,
+            channel3,
+            len,
+            flags,
+            ..
+        } => Some(Op::Submit {
+            server,
+            channel3,
+            len,
+            flags,
+            timeout_ms: None,
+        }),
+        Op::Abandon(_) | Op::Shutdown(_) | Op::Garbage(..) => None,
+        op if is_injected_request(&op) => None,
+        op => Some(op),
+    }
+}
+
+/// Runs `ops` on two no-alloc connections with small buffers (every kind of
+/// back-pressure: transmit full, receive full, in-flight and pending
+/// limits), then finishes: everything answered, timers run, both close,
+/// both transports end.
+///
+/// Always: limits hold, no request ends twice, and once both ends are
+/// `Closed` every request has ended. With `sized`, the transmit buffers
+/// follow the documented sizing rule and the operations keep to its terms
+/// (no abandon, no timeouts, no third-party requests, no shutdown of a
+/// write side while the connection still sends): then both ends must close
+/// and every request end exactly once.
+fn run_tight(seed: u64, max_chunk: usize, rx: usize, tx: usize, ops: &[Op], sized: bool) {
+    type Tight = BorrowedConnection<'static, 4, 2, 2, 4>;
+    let new = || Tight::new(BorrowedConfig::default(), leak(rx), leak(tx)).unwrap();
+    let mut duo = Duo::new(new(), new(), seed, max_chunk);
+    for who in [Who::Client, Who::Server] {
+        duo.side(who).conn.open_channel(3).unwrap();
+    }
+    let mut ended: BTreeMap<(bool, u64, u64), u32> = BTreeMap::new();
+    let mut abandoned: BTreeSet<(bool, u64, u64)> = BTreeSet::new();
+    let mut seen = [0usize; 2];
+    let mut account = |duo: &mut Duo<Tight>, ended: &mut BTreeMap<(bool, u64, u64), u32>| {
+        for (i, server) in [false, true].into_iter().enumerate() {
+            let side = side_of(duo, server);
+            assert!(side.conn.receive_used() <= rx);
+            assert!(side.conn.transmit_len() <= tx);
+            assert!(side.conn.pending_outbound() <= 4 && side.conn.inflight_inbound() <= 2);
+            for e in &side.log[seen[i]..] {
+                match *e {
+                    Event::ResponseReceived { channel, tag, .. }
+                    | Event::RequestCancelled { channel, tag }
+                    | Event::RequestTimedOut { channel, tag } => {
+                        *ended.entry((server, channel, tag)).or_default() += 1;
+                    }
+                    _ => {}
+                }
+            }
+            seen[i] = side.log.len();
+        }
+    };
+    let mut submitted = Vec::new();
+    for op in ops {
+        let op = &match op.clone() {
+            _ if !sized => op.clone(),
+            op => match within_sizing_terms(op) {
+                Some(op) => op,
+                None => continue,
+            },
+        };
+        match (op, apply(&mut duo, op)) {
+            (
+                &Op::Submit {
+                    server, channel3, ..
+                },
+                Outcome::Submit(Ok(tag)),
+            ) => {
+                submitted.push((server, if channel3 { 3 } else { 0 }, tag));
+            }
+            (&Op::Abandon(server), Outcome::Abandon(Some((c, t, true)))) => {
+                abandoned.insert((server, c, t));
+            }
+            _ => {}
+        }
+        account(&mut duo, &mut ended);
+    }
+    for _ in 0..200 {
+        duo.drive();
+        for server in [false, true] {
+            answer(&mut duo, server, usize::MAX, false, 3);
+        }
+        duo.drive();
+        account(&mut duo, &mut ended);
+        let idle = duo.client.fresh.is_empty() && duo.server.fresh.is_empty();
+        match duo.next_timer() {
+            Some(t) if idle => {
+                let d = t.saturating_duration_since(duo.now);
+                duo.advance(d);
+            }
+            None if idle => break,
+            _ => {}
+        }
+    }
+    for who in [Who::Client, Who::Server] {
+        duo.side(who).conn.close();
+        duo.drain(who);
+    }
+    for _ in 0..50 {
+        duo.drive();
+        for server in [false, true] {
+            answer(&mut duo, server, usize::MAX, false, 3);
+        }
+    }
+    let closed = [Who::Client, Who::Server].map(|w| duo.side(w).conn.state() == State::Closed);
+    if sized {
+        assert_eq!(closed, [true, true], "both ends close (seed {seed})");
+    }
+    duo.shutdown_write(Who::Client);
+    duo.shutdown_write(Who::Server);
+    duo.drive();
+    account(&mut duo, &mut ended);
+    for k in &submitted {
+        let n = ended.get(k).copied().unwrap_or(0);
+        assert!(n <= 1, "request {k:?} ended {n} times (seed {seed})");
+        if closed == [true, true] && !abandoned.contains(k) {
+            assert_eq!(n, 1, "request {k:?} never ended (seed {seed})");
+        }
+    }
+}
+
+/// The documented sizing rule for these runs: 8 + MAX_PENDING × the largest
+/// request packet (payloads under 64 bytes: 70) + the peer's MAX_PENDING ×
+/// the larger of the largest response (payloads of 40 bytes at most here:
+/// 45) and the longest failure text packet (92).
+const SIZED_TX: usize = 8 + 4 * 70 + 4 * 92;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+    #[test]
+    fn tight_buffers_never_lose_or_duplicate(
+        seed: u64,
+        max_chunk in prop_oneof![Just(0usize), 1usize..64],
+        rx in 100usize..400,
+        tx in 100usize..400,
+        ops in arb_session(),
+    ) {
+        run_tight(seed, max_chunk, rx, tx, &ops, false);
+    }
+
+    #[test]
+    fn sized_buffers_resolve_every_request_once(
+        seed: u64,
+        max_chunk in prop_oneof![Just(0usize), 1usize..64],
+        rx in 100usize..400,
+        ops in arb_session(),
+    ) {
+        run_tight(seed, max_chunk, rx, SIZED_TX, &ops, true);
+    }
+}
