@@ -1638,6 +1638,10 @@ impl<
     /// peer gone, ERQ sent, channel open, tag left, fields encodable,
     /// `MAX_PENDING`, packet length; then [`SubmitError::NoRoom`] if the
     /// packet does not fit in the transmit buffer now.
+    ///
+    /// Deadlines are kept in 8 bytes: one that saturates at the end of
+    /// [`Instant`]'s range (`u64::MAX` µs, some 584,000 years) counts as
+    /// none.
     pub fn submit(
         &mut self,
         channel: u64,
