@@ -16,6 +16,6 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
-pub mod packet;
 pub mod gateway;
 pub mod p2p;
+pub mod packet;
