@@ -327,18 +327,21 @@ impl LengthPrefixed {
                 let v = u64::try_from(self.field_value(payload_len, h)).ok()?;
                 (v <= self.field.max_value()).then_some((h, v))
             }
-            LengthField::Varint(_) => {
+            LengthField::Varint(rules) => {
                 // With the header counted, the value depends on its own
                 // encoded length: take the smallest consistent width (one
-                // always exists in 1..=10, see the tests).
+                // always exists in 1..=10, see the tests). A value longer
+                // than the rules' `max_octets` is one this framing would
+                // refuse to read: not encodable.
                 (1..=varint::MAX_OCTETS).find_map(|h| {
                     let v = u64::try_from(self.field_value(payload_len, h)).ok()?;
+                    let octets = varint::encoded_len(v);
                     let fits = if self.includes_header {
-                        varint::encoded_len(v) == h
+                        octets == h
                     } else {
                         true
                     };
-                    fits.then_some((varint::encoded_len(v), v))
+                    (fits && octets <= rules.max_octets).then_some((octets, v))
                 })
             }
         }
@@ -364,7 +367,15 @@ impl LengthPrefixed {
             // The biggest payload the limit allows with this header width,
             // lowered to what the field can represent.
             let by_limit = self.max_frame_len.checked_sub(h);
-            let by_field = i128::from(self.field.max_value()) + i128::from(self.adjustment)
+            let field_max = match self.field {
+                LengthField::Fixed { .. } => self.field.max_value(),
+                // The largest value `h` octets hold, if the rules allow them.
+                LengthField::Varint(rules) if h <= rules.max_octets => {
+                    u64::try_from((1u128 << (7 * h)) - 1).unwrap_or(u64::MAX)
+                }
+                LengthField::Varint(_) => continue,
+            };
+            let by_field = i128::from(field_max) + i128::from(self.adjustment)
                 - if self.includes_header { h as i128 } else { 0 };
             let Some(by_limit) = by_limit else { continue };
             let candidate = if by_field < 0 {
@@ -710,6 +721,35 @@ mod tests {
         // 129 bytes: 127 fits with 1 octet (128 total); 128 would need 130.
         let f = LengthPrefixed::varint().with_max_frame_len(129);
         assert_eq!(f.max_payload_len(), 127);
+    }
+
+    #[test]
+    fn varint_encoding_stays_within_max_octets() {
+        // Found by fuzzing (framing_length): a value needing more octets
+        // than the rules allow was encoded, and the same framing then
+        // refused to read it back.
+        let rules = VarintRules {
+            require_canonical: false,
+            max_octets: 1,
+        };
+        let f = LengthPrefixed::new()
+            .with_length_field(LengthField::Varint(rules))
+            .with_adjustment(-(1 << 40));
+        assert_eq!(
+            encode_vec(&f, b""),
+            Err(EncodeError::PayloadTooLong { len: 0, max: 0 })
+        );
+        // One octet holds 0..=127: payloads up to 127 bytes, all readable.
+        let f = LengthPrefixed::new()
+            .with_length_field(LengthField::Varint(rules))
+            .with_max_frame_len(600);
+        assert_eq!(f.max_payload_len(), 127);
+        let frame = encode_vec(&f, &[7; 127]).unwrap();
+        assert_eq!(frames(&run_all_ways(&f, &frame)), [vec![7; 127]]);
+        assert_eq!(
+            encode_vec(&f, &[7; 128]),
+            Err(EncodeError::PayloadTooLong { len: 128, max: 127 })
+        );
     }
 
     #[test]
