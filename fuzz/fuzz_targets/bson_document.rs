@@ -17,6 +17,19 @@ fn canonical(doc: &Document) -> Vec<u8> {
     doc.to_vec().unwrap_or_else(|e| format!("unencodable {e}: {doc:?}").into_bytes())
 }
 
+/// Whether any key, at any depth, starts with `$`.
+fn has_dollar_key(doc: &Document) -> bool {
+    fn value(v: &bson::Bson) -> bool {
+        match v {
+            bson::Bson::Document(d) => has_dollar_key(d),
+            bson::Bson::Array(a) => a.iter().any(value),
+            bson::Bson::JavaScriptCodeWithScope(c) => has_dollar_key(&c.scope),
+            _ => false,
+        }
+    }
+    doc.iter().any(|(k, v)| k.starts_with('$') || value(v))
+}
+
 /// A typed target with the py-bson integer helpers, to run the serde paths.
 #[derive(serde::Deserialize, Debug)]
 #[allow(dead_code)]
@@ -60,6 +73,12 @@ fuzz_target!(|data: &[u8]| {
     match (&ours, &ours_dyn) {
         (Ok(a), Ok(b)) => assert_eq!(canonical(a), canonical(b), "from_slice and document_from_slice disagree"),
         (Ok(a), Err(e)) => panic!("from_slice gives {a:?}, document_from_slice {e:?}"),
+        // The `bson` crate's serde deserializer reads a document whose keys
+        // look like extended JSON (`$scope`, `$oid`, `$date`, ...) as that
+        // type, and refuses it when the shape is wrong; its raw decoder
+        // takes it as a plain document. A known difference of the `bson`
+        // crate, which `from_slice::<Document>` inherits (fuzz/README.md).
+        (Err(_), Ok(b)) if has_dollar_key(b) => {}
         (Err(e), Ok(b)) => panic!("document_from_slice gives {b:?}, from_slice {e:?}"),
         (Err(_), Err(_)) => {}
     }

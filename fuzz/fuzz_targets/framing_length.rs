@@ -67,7 +67,7 @@ fuzz_target!(|bytes: &[u8]| {
             }
         }
         assert!(f.encoded_len(&vec![0; max + 1]).is_err(), "{f:?}: payload of max_payload_len + 1 = {} accepted", max + 1);
-        if min > 0 {
+        if min > 0 && min <= 4097 {
             assert!(f.encoded_len(&vec![0; min - 1]).is_err(), "{f:?}: payload under min_payload_len accepted");
         }
     }
