@@ -819,5 +819,7 @@ export function makeApi(wasm) {
     Double,
     PacketCore: wasm.PacketCore,
     Connection,
+    /** `{ packetCores, codecs, memoryBytes }`: wasm objects alive and the wasm memory size. */
+    memoryStats: wasm.memoryStats,
   };
 }

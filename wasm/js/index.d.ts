@@ -440,6 +440,18 @@ export class Connection {
   close(code?: number, reason?: string): Promise<CloseInfo>;
 }
 
+export interface MemoryStats {
+  /** PacketCore objects alive (one per open packet connection). */
+  packetCores: number;
+  /** Codec objects alive (one per open framed connection). */
+  codecs: number;
+  /** Size of the wasm linear memory (grows in 64 KiB pages, never shrinks). */
+  memoryBytes: number;
+}
+
+/** The wasm objects alive now and the wasm memory size. */
+export function memoryStats(): MemoryStats;
+
 declare const framewire: {
   version: typeof version;
   Codec: typeof Codec;
@@ -456,5 +468,6 @@ declare const framewire: {
   Double: typeof Double;
   PacketCore: typeof PacketCore;
   Connection: typeof Connection;
+  memoryStats: typeof memoryStats;
 };
 export default framewire;

@@ -3,6 +3,6 @@ import api from './index.cjs';
 
 export const {
   Codec, encodeBson, decodeBson, ObjectId, Timestamp, Binary, BsonRegExp, Decimal128, Code,
-  MinKey, MaxKey, Double, PacketCore, Connection, version,
+  MinKey, MaxKey, Double, PacketCore, Connection, memoryStats, version,
 } = api;
 export default api;

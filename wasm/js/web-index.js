@@ -8,6 +8,6 @@ const api = { ...makeApi(wasm), version: '@VERSION@' };
 
 export const {
   Codec, encodeBson, decodeBson, ObjectId, Timestamp, Binary, BsonRegExp, Decimal128, Code,
-  MinKey, MaxKey, Double, PacketCore, Connection, version,
+  MinKey, MaxKey, Double, PacketCore, Connection, memoryStats, version,
 } = api;
 export default api;

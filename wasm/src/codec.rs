@@ -28,6 +28,7 @@ use js_sys::{Array, Object, Reflect, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{encode_error, n, stream_error, Failure};
+use crate::live::{self, Live};
 use crate::opts::Options;
 
 /// The spec names, for error messages.
@@ -622,6 +623,7 @@ fn codec_options(options: &JsValue) -> Result<CodecOptions, Failure> {
 #[wasm_bindgen]
 pub struct RawCodec {
     core: CodecCore,
+    _live: Live,
 }
 
 #[wasm_bindgen]
@@ -633,6 +635,7 @@ impl RawCodec {
     pub fn new(spec: &str, options: &JsValue) -> Result<RawCodec, Failure> {
         Ok(RawCodec {
             core: CodecCore::new(spec, &codec_options(options)?)?,
+            _live: Live::new(&live::CODECS),
         })
     }
 

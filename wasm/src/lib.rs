@@ -22,5 +22,6 @@
 pub mod bson;
 pub mod codec;
 pub mod error;
+pub mod live;
 pub mod opts;
 pub mod packet;

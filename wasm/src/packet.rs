@@ -18,6 +18,7 @@ use crate::error::{
     channel_error, config_error, input_error, n, packet_protocol_error, respond_error,
     submit_error, Failure,
 };
+use crate::live::{self, Live};
 use crate::opts::{millis_to_micros, to_u64, Options};
 
 /// Reads a [`Config`] from a JS options object: `maxPacketLen`,
@@ -181,6 +182,7 @@ pub fn split_packets(bytes: &[u8]) -> Result<Vec<&[u8]>, Failure> {
 #[wasm_bindgen]
 pub struct PacketCore {
     conn: Connection,
+    _live: Live,
 }
 
 fn instant(now_ms: f64) -> Result<Instant, Failure> {
@@ -194,7 +196,10 @@ impl PacketCore {
     #[wasm_bindgen(constructor)]
     pub fn new(options: &JsValue) -> Result<PacketCore, Failure> {
         let conn = Connection::new(config(options)?).map_err(|e| config_error(&e))?;
-        Ok(PacketCore { conn })
+        Ok(PacketCore {
+            conn,
+            _live: Live::new(&live::PACKET_CORES),
+        })
     }
 
     /// Bytes from the transport; returns how many were taken (fewer is
