@@ -271,7 +271,10 @@ impl LengthPrefixed {
                 Ok(Ok((raw, header_len)))
             }
             LengthField::Varint(rules) => {
-                let Some(rest) = buf.get(self.offset..) else {
+                // Not one octet of the varint yet: at least the next byte is
+                // needed (the same answer before and after the offset bytes
+                // are all in, so `need` does not depend on the chunking).
+                let Some(rest) = buf.get(self.offset..).filter(|r| !r.is_empty()) else {
                     return Ok(Err(Some(self.offset.saturating_add(1))));
                 };
                 match varint::decode(rest, rules)? {
@@ -721,6 +724,25 @@ mod tests {
         // 129 bytes: 127 fits with 1 octet (128 total); 128 would need 130.
         let f = LengthPrefixed::varint().with_max_frame_len(129);
         assert_eq!(f.max_payload_len(), 127);
+    }
+
+    #[test]
+    fn varint_behind_an_offset_needs_its_first_octet() {
+        // Found by fuzzing (framing_length): with exactly the offset bytes
+        // buffered the need was unknown, with fewer it was offset + 1, so a
+        // stream's FrameExceedsBuffer { need } depended on the chunking.
+        let mut f = LengthPrefixed::varint().with_offset(4);
+        for n in 0..=4 {
+            assert_eq!(
+                f.decode(&[0u8; 4][..n]).unwrap(),
+                Decode::Incomplete { need: Some(5) },
+                "{n} bytes"
+            );
+        }
+        assert_eq!(
+            f.decode(&[0, 0, 0, 0, 0x81]).unwrap(),
+            Decode::Incomplete { need: None }
+        );
     }
 
     #[test]
