@@ -360,44 +360,49 @@ fn expected_stream(run: &Run) -> (Vec<SOut>, Option<SOut>) {
 /// `fresh` builds the framing in its initial state; `bound` is as for
 /// [`run_framing`]; `spare` (0..=255 from the input) sizes the stream's
 /// receive buffer beyond the bound. Returns the one-piece run.
-pub fn check_framing<F: Framing + Clone>(fresh: &F, bound: usize, input: &Input<'_>, spare: usize) -> Run {
+pub fn check_framing<F: Framing + Clone + core::fmt::Debug>(
+    fresh: &F,
+    bound: usize,
+    input: &Input<'_>,
+    spare: usize,
+) -> Run {
     let data = input.data;
     let whole = run_framing(&mut fresh.clone(), data, &[], bound);
     let chunked = run_framing(&mut fresh.clone(), data, &input.cuts, bound);
-    assert_eq!(whole, chunked, "bare decoder: chunked input differs from one piece");
+    assert_eq!(whole, chunked, "bare decoder: chunked input differs from one piece ({fresh:?})");
 
     // Streams with room for any frame must match the bare decoder.
     let capacity = bound + 1 + spare;
     let (body, end) = expected_stream(&whole);
     let owned_whole = run_owned(fresh.clone(), capacity, data, &[], Feed::HandleInput);
-    assert_eq!(&owned_whole[..body.len().min(owned_whole.len())], &body[..], "stream frames differ from the bare decoder");
+    assert_eq!(&owned_whole[..body.len().min(owned_whole.len())], &body[..], "stream frames differ from the bare decoder ({fresh:?})");
     match &end {
         Some(end) => assert_eq!(owned_whole.len(), body.len() + 1, "stream events {owned_whole:?}, expected {body:?} + {end:?}"),
         None => assert_eq!(owned_whole.len(), body.len() + 1),
     }
     let last = owned_whole.last().expect("a stream always ends");
     match &end {
-        Some(end) => assert_eq!(last, end, "stream ended differently from the bare decoder"),
+        Some(end) => assert_eq!(last, end, "stream ended differently from the bare decoder ({fresh:?})"),
         None => assert!(
             matches!(last, SOut::Error(ProtocolError::Truncated { .. })),
-            "close inside a frame must be Truncated, got {last:?}"
+            "close inside a frame must be Truncated, got {last:?} ({fresh:?})"
         ),
     }
     for (feed, name) in [(Feed::HandleInput, "handle_input"), (Feed::ReceiveBuffer, "receive_buffer")] {
         let chunked = run_owned(fresh.clone(), capacity, data, &input.cuts, feed);
-        assert_eq!(owned_whole, chunked, "FramedStream ({name}): chunked input differs from one piece");
+        assert_eq!(owned_whole, chunked, "FramedStream ({name}): chunked input differs from one piece ({fresh:?})");
     }
     let borrowed = run_borrowed(fresh.clone(), capacity, data, &input.cuts);
-    assert_eq!(owned_whole, borrowed, "BorrowedFramedStream differs from FramedStream");
+    assert_eq!(owned_whole, borrowed, "BorrowedFramedStream differs from FramedStream ({fresh:?})");
 
     // A receive buffer smaller than the framing's frames: whatever happens
     // (FrameExceedsBuffer), it must not depend on the chunking.
     let small = 1 + spare % bound.max(1);
     let a = run_owned(fresh.clone(), small, data, &[], Feed::HandleInput);
     let b = run_owned(fresh.clone(), small, data, &input.cuts, Feed::HandleInput);
-    assert_eq!(a, b, "small buffer ({small}): chunked input differs from one piece");
+    assert_eq!(a, b, "small buffer ({small}): chunked input differs from one piece ({fresh:?}, cuts {:?})", input.cuts);
     let c = run_borrowed(fresh.clone(), small, data, &input.cuts);
-    assert_eq!(a, c, "small buffer ({small}): BorrowedFramedStream differs");
+    assert_eq!(a, c, "small buffer ({small}): BorrowedFramedStream differs ({fresh:?})");
 
     check_reencode(fresh, &whole);
     whole
