@@ -12,7 +12,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, IoSlice};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
@@ -24,7 +26,7 @@ use framewire::packet::{
 };
 use framewire::time::{Duration as CoreDuration, Instant as CoreInstant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tokio::time::{Instant, Sleep};
 
@@ -37,6 +39,34 @@ pub(crate) type Outcome = Result<Response, CallError>;
 
 /// The most slices handed to one vectored write.
 const MAX_SLICES: usize = 64;
+
+/// A multiplicative hasher for the driver's maps. Their keys are chosen on
+/// this side — call ids, our own `(channel, tag)`s, task ids — never by the
+/// peer, so there is nothing to flood; SipHash was a visible share of the
+/// per-call cost.
+#[derive(Clone, Copy, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// A handler's slots: this connection's, and the server's if shared.
+type HandlerPermits = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
 
 /// Commands from handles and calls to the driver.
 pub(crate) enum Command {
@@ -81,14 +111,16 @@ pub(crate) struct Driver<S> {
     transport_eof: bool,
 
     /// Our calls in the core, by call id, and the ids by `(channel, tag)`.
-    calls: HashMap<u64, ((u64, u64), oneshot::Sender<Outcome>)>,
-    ids: HashMap<(u64, u64), u64>,
+    calls: IdMap<u64, ((u64, u64), oneshot::Sender<Outcome>)>,
+    ids: IdMap<(u64, u64), u64>,
     /// Calls waiting for room in the core's transmit queue, in order.
     deferred: VecDeque<SubmitCmd>,
 
     handler: Option<Arc<dyn Handler>>,
     handlers: JoinSet<Reply>,
-    handler_keys: HashMap<TaskId, (u64, u64)>,
+    handler_keys: IdMap<TaskId, (u64, u64)>,
+    /// Poll each handler once in the driver before spawning it.
+    inline_handlers: bool,
     conn_limit: Arc<Semaphore>,
     shared_limit: Option<Arc<Semaphore>>,
 
@@ -101,6 +133,8 @@ pub(crate) struct Driver<S> {
 
     /// Written bytes not yet flushed.
     unflushed: bool,
+    /// `Instant::now()` taken once per step, for the calls submitted in it.
+    now: Option<Instant>,
     phase: Phase,
 }
 
@@ -143,12 +177,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             read_lo: 0,
             read_hi: 0,
             transport_eof: false,
-            calls: HashMap::new(),
-            ids: HashMap::new(),
+            calls: IdMap::default(),
+            ids: IdMap::default(),
             deferred: VecDeque::new(),
             handler: builder.handler.clone(),
             handlers: JoinSet::new(),
-            handler_keys: HashMap::new(),
+            handler_keys: IdMap::default(),
+            inline_handlers: builder.inline_handlers,
             conn_limit: Arc::new(Semaphore::new(builder.max_concurrent_handlers)),
             shared_limit: builder.shared_handler_limit.clone(),
             timer: Box::pin(tokio::time::sleep_until(now)),
@@ -157,6 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             close_timer: Box::pin(tokio::time::sleep_until(now)),
             close_started: None,
             unflushed: false,
+            now: None,
             phase: Phase::Running,
         }
     }
@@ -181,13 +217,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             .unwrap_or_else(far_future)
     }
 
+    /// The time of this step (one clock read for all the calls in it).
+    fn now(&mut self) -> Instant {
+        *self.now.get_or_insert_with(Instant::now)
+    }
+
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
+            self.now = None;
             let mut progress = self.poll_commands(cx);
             progress |= self.poll_handlers(cx);
             progress |= self.poll_input(cx);
             progress |= self.poll_timers(cx);
-            progress |= self.dispatch();
+            progress |= self.dispatch(cx);
+            // Inline handlers may have taken a while.
+            self.now = None;
             progress |= self.retry_deferred();
             match self.poll_output(cx) {
                 Ok(p) => progress |= p,
@@ -267,7 +311,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             // The caller is gone already (its abandon follows or came).
             return None;
         }
-        let now = Instant::now();
+        let now = self.now();
         let timeout = match s.deadline {
             Some(d) if d <= now => {
                 let _ = s.reply.send(Err(CallError::TimedOut));
@@ -321,7 +365,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
 
     // ----- handlers -----
 
-    fn spawn_handler(&mut self, channel: u64, tag: u64, rq_type: u64, flags: u64, payload: Bytes) {
+    fn spawn_handler(
+        &mut self,
+        cx: &mut Context<'_>,
+        channel: u64,
+        tag: u64,
+        rq_type: u64,
+        flags: u64,
+        payload: Bytes,
+    ) {
         let Some(handler) = self.handler.clone() else {
             // accept_requests is false without a handler, so the core
             // answers such requests itself; this is unreachable in practice.
@@ -336,6 +388,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             payload,
             connection: PacketConnection::non_owning(Arc::clone(&self.shared)),
         };
+        if self.inline_handlers {
+            if let Some(permits) = self.try_handler_permits() {
+                self.run_inline(cx, &*handler, request, permits);
+                return;
+            }
+        }
         let conn_limit = Arc::clone(&self.conn_limit);
         let shared_limit = self.shared_limit.clone();
         let handle = self.handlers.spawn(async move {
@@ -348,6 +406,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             handler.handle(request).await
         });
         self.handler_keys.insert(handle.id(), (channel, tag));
+    }
+
+    /// Handler slots (this connection's and the shared one), if free now.
+    fn try_handler_permits(&self) -> Option<HandlerPermits> {
+        let local = Arc::clone(&self.conn_limit).try_acquire_owned().ok()?;
+        let global = match &self.shared_limit {
+            Some(s) => Some(Arc::clone(s).try_acquire_owned().ok()?),
+            None => None,
+        };
+        Some((local, global))
+    }
+
+    /// Polls a handler once here; if it has to wait, it goes on in its own
+    /// task (with its slots).
+    fn run_inline(
+        &mut self,
+        cx: &mut Context<'_>,
+        handler: &dyn Handler,
+        request: Request,
+        permits: HandlerPermits,
+    ) {
+        let (channel, tag) = (request.channel, request.tag);
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            let mut fut = handler.handle(request);
+            match fut.as_mut().poll(cx) {
+                Poll::Ready(reply) => Ok(reply),
+                Poll::Pending => Err(fut),
+            }
+        }));
+        match polled {
+            Ok(Ok(reply)) => {
+                drop(permits);
+                self.send_reply(channel, tag, reply);
+            }
+            Ok(Err(fut)) => {
+                let handle = self.handlers.spawn(async move {
+                    let _permits = permits;
+                    fut.await
+                });
+                self.handler_keys.insert(handle.id(), (channel, tag));
+            }
+            Err(_) => {
+                tracing::warn!("request handler panicked");
+                drop(permits);
+                self.send_reply(channel, tag, Reply::exception());
+            }
+        }
     }
 
     fn poll_handlers(&mut self, cx: &mut Context<'_>) -> bool {
@@ -372,6 +477,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         let Some((channel, tag)) = self.handler_keys.remove(&id) else {
             return;
         };
+        self.send_reply(channel, tag, reply);
+    }
+
+    /// Hands a handler's reply to the core.
+    fn send_reply(&mut self, channel: u64, tag: u64, reply: Reply) {
         let refused = match reply {
             Reply::Respond { flags, payload } => {
                 self.conn.respond(channel, tag, flags, payload).err()
@@ -525,7 +635,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         self.status.borrow().end
     }
 
-    fn dispatch(&mut self) -> bool {
+    fn dispatch(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         while let Some(event) = self.conn.poll_event() {
             progress = true;
@@ -536,7 +646,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                     rq_type,
                     flags,
                     payload,
-                } => self.spawn_handler(channel, tag, rq_type, flags, payload),
+                } => self.spawn_handler(cx, channel, tag, rq_type, flags, payload),
                 Event::ResponseReceived {
                     channel,
                     tag,

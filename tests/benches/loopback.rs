@@ -1,0 +1,572 @@
+//! DESIGN.md section 6, "packet stream over loopback TCP": framewire's packet
+//! connections against bare Tokio / tokio-util echoes of the same bytes, one
+//! connection, in one run.
+//!
+//! ```text
+//! cargo bench -p framewire-tests --bench loopback              # ~30 s
+//! cargo bench -p framewire-tests --bench loopback -- --quick   # ~10 s, noisier
+//! cargo bench -p framewire-tests --bench loopback -- --strict  # exit 1 on a MISS
+//! ```
+//!
+//! Every contender is a client and an echo server, each on its own thread
+//! with its own current-thread Tokio runtime (the std adapter: its own
+//! threads), over one loopback TCP connection with `TCP_NODELAY`. Both
+//! threads are pinned (`sched_setaffinity`; threads they start inherit it):
+//! "same CPU" puts both on CPU 0, "cross CPU" the client on CPU 0 and the
+//! server on CPU 1. Payloads are 16 bytes.
+//!
+//! * **Pipelined**: windows of `W` requests (default 128) are sent, then all
+//!   `W` answers awaited, for a fixed time. framewire: `W` `call` futures
+//!   joined; the anchor: tokio-util `Framed<TcpStream, LengthDelimitedCodec>`
+//!   (`feed` x W, `flush`, `next` x W) against a `FramedRead`/`FramedWrite`
+//!   echo (`send_all`, which flushes whenever its input runs dry). The
+//!   anchor does no request bookkeeping at all.
+//! * **Round trips**: one request at a time, each timed; median and p99.
+//!   The anchor: a bare Tokio TCP ping-pong of a 20-byte message
+//!   (`write_all`, `read_exact`).
+//!
+//! Runs are interleaved over `rounds` rounds; for each contender and
+//! placement the best round counts (the highest rate; the lowest median and
+//! the lowest p99), because interference only ever slows a run down.
+
+// Counts here are far below 2^52: converting them to f64 loses nothing.
+#![allow(clippy::cast_precision_loss)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{Framed, FramedRead, FramedWrite, LengthDelimitedCodec};
+
+/// Payload bytes per request.
+const PAYLOAD: usize = 16;
+
+/// The bare ping-pong message: a `u32` BE length and the payload.
+const MSG: usize = 4 + PAYLOAD;
+
+/// The whole run is aborted (exit 2) after this long: a bench must not hang.
+const WATCHDOG: Duration = Duration::from_secs(300);
+
+/// Run-size knobs; `--quick` shortens them.
+struct Plan {
+    rounds: usize,
+    window: usize,
+    pipelined_for: Duration,
+    round_trips: usize,
+}
+
+impl Plan {
+    fn new(args: &[String]) -> Plan {
+        let quick = args.iter().any(|a| a == "--quick");
+        let window = args
+            .iter()
+            .position(|a| a == "--window")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(128);
+        Plan {
+            rounds: if quick { 2 } else { 3 },
+            window,
+            pipelined_for: Duration::from_millis(if quick { 150 } else { 300 }),
+            round_trips: if quick { 2_000 } else { 5_000 },
+        }
+    }
+}
+
+/// Pins the calling thread to `cpu` (threads it spawns inherit it). Returns
+/// whether that worked; a machine with fewer CPUs runs unpinned.
+fn pin(cpu: usize) -> bool {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).is_ok()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn payload() -> Bytes {
+    Bytes::from_static(b"0123456789abcdef")
+}
+
+/// The echo servers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Server {
+    /// `FramedRead` -> `send_all` -> `FramedWrite`.
+    Framed,
+    /// `read_exact` 20 bytes, `write_all` them back.
+    BarePingPong,
+    /// std blocking `read_exact` / `write_all`.
+    StdPingPong,
+    /// framewire-tokio `Builder::start` with an echo handler.
+    FwTokio,
+    /// The same with `Builder::inline_handlers(true)`.
+    FwTokioInline,
+    /// framewire-std `Builder::start` with an echo handler.
+    FwStd,
+}
+
+async fn accept(listener: StdListener) -> TcpStream {
+    listener.set_nonblocking(true).expect("nonblocking");
+    let listener = TcpListener::from_std(listener).expect("tokio listener");
+    let (sock, _) = listener.accept().await.expect("accept");
+    sock.set_nodelay(true).expect("nodelay");
+    sock
+}
+
+/// Serves one connection until the client's end.
+fn serve(kind: Server, listener: StdListener) {
+    match kind {
+        Server::StdPingPong => {
+            let (mut sock, _) = listener.accept().expect("accept");
+            sock.set_nodelay(true).expect("nodelay");
+            let mut buf = [0u8; MSG];
+            while sock.read_exact(&mut buf).is_ok() {
+                sock.write_all(&buf).expect("echo write");
+            }
+        }
+        Server::FwStd => {
+            let (sock, _) = listener.accept().expect("accept");
+            sock.set_nodelay(true).expect("nodelay");
+            let conn = framewire_std::packet::Builder::new()
+                .handler(|rq: framewire_std::packet::Request| (rq.flags, rq.payload))
+                .start(sock)
+                .expect("std server");
+            let _ = conn.wait();
+        }
+        _ => runtime().block_on(async move {
+            let sock = accept(listener).await;
+            match kind {
+                Server::Framed => {
+                    let (rd, wr) = sock.into_split();
+                    let mut rd =
+                        FramedRead::new(rd, LengthDelimitedCodec::new()).map_ok(BytesMut::freeze);
+                    let mut wr = FramedWrite::new(wr, LengthDelimitedCodec::new());
+                    let _ = wr.send_all(&mut rd).await;
+                }
+                Server::BarePingPong => {
+                    let mut sock = sock;
+                    let mut buf = [0u8; MSG];
+                    while sock.read_exact(&mut buf).await.is_ok() {
+                        sock.write_all(&buf).await.expect("echo write");
+                    }
+                }
+                Server::FwTokio | Server::FwTokioInline => {
+                    use framewire_tokio::packet::{Builder, Reply, Request};
+                    let builder = Builder::new().handler(|rq: Request| async move {
+                        Reply::with_flags(rq.flags, rq.payload)
+                    });
+                    let builder = if kind == Server::FwTokioInline {
+                        builder.inline_handlers(true)
+                    } else {
+                        builder
+                    };
+                    let conn = builder.start(sock).expect("tokio server");
+                    let _ = conn.wait().await;
+                }
+                Server::StdPingPong | Server::FwStd => unreachable!(),
+            }
+        }),
+    }
+}
+
+/// A client: which implementation, and how it drives the echo.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Pipelined,
+    RoundTrips,
+}
+
+/// What one client run measured.
+#[derive(Clone, Debug, Default)]
+struct Run {
+    /// Requests per second.
+    rate: f64,
+    /// Round-trip times, sorted (round-trip mode only).
+    rtts: Vec<Duration>,
+}
+
+/// Times `$n` round trips of `$body` after `$n / 10` untimed ones; a
+/// [`Run`] with every round trip's time.
+macro_rules! time_round_trips {
+    ($n:expr, $body:block) => {{
+        let n: usize = $n;
+        for _ in 0..n / 10 $body
+        let mut rtts = Vec::with_capacity(n);
+        let start = Instant::now();
+        for _ in 0..n {
+            let t = Instant::now();
+            $body
+            rtts.push(t.elapsed());
+        }
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        rtts.sort_unstable();
+        Run { rate, rtts }
+    }};
+}
+
+/// Runs windows of `$window` requests (`$body` does one) for `$time`, after
+/// a tenth of that as warm-up; a [`Run`] with the request rate.
+macro_rules! time_windows {
+    ($time:expr, $window:expr, $body:block) => {{
+        let (time, window): (Duration, usize) = ($time, $window);
+        let warm = Instant::now();
+        while warm.elapsed() < time / 10 $body
+        let start = Instant::now();
+        let mut done = 0usize;
+        while start.elapsed() < time {
+            $body
+            done += window;
+        }
+        Run {
+            rate: done as f64 / start.elapsed().as_secs_f64(),
+            rtts: Vec::new(),
+        }
+    }};
+}
+
+fn check(payload: &[u8]) {
+    assert_eq!(payload, &b"0123456789abcdef"[..], "echo mismatch");
+}
+
+fn message() -> [u8; MSG] {
+    let mut msg = [0u8; MSG];
+    msg[..4].copy_from_slice(&(PAYLOAD as u32).to_be_bytes());
+    msg[4..].copy_from_slice(&payload());
+    msg
+}
+
+/// The client side of one run against `kind`'s server at `addr`.
+fn client(kind: Server, mode: Mode, addr: SocketAddr, plan: &Plan) -> Run {
+    match kind {
+        Server::StdPingPong | Server::FwStd => std_client(kind, mode, addr, plan),
+        _ => runtime().block_on(tokio_client(kind, mode, addr, plan)),
+    }
+}
+
+/// The clients on plain threads.
+fn std_client(kind: Server, mode: Mode, addr: SocketAddr, plan: &Plan) -> Run {
+    let (time, n, w) = (plan.pipelined_for, plan.round_trips, plan.window);
+    let mut sock = StdStream::connect(addr).expect("connect");
+    sock.set_nodelay(true).expect("nodelay");
+    if kind == Server::StdPingPong {
+        let msg = message();
+        let mut buf = [0u8; MSG];
+        return time_round_trips!(n, {
+            sock.write_all(&msg).expect("write");
+            sock.read_exact(&mut buf).expect("read");
+            check(&buf[4..]);
+        });
+    }
+    let conn = framewire_std::packet::PacketConnection::new(sock).expect("std client");
+    let p = payload();
+    let run = match mode {
+        Mode::RoundTrips => time_round_trips!(n, {
+            check(&conn.call(0, 0, p.clone()).expect("call").payload);
+        }),
+        Mode::Pipelined => time_windows!(time, w, {
+            let calls: Vec<_> = (0..w)
+                .map(|_| conn.submit(0, 0, p.clone()).expect("submit"))
+                .collect();
+            for call in calls {
+                check(&call.wait().expect("call").payload);
+            }
+        }),
+    };
+    conn.close().expect("close");
+    run
+}
+
+/// The clients on a current-thread Tokio runtime.
+async fn tokio_client(kind: Server, mode: Mode, addr: SocketAddr, plan: &Plan) -> Run {
+    let (time, n, w) = (plan.pipelined_for, plan.round_trips, plan.window);
+    let mut sock = TcpStream::connect(addr).await.expect("connect");
+    sock.set_nodelay(true).expect("nodelay");
+    let p = payload();
+    match (kind, mode) {
+        (Server::BarePingPong, _) => {
+            let msg = message();
+            let mut buf = [0u8; MSG];
+            time_round_trips!(n, {
+                sock.write_all(&msg).await.expect("write");
+                sock.read_exact(&mut buf).await.expect("read");
+                check(&buf[4..]);
+            })
+        }
+        (Server::Framed, Mode::RoundTrips) => {
+            let mut f = Framed::new(sock, LengthDelimitedCodec::new());
+            time_round_trips!(n, {
+                f.send(p.clone()).await.expect("send");
+                check(&f.next().await.expect("echo").expect("recv"));
+            })
+        }
+        (Server::Framed, Mode::Pipelined) => {
+            let mut f = Framed::new(sock, LengthDelimitedCodec::new());
+            time_windows!(time, w, {
+                for _ in 0..w {
+                    f.feed(p.clone()).await.expect("feed");
+                }
+                SinkExt::<Bytes>::flush(&mut f).await.expect("flush");
+                for _ in 0..w {
+                    check(&f.next().await.expect("echo").expect("recv"));
+                }
+            })
+        }
+        _ => {
+            let conn = framewire_tokio::packet::PacketConnection::new(sock).expect("tokio client");
+            let run = match mode {
+                Mode::RoundTrips => time_round_trips!(n, {
+                    check(&conn.call(0, 0, 0, p.clone()).await.expect("call").payload);
+                }),
+                Mode::Pipelined => time_windows!(time, w, {
+                    let calls = (0..w).map(|_| conn.call(0, 0, 0, p.clone()));
+                    for r in futures_util::future::join_all(calls).await {
+                        check(&r.expect("call").payload);
+                    }
+                }),
+            };
+            conn.close().await.expect("close");
+            run
+        }
+    }
+}
+
+/// One client + server run, pinned to `(client_cpu, server_cpu)`.
+fn run(kind: Server, mode: Mode, cpus: (usize, usize), plan: &Plan) -> Run {
+    let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::scope(|s| {
+        let server = s.spawn(move || {
+            pin(cpus.1);
+            serve(kind, listener);
+        });
+        let client = s.spawn(move || {
+            pin(cpus.0);
+            client(kind, mode, addr, plan)
+        });
+        let run = client.join().expect("client");
+        server.join().expect("server");
+        run
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// A contender's best figures over the rounds.
+#[derive(Clone, Copy, Default)]
+struct Best {
+    rate: f64,
+    median: Option<Duration>,
+    p99: Option<Duration>,
+}
+
+impl Best {
+    fn take(&mut self, run: &Run) {
+        self.rate = self.rate.max(run.rate);
+        if !run.rtts.is_empty() {
+            let (m, p) = (percentile(&run.rtts, 0.5), percentile(&run.rtts, 0.99));
+            self.median = Some(self.median.map_or(m, |b| b.min(m)));
+            self.p99 = Some(self.p99.map_or(p, |b| b.min(p)));
+        }
+    }
+}
+
+fn fmt_rate(rate: f64) -> String {
+    if rate >= 1e6 {
+        format!("{:.2} M/s", rate / 1e6)
+    } else {
+        format!("{:.1} k/s", rate / 1e3)
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn name(kind: Server) -> &'static str {
+    match kind {
+        Server::Framed => "tokio-util Framed + LengthDelimitedCodec",
+        Server::BarePingPong => "bare tokio TcpStream ping-pong",
+        Server::StdPingPong => "bare std TcpStream ping-pong",
+        Server::FwTokio => "framewire-tokio PacketConnection",
+        Server::FwTokioInline => "framewire-tokio, inline_handlers",
+        Server::FwStd => "framewire-std PacketConnection",
+    }
+}
+
+/// The runs: every contender of each mode, unless `--only pipelined|round-trips`
+/// (for profiling) or `--filter TEXT` (contenders whose name contains it)
+/// says otherwise.
+fn jobs(args: &[String]) -> Vec<(Mode, Server)> {
+    let pipelined = [
+        Server::Framed,
+        Server::FwTokio,
+        Server::FwTokioInline,
+        Server::FwStd,
+    ];
+    let round_trips = [
+        Server::BarePingPong,
+        Server::StdPingPong,
+        Server::Framed,
+        Server::FwTokio,
+        Server::FwTokioInline,
+        Server::FwStd,
+    ];
+    // `--only pipelined|round-trips` runs one mode (for profiling); the
+    // targets of the other are then not printed.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    // `--filter TEXT` runs only the contenders whose name contains it.
+    let filter = args
+        .iter()
+        .position(|a| a == "--filter")
+        .and_then(|i| args.get(i + 1))
+        .map_or("", String::as_str);
+    pipelined
+        .iter()
+        .filter(|&&k| only != Some("round-trips") && name(k).contains(filter))
+        .map(|&k| (Mode::Pipelined, k))
+        .chain(
+            round_trips
+                .iter()
+                .filter(|&&k| only != Some("pipelined") && name(k).contains(filter))
+                .map(|&k| (Mode::RoundTrips, k)),
+        )
+        .collect()
+}
+
+/// Prints the target table; returns how many targets there were and how
+/// many were missed.
+fn targets(
+    placements: &[(&str, (usize, usize))],
+    find: &dyn Fn(usize, Mode, Server) -> Option<Best>,
+) -> (usize, usize) {
+    println!("\n| target | ratio | need | result |\n|---|---:|---:|---|");
+    let mut misses = 0;
+    let mut total = 0;
+    let mut target = |what: String, ratio: f64, need: f64, at_least: bool| {
+        let pass = if at_least {
+            ratio >= need
+        } else {
+            ratio <= need
+        };
+        total += 1;
+        if !pass {
+            misses += 1;
+        }
+        println!(
+            "| {what} | {ratio:.2}x | {} {need}x | {} |",
+            if at_least { ">=" } else { "<=" },
+            if pass { "PASS" } else { "MISS" }
+        );
+    };
+    for (p, (place, _)) in placements.iter().enumerate() {
+        if let Some(framed) = find(p, Mode::Pipelined, Server::Framed) {
+            for kind in [Server::FwTokio, Server::FwTokioInline] {
+                target(
+                    format!("{place}: pipelined, {} / tokio-util Framed", name(kind)),
+                    find(p, Mode::Pipelined, kind).map_or(0.0, |b| b.rate) / framed.rate,
+                    2.0,
+                    true,
+                );
+            }
+        }
+        let Some(bare) = find(p, Mode::RoundTrips, Server::BarePingPong) else {
+            continue;
+        };
+        let bare = bare.median.expect("timed");
+        for kind in [Server::FwTokio, Server::FwTokioInline, Server::FwStd] {
+            let Some(m) = find(p, Mode::RoundTrips, kind).and_then(|b| b.median) else {
+                continue;
+            };
+            target(
+                format!("{place}: round-trip median, {} / bare tokio", name(kind)),
+                m.as_secs_f64() / bare.as_secs_f64(),
+                1.2,
+                false,
+            );
+        }
+    }
+    (total, misses)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let strict = args.iter().any(|a| a == "--strict");
+    let plan = Plan::new(&args);
+    let started = Instant::now();
+    thread::spawn(|| {
+        thread::sleep(WATCHDOG);
+        eprintln!("loopback bench: watchdog expired after {WATCHDOG:?}");
+        std::process::exit(2);
+    });
+
+    let ncpu = thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut placements = vec![("same CPU (0+0)", (0, 0))];
+    if ncpu >= 2 {
+        placements.push(("cross CPU (0+1)", (0, 1)));
+    }
+    let jobs = jobs(&args);
+    let mut best = vec![vec![Best::default(); jobs.len()]; placements.len()];
+    for _ in 0..plan.rounds {
+        for (p, &(_, cpus)) in placements.iter().enumerate() {
+            for (j, &(mode, kind)) in jobs.iter().enumerate() {
+                best[p][j].take(&run(kind, mode, cpus, &plan));
+            }
+        }
+    }
+    let find = |p: usize, mode: Mode, kind: Server| {
+        jobs.iter()
+            .position(|&(m, k)| m == mode && k == kind)
+            .map(|j| best[p][j])
+    };
+
+    println!(
+        "\nframewire loopback ({ncpu} CPUs, {} rounds, window {}, {:.1} s)\n",
+        plan.rounds,
+        plan.window,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "| placement | mode | contender | rate | median | p99 |\n|---|---|---|---:|---:|---:|"
+    );
+    for (p, (place, _)) in placements.iter().enumerate() {
+        for &(mode, kind) in &jobs {
+            let b = find(p, mode, kind).expect("ran");
+            let mode_name = match mode {
+                Mode::Pipelined => format!("pipelined x{}", plan.window),
+                Mode::RoundTrips => "round trips".into(),
+            };
+            println!(
+                "| {place} | {mode_name} | {} | {} | {} | {} |",
+                name(kind),
+                fmt_rate(b.rate),
+                b.median.map_or_else(|| "-".into(), us),
+                b.p99.map_or_else(|| "-".into(), us),
+            );
+        }
+    }
+
+    let (total, misses) = targets(&placements, &find);
+    println!("\n{} of {total} targets met", total - misses);
+    if strict && misses > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
