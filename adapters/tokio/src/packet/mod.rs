@@ -77,6 +77,8 @@ mod driver;
 mod error;
 mod handler;
 mod server;
+#[cfg(test)]
+mod tests;
 
 pub use self::connection::{
     Builder, Call, CallBuilder, PacketConnection, Response, DEFAULT_CLOSE_TIMEOUT,

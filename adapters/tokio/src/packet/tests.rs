@@ -1,0 +1,199 @@
+//! Tests of the driver's fast paths: inline handlers (answered at once,
+//! moved to a task when they wait, panicking, bounded by the handler slots)
+//! and the `Call` state machine (waiting for a slot, timing out there,
+//! dropped there, calls on a finished connection).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use framewire::packet::{reason, Config};
+
+use super::{Builder, CallError, PacketConnection, Reply, Request};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+async fn deadline<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .expect("test deadline passed")
+}
+
+/// rq_type 0: echo at once; 1: echo after a sleep; 2: panic; 3: call the
+/// peer back (type 0) and answer with its answer.
+async fn mixed(rq: Request) -> Reply {
+    match rq.rq_type {
+        0 => Reply::with_flags(rq.flags, rq.payload),
+        1 => {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Reply::with_flags(rq.flags, rq.payload)
+        }
+        2 => panic!("handler panics on purpose"),
+        _ => match rq.connection().call(0, 0, 0, rq.payload.clone()).await {
+            Ok(r) => Reply::ok(r.payload),
+            Err(e) => Reply::fail(e.to_string()),
+        },
+    }
+}
+
+async fn mixed_calls(server: &Builder) {
+    let (a, b) = tokio::io::duplex(4096);
+    let server = server.clone().start(b).unwrap();
+    let client = Builder::new().handler(mixed).start(a).unwrap();
+    let calls: Vec<_> = (0..400u64)
+        .map(|i| {
+            let rq_type = i % 4;
+            client.call(0, rq_type, i, Bytes::from(i.to_be_bytes().to_vec()))
+        })
+        .collect();
+    let results = futures_util::future::join_all(calls).await;
+    for (i, r) in (0u64..).zip(results) {
+        let r = r.unwrap();
+        match i % 4 {
+            0 | 1 => {
+                assert!(r.ok);
+                assert_eq!((r.flags, &r.payload[..]), (i, &i.to_be_bytes()[..]));
+            }
+            2 => assert_eq!(
+                r.failure_reason().as_deref(),
+                Some(reason::EXCEPTION_DURING_HANDLER)
+            ),
+            _ => assert_eq!((r.ok, &r.payload[..]), (true, &i.to_be_bytes()[..])),
+        }
+    }
+    client.close().await.unwrap();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn inline_handlers_answer_wait_panic_and_call_back() {
+    deadline(mixed_calls(
+        &Builder::new().handler(mixed).inline_handlers(true),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_handlers_on_a_multi_threaded_runtime() {
+    deadline(mixed_calls(
+        &Builder::new().handler(mixed).inline_handlers(true),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn spawned_handlers_answer_wait_panic_and_call_back() {
+    deadline(mixed_calls(&Builder::new().handler(mixed))).await;
+}
+
+#[tokio::test]
+async fn inline_handlers_respect_the_concurrency_bound() {
+    deadline(async {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (Arc::clone(&running), Arc::clone(&most));
+        let (a, b) = tokio::io::duplex(4096);
+        let server = Builder::new()
+            .handler(move |rq: Request| {
+                let (running, most) = (Arc::clone(&r), Arc::clone(&m));
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    if rq.rq_type == 1 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Reply::ok(rq.payload)
+                }
+            })
+            .max_concurrent_handlers(2)
+            .inline_handlers(true)
+            .start(b)
+            .unwrap();
+        let client = PacketConnection::new(a).unwrap();
+        let calls: Vec<_> = (0..200u8)
+            .map(|i| client.call(0, u64::from(i % 2), 0, vec![i]))
+            .collect();
+        for (i, r) in (0u8..).zip(futures_util::future::join_all(calls).await) {
+            assert_eq!(r.unwrap().payload[..], [i]);
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&most), "{most} handlers ran at once");
+        client.close().await.unwrap();
+        server.wait().await.unwrap();
+    })
+    .await;
+}
+
+/// A server whose handler never answers before `release` is notified.
+fn stalled() -> (Builder, Arc<tokio::sync::Notify>) {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let r = Arc::clone(&release);
+    let builder = Builder::new().handler(move |rq: Request| {
+        let r = Arc::clone(&r);
+        async move {
+            r.notified().await;
+            Reply::ok(rq.payload)
+        }
+    });
+    (builder, release)
+}
+
+#[tokio::test]
+async fn a_call_waiting_for_a_slot_times_out_or_is_dropped() {
+    deadline(async {
+        let (server, release) = stalled();
+        let (a, b) = tokio::io::duplex(4096);
+        let server = server.start(b).unwrap();
+        let client = Builder::new()
+            .config(Config {
+                max_pending_outbound: 1,
+                ..Config::default()
+            })
+            .start(a)
+            .unwrap();
+        let mut first = client.call(0, 0, 0, &b"first"[..]);
+        // Sent: it holds the only slot.
+        assert!(futures_util::poll!(&mut first).is_pending());
+        // Waits for the slot until its timeout.
+        let second = client
+            .request(0, &b"second"[..])
+            .timeout(Duration::from_millis(30))
+            .await;
+        assert_eq!(second, Err(CallError::TimedOut));
+        // Dropped while waiting for the slot: nothing is sent.
+        let mut third = client.call(0, 0, 0, &b"third"[..]);
+        assert!(futures_util::poll!(&mut third).is_pending());
+        drop(third);
+        let fourth = client.call(0, 0, 0, &b"fourth"[..]);
+        release.notify_one();
+        assert_eq!(&first.await.unwrap().payload[..], b"first");
+        release.notify_one();
+        assert_eq!(&fourth.await.unwrap().payload[..], b"fourth");
+        assert_eq!(client.stats().requests_sent, 2);
+        client.close().await.unwrap();
+        server.wait().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn calls_on_a_finished_connection_fail_at_once() {
+    deadline(async {
+        let (a, b) = tokio::io::duplex(4096);
+        let server = Builder::new()
+            .handler(|rq: Request| async move { Reply::ok(rq.payload) })
+            .start(b)
+            .unwrap();
+        let client = PacketConnection::new(a).unwrap();
+        assert!(client.call(0, 0, 0, &b"x"[..]).await.unwrap().ok);
+        client.abort();
+        client.wait().await.unwrap_err();
+        let after = client.call(0, 0, 0, &b"y"[..]).await;
+        assert!(matches!(after, Err(CallError::Failed { .. })), "{after:?}");
+        drop(server);
+    })
+    .await;
+}
