@@ -576,6 +576,14 @@ mod tests {
     }
 
     #[test]
+    fn decode_stream_counts_every_frame() {
+        let mut c = CodecCore::new("length:1", &CodecOptions::default()).unwrap();
+        let input: Vec<u8> = (0..100u8).flat_map(|i| [1, i]).collect();
+        assert_eq!(decode_stream(&mut c, &input, 7).unwrap(), 100);
+        assert!(c.data().is_empty());
+    }
+
+    #[test]
     fn input_larger_than_the_buffer_is_taken_in_steps() {
         let mut c = CodecCore::new(
             "fixed:3",
@@ -588,6 +596,47 @@ mod tests {
         assert_eq!(c.feed(b"abcdefghijkl").unwrap(), 4);
         assert_eq!(c.data(), b"abcdefghijkl");
         assert_eq!(c.ends(), &[3, 6, 9, 12]);
+    }
+}
+
+/// Decodes `input` fed in `chunk`-byte pieces, emptying the output after
+/// each; returns the number of frames. The loop both halves of the
+/// wasm-versus-native decode benchmark run (`examples/decode_bench.rs`
+/// natively, [`DecodeBench`] in wasm).
+pub fn decode_stream(codec: &mut CodecCore, input: &[u8], chunk: usize) -> Result<usize, Failure> {
+    let mut frames = 0;
+    for c in input.chunks(chunk.max(1)) {
+        frames += codec.feed(c)?;
+        codec.clear_output();
+    }
+    frames += codec.finish()?;
+    codec.clear_output();
+    Ok(frames)
+}
+
+/// The wasm half of the decode benchmark (`scripts/bench-wasm.sh`): holds an
+/// input in wasm memory and runs [`decode_stream`] on it, so the time
+/// measured is decoding in wasm, with nothing crossing into JS per frame.
+/// Not part of the package's public API.
+#[wasm_bindgen]
+pub struct DecodeBench {
+    input: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl DecodeBench {
+    /// Copies `input` into wasm memory once.
+    #[wasm_bindgen(constructor)]
+    pub fn new(input: Vec<u8>) -> DecodeBench {
+        DecodeBench { input }
+    }
+
+    /// Decodes the input with a fresh codec for `spec`, in `chunk`-byte
+    /// pieces; returns the number of frames.
+    pub fn run(&self, spec: &str, chunk: u32) -> Result<f64, Failure> {
+        let mut codec = CodecCore::new(spec, &CodecOptions::default())?;
+        let frames = decode_stream(&mut codec, &self.input, chunk as usize)?;
+        Ok(n(frames as u64))
     }
 }
 
