@@ -189,7 +189,10 @@ impl<T: Into<Reply>, E: fmt::Display> From<Result<T, E>> for Reply {
 /// Serves the peer's requests. Each request runs in its own Tokio task, so
 /// requests are handled concurrently (bounded, see
 /// [`Builder::max_concurrent_handlers`](super::Builder::max_concurrent_handlers))
-/// and answered in completion order.
+/// and answered in completion order. With
+/// [`Builder::inline_handlers`](super::Builder::inline_handlers) a handler is
+/// first polled once inside the connection's driver, and gets its own task
+/// only if it has to wait.
 ///
 /// Any `Fn(Request) -> impl Future<Output = impl Into<Reply>>` closure is a
 /// handler:

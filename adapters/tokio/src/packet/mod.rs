@@ -29,7 +29,9 @@
 //!   [`Builder::max_concurrent_handlers`] per connection (default
 //!   [`DEFAULT_MAX_CONCURRENT_HANDLERS`]); requests waiting for a slot are
 //!   bounded by [`Config::max_inflight_inbound`] (default 256), beyond which
-//!   the connection stops reading. A handler that fails or panics, or whose
+//!   the connection stops reading. With [`Builder::inline_handlers`] the
+//!   driver polls each handler once itself first, and only one that has to
+//!   wait gets a task. A handler that fails or panics, or whose
 //!   reply cannot be sent, is answered `exception during handler`.
 //! * **Closing**: [`close`](PacketConnection::close) (or the peer's end, or
 //!   dropping the last owning handle) runs the core's orderly close — ERQ,
