@@ -160,7 +160,7 @@ export function makeApi(wasm) {
   class Codec {
     /**
      * A framing codec: `spec` is `length[:W[:le|be]]`, `length:varint`, `bson`, `lines`,
-     * `fixed:N` or `json-header`.
+     * `fixed:N`, `json-header` or `packet`.
      */
     constructor(spec, options) {
       this._raw = new wasm.RawCodec(String(spec), options);

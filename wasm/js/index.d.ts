@@ -17,13 +17,14 @@ export const version: string;
 
 /**
  * `length` (u32 big-endian), `length:W`, `length:W:le`, `length:W:be` (W = 1..8),
- * `length:varint` (BSUInt), `bson`, `lines`, `fixed:N`, `json-header`.
+ * `length:varint` (BSUInt), `bson`, `lines`, `fixed:N`, `json-header`, `packet` (whole
+ * cs.packetstream packets).
  */
 export type CodecSpec = string;
 
 export interface CodecOptions {
   /** The framing's limit: the whole frame for `length`, the document for `bson`,
-   * the line for `lines`, the content for `json-header`. */
+   * the line for `lines`, the content for `json-header`, the packet for `packet`. */
   maxFrameLen?: number;
   /** What to do with a received frame over the limit (default "fail"). */
   oversize?: 'fail' | 'skip';

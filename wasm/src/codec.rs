@@ -10,6 +10,7 @@
 //! | `lines` | lines ended by `\n`; a `\r` before it is dropped on input |
 //! | `fixed:N` | every frame exactly `N` bytes |
 //! | `json-header` | the socket tutorial's `u16` header length, JSON header, content |
+//! | `packet` | whole cs.packetstream packets (the payload is the packet, length included) |
 //!
 //! The spec names are those of the `framewire` command-line tool.
 //!
@@ -20,7 +21,7 @@
 use bytes::Bytes;
 use framewire::framing::{
     BsonDocument, Decode, Delimited, EncodeError, Fixed, FrameError, FrameHeader, Framing,
-    JsonHeader, LengthField, LengthPrefixed, OversizePolicy,
+    JsonHeader, LengthField, LengthPrefixed, OversizePolicy, PacketFraming,
 };
 use framewire::stream::{Event, FramedStream, Stats};
 
@@ -33,7 +34,7 @@ use crate::opts::Options;
 
 /// The spec names, for error messages.
 pub const SPEC_NAMES: &str =
-    "length[:W[:le|be]] (W = 1..8 or varint), bson, lines, fixed:N, json-header";
+    "length[:W[:le|be]] (W = 1..8 or varint), bson, lines, fixed:N, json-header, packet";
 
 /// Options of a codec beyond its spec. Every field is optional; `None` keeps
 /// the framing's default.
@@ -75,6 +76,8 @@ pub enum AnyFraming {
     Fixed(Fixed),
     /// JSON header.
     JsonHeader(JsonHeader),
+    /// Whole cs.packetstream packets.
+    Packet(PacketFraming),
 }
 
 macro_rules! each {
@@ -85,6 +88,7 @@ macro_rules! each {
             AnyFraming::Lines($f) => $e,
             AnyFraming::Fixed($f) => $e,
             AnyFraming::JsonHeader($f) => $e,
+            AnyFraming::Packet($f) => $e,
         }
     };
 }
@@ -254,6 +258,14 @@ pub fn build_framing(spec: &str, opts: &CodecOptions) -> Result<AnyFraming, Fail
                 f = f.with_max_header_len(max);
             }
             AnyFraming::JsonHeader(f)
+        }
+        "packet" => {
+            no_params()?;
+            let mut f = PacketFraming::new().with_oversize(oversize);
+            if let Some(max) = opts.max_frame_len {
+                f = f.with_max_packet_len(max);
+            }
+            AnyFraming::Packet(f)
         }
         _ => return Err(spec_error(spec, format!("unknown codec {name:?}"))),
     };
@@ -543,6 +555,33 @@ mod tests {
         }
         let c = CodecCore::new("length", &CodecOptions::default()).unwrap();
         assert_eq!(c.encode(&frame[4..]).unwrap(), frame);
+    }
+
+    #[test]
+    fn packets_are_whole_frames() {
+        // WIRE.md: request tag 2 "hello", response tag 300 with 200 bytes, EOF.
+        let big: Vec<u8> = [
+            &[0x81, 0x4b, 0x82, 0x2c, 0x04][..],
+            &(0..200u8).collect::<Vec<_>>(),
+        ]
+        .concat();
+        let packets = vec![
+            b"\x08\x02\x02\x01hello".to_vec(),
+            big,
+            b"\x03\x00\x02\x00".to_vec(),
+        ];
+        for split in [1, 3, 64, 1000] {
+            assert_eq!(
+                decode_all("packet", &packets.concat(), split).unwrap(),
+                packets
+            );
+        }
+        let c = CodecCore::new("packet", &CodecOptions::default()).unwrap();
+        assert_eq!(c.encode(&packets[0]).unwrap(), packets[0]);
+        assert_eq!(
+            c.encode(&packets[0][..5]).unwrap_err().code,
+            "ERR_MALFORMED"
+        );
     }
 
     #[test]

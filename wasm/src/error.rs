@@ -132,7 +132,12 @@ pub fn frame_error(e: &FrameError) -> Failure {
         FrameError::ContentTooLong { len, max } => Failure::new("ERR_CONTENT_TOO_LONG", msg)
             .num("len", n(len))
             .num("max", n(max as u64)),
-        _ => Failure::new("ERR_JSON_HEADER", msg),
+        FrameError::JsonHeaderUtf8 { .. }
+        | FrameError::JsonHeaderSyntax
+        | FrameError::JsonHeaderMissingKey { .. }
+        | FrameError::JsonMessageLength { .. } => Failure::new("ERR_JSON_HEADER", msg),
+        FrameError::Packet(_) => Failure::new("ERR_PACKET", msg),
+        _ => Failure::new("ERR_FRAME", msg),
     }
 }
 

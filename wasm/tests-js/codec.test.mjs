@@ -92,6 +92,17 @@ test('fixed:N and json-header', () => {
   assert.equal(toHex(new Codec('json-header').encode(msg)), toHex(msg));
 });
 
+test('packet: whole cs.packetstream packets (WIRE.md) in any chunking, checked on encode', () => {
+  const packets = [...PACKETS, '81 4b 82 2c 04' + Array.from({ length: 200 }, (_, i) => i.toString(16).padStart(2, '0')).join('')].map(hex);
+  checkChunkings('packet', concat(packets), packets);
+  const codec = new Codec('packet');
+  for (const p of packets) assert.equal(toHex(codec.encode(p)), toHex(p));
+  assert.throws(() => codec.encode(packets[0].subarray(0, 5)), { code: 'ERR_MALFORMED' });
+  assert.throws(() => new Codec('packet', { maxFrameLen: 4 }).push(packets[0]), (e) => e.code === 'ERR_FRAME_TOO_LONG' && e.len === 9 && e.max === 4);
+  // A body that ends inside its header fields.
+  assert.throws(() => new Codec('packet').push(hex('01 02')), (e) => e.code === 'ERR_PACKET' && /ends inside the flags field/.test(e.message));
+});
+
 test('random frames of every framing survive random chunkings', () => {
   const random = rng(7);
   const specs = ['length', 'length:2:le', 'length:varint', 'length:8', 'bson', 'lines', 'fixed:5'];
