@@ -320,10 +320,12 @@ export interface WebSocketLike {
   readonly bufferedAmount: number;
   send(data: Uint8Array): void;
   close(code?: number, reason?: string): void;
+  // The connection sets these; its handlers read `data` of message events and
+  // `code`, `reason`, `wasClean` of close events.
   onopen: ((ev: any) => void) | null;
-  onmessage: ((ev: { data: any }) => void) | null;
+  onmessage: ((ev: any) => void) | null;
   onerror: ((ev: any) => void) | null;
-  onclose: ((ev: { code: number; reason: string; wasClean: boolean }) => void) | null;
+  onclose: ((ev: any) => void) | null;
 }
 
 export interface WebSocketConstructor {
