@@ -1,27 +1,24 @@
-//! `Fixed`-size frames: any size from 1 byte to the fuzz limit.
+//! `Fixed`-size frames: any size from 1 byte to 64 KiB.
+//!
+//! Configuration bytes: 0..=1 the size (`u16` little-endian; 0 means 4),
+//! 2 the spare receive buffer for the streams.
 #![no_main]
 
 use framewire::framing::Fixed;
-use framewire_fuzz::{check_encode, check_framing, Input, MAX_FUZZ_LIMIT};
+use framewire_fuzz::{check_encode, check_framing, Input, Out};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
     let input = Input::parse(bytes);
-    let mut u = input.config();
-    let size = if u.ratio(1, 8).unwrap_or(false) {
-        u.int_in_range(1..=MAX_FUZZ_LIMIT).unwrap_or(1)
-    } else {
-        u.int_in_range(1..=64).unwrap_or(1)
+    let size = match input.u16(0) {
+        0 => 4,
+        n => usize::from(n),
     };
-    let spare = usize::from(u.arbitrary::<u8>().unwrap_or(0));
     let f = Fixed::new(size);
-    let run = check_framing(&f, size, &input, spare);
+    let run = check_framing(&f, size, &input, usize::from(input.byte(2)));
     // Exactly the whole frames, in order.
-    let frames: Vec<&[u8]> = input.data.chunks_exact(size).collect();
-    assert_eq!(run.out.len(), frames.len());
-    for (o, frame) in run.out.iter().zip(frames) {
-        assert_eq!(*o, framewire_fuzz::Out::Frame(frame.to_vec()));
-    }
+    let frames: Vec<Out> = input.data.chunks_exact(size).map(|c| Out::Frame(c.to_vec())).collect();
+    assert_eq!(run.out, frames);
     assert_eq!(run.clean_end, input.data.len() % size == 0);
     check_encode(&f, input.data);
 });

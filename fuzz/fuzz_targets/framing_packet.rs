@@ -1,28 +1,29 @@
 //! `PacketFraming` (whole cs.packetstream packets as frames): every frame
 //! parses as exactly one packet, frame boundaries agree with a varint
 //! `LengthPrefixed` framing, and the payload round-trips.
+//!
+//! Configuration bytes (all zero: packets up to 4096 bytes, lenient
+//! varints of up to 10 octets, over-long packets fail): 0 bit 0 canonical
+//! varints, `>> 1 % 10` varint octets 10 - n; 1..=3 the limit
+//! ([`Input::limit`]); 4 bit 0 skip over-long packets; 5 the spare receive
+//! buffer for the streams.
 #![no_main]
 
 use framewire::framing::{LengthPrefixed, OversizePolicy, PacketFraming};
 use framewire::packet::wire::Packet;
 use framewire::varint::VarintRules;
-use framewire_fuzz::{check_encode, check_framing, run_framing, Input, Out, MAX_FUZZ_LIMIT};
+use framewire_fuzz::{check_encode, check_framing, run_framing, Input, Out};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
     let input = Input::parse(bytes);
-    let mut u = input.config();
     let rules = VarintRules {
-        require_canonical: u.arbitrary().unwrap_or(false),
-        max_octets: u.int_in_range(1..=10).unwrap_or(10),
+        require_canonical: input.byte(0) & 1 != 0,
+        max_octets: 10 - usize::from(input.byte(0) >> 1) % 10,
     };
-    let max = if u.ratio(1, 8).unwrap_or(false) {
-        u.int_in_range(0..=MAX_FUZZ_LIMIT).unwrap_or(0)
-    } else {
-        u.int_in_range(0..=400).unwrap_or(0)
-    };
-    let oversize = if u.arbitrary().unwrap_or(false) { OversizePolicy::Skip } else { OversizePolicy::Fail };
-    let spare = usize::from(u.arbitrary::<u8>().unwrap_or(0));
+    let max = input.limit(1, 4096);
+    let oversize = if input.byte(4) & 1 != 0 { OversizePolicy::Skip } else { OversizePolicy::Fail };
+    let spare = usize::from(input.byte(5));
     let f = PacketFraming::new()
         .with_max_packet_len(max)
         .with_varint_rules(rules)

@@ -4,9 +4,27 @@
 //! same (their order may differ: an answer goes out when the request is
 //! polled, which depends on the chunking), its limits hold after every call,
 //! and it always ends (peer closed or protocol error, then `Closed`).
+//!
+//! Configuration bytes (all zero: packets up to 4096 bytes, receive buffer
+//! 8 KiB, transmit 64 KiB, requests accepted, 1 in flight, channel 0 only):
+//!
+//! | byte | meaning |
+//! |---|---|
+//! | 0 | bit 0: canonical varints; `>> 1 % 10`: varint octets 10 - n |
+//! | 1 | bit 0: refuse requests (`accept_requests = false`) |
+//! | 2 | in-flight requests `1 + b % 4` |
+//! | 3 | largest tag `b - 1` (0: no limit) |
+//! | 4..=5 | packet limit `16 + (m - 1) % 1024` (0: 4096) |
+//! | 6..=7 | receive buffer beyond the packet limit `(m - 1) % 1024` (0: 4096) |
+//! | 8..=9 | transmit limit (0: 65536) |
+//! | 10 | channels `b % 4` |
+//! | 11 | remembered tags (0: 1024) |
+//! | 12 | copy threshold `b - 1` (0: 64) |
+//! | 13 | channels opened `b % 4` |
 #![no_main]
 
-use framewire::packet::wire::{Packet, ParseLimits};
+use framewire::packet::reason::TagInUse;
+use framewire::packet::wire::{Packet, ParseLimits, MAX_HEADER_LEN};
 use framewire::packet::{Config, Connection, Event, Stats};
 use framewire::varint::VarintRules;
 use framewire_fuzz::{chunks, Input};
@@ -80,7 +98,10 @@ fn run(config: Config, channels: u8, data: &[u8], cuts: &[usize]) -> Outcome {
     assert!(matches!(events.last(), Some(Event::Closed)), "the connection did not close: {:?}", events.last());
     assert_eq!(conn.pending_outbound(), 0);
     // What it sent is a stream of well-formed packets within its limit.
-    let limits = ParseLimits { max_packet_len: config.max_packet_len, varint: VarintRules::default() };
+    // (A refusal the connection makes up itself can be longer than
+    // `max_packet_len`: see fuzz/README.md.)
+    let longest = config.max_packet_len.max(MAX_HEADER_LEN + TagInUse::MAX_LEN);
+    let limits = ParseLimits { max_packet_len: longest, varint: VarintRules::default() };
     let mut sent = Vec::new();
     let mut rest = &out[..];
     while !rest.is_empty() {
@@ -103,25 +124,46 @@ fn run(config: Config, channels: u8, data: &[u8], cuts: &[usize]) -> Outcome {
 
 fuzz_target!(|bytes: &[u8]| {
     let input = Input::parse(bytes);
-    let mut u = input.config();
-    let cfg = (|| -> arbitrary::Result<Config> {
-        let max_packet_len = u.int_in_range(16..=600)?;
-        Ok(Config {
-            max_packet_len,
-            varint: VarintRules { require_canonical: u.arbitrary()?, max_octets: u.int_in_range(1..=10)? },
-            accept_requests: !u.ratio(1, 8)?,
-            max_pending_outbound: 4,
-            max_inflight_inbound: u.int_in_range(1..=4)?,
-            max_tag: if u.ratio(1, 8)? { u.int_in_range(0..=20)? } else { u64::MAX },
-            max_receive_buffer: max_packet_len + u.int_in_range(0..=600)?,
-            max_transmit_buffer: u.int_in_range(1..=1024)?,
-            max_channels: u.int_in_range(0..=3)?,
-            max_remembered_tags: u.int_in_range(1..=8)?,
-            copy_threshold: u.int_in_range(0..=64)?,
-        })
-    })();
-    let Ok(config) = cfg else { return };
-    let channels: u8 = u.arbitrary().unwrap_or(0);
+    let config = Config {
+        max_packet_len: match input.u16(4) {
+            0 => 4096,
+            m => 16 + usize::from(m - 1) % 1024,
+        },
+        varint: VarintRules {
+            require_canonical: input.byte(0) & 1 != 0,
+            max_octets: 10 - usize::from(input.byte(0) >> 1) % 10,
+        },
+        accept_requests: input.byte(1) & 1 == 0,
+        max_pending_outbound: 4,
+        max_inflight_inbound: 1 + usize::from(input.byte(2) % 4),
+        max_tag: match input.byte(3) {
+            0 => u64::MAX,
+            t => u64::from(t - 1),
+        },
+        max_receive_buffer: 0,
+        max_transmit_buffer: match input.u16(8) {
+            0 => 65536,
+            m => usize::from(m),
+        },
+        max_channels: usize::from(input.byte(10) % 4),
+        max_remembered_tags: match input.byte(11) {
+            0 => 1024,
+            r => usize::from(r),
+        },
+        copy_threshold: match input.byte(12) {
+            0 => 64,
+            c => usize::from(c - 1),
+        },
+    };
+    let config = Config {
+        max_receive_buffer: config.max_packet_len
+            + match input.u16(6) {
+                0 => 4096,
+                m => usize::from(m - 1) % 1024,
+            },
+        ..config
+    };
+    let channels = input.byte(13);
     let whole = run(config, channels, input.data, &[]);
     let chunked = run(config, channels, input.data, &input.cuts);
     assert_eq!(whole.events, chunked.events, "events depend on the chunking");

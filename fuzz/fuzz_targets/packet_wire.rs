@@ -1,12 +1,19 @@
 //! The cs.packetstream packet format: parse of arbitrary bytes (limits, every
 //! prefix of a packet is "incomplete", re-encoding reproduces canonical
 //! input), and encode ∘ parse round trips of arbitrary packets.
+//!
+//! Input: 16 configuration bytes, then the bytes to parse (no chunk list).
+//! Byte 0: bit 0 canonical varints, `>> 1 % 10` varint octets 10 - n;
+//! 1..=2: the packet limit `m - 1` (0: none); 3..=15: the fields of the
+//! packet built for the round trip (`Arbitrary`). All zero: the original's
+//! lenient parsing without a limit.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
 use framewire::framing::{PacketCheck, PacketFraming};
 use framewire::packet::wire::{Packet, ParseLimits, MAX_HEADER_LEN, MAX_PFLAGS};
 use framewire::varint::{self, VarintRules};
+use framewire_fuzz::Input;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -98,16 +105,20 @@ fn check_parsed(bytes: &[u8], limits: &ParseLimits) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut u = Unstructured::new(data);
+    let input = Input::parse_raw(data);
     let limits = ParseLimits {
-        max_packet_len: if u.ratio(1, 4).unwrap_or(false) { usize::MAX } else { u.int_in_range(0..=300).unwrap_or(0) },
+        max_packet_len: match input.u16(1) {
+            0 => usize::MAX,
+            m => usize::from(m - 1),
+        },
         varint: VarintRules {
-            require_canonical: u.arbitrary().unwrap_or(false),
-            max_octets: u.int_in_range(1..=10).unwrap_or(10),
+            require_canonical: input.byte(0) & 1 != 0,
+            max_octets: 10 - usize::from(input.byte(0) >> 1) % 10,
         },
     };
+    let mut u = Unstructured::new(&input.config[3..]);
     let Ok(fields) = Fields::arbitrary(&mut u) else { return };
-    let rest = u.take_rest();
+    let rest = input.data;
     check_parsed(rest, &limits);
 
     // Round trip of an arbitrary packet built from fields (small values

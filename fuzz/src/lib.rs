@@ -8,8 +8,9 @@
 //! input := config[CONFIG_LEN] n_cuts:u8 cut[n_cuts] data
 //! ```
 //!
-//! * `config` picks the framing's configuration (read with
-//!   [`arbitrary::Unstructured`]; missing bytes read as zero);
+//! * `config` picks the framing's configuration; missing bytes read as
+//!   zero, and an all-zero configuration is the framing's plain one (each
+//!   target's documentation says which byte means what);
 //! * each `cut` is the length of one chunk of `data` handed to the decoder
 //!   (0 is an empty read); what is left after the cuts goes in one last chunk;
 //! * `data` is the byte stream.
@@ -72,9 +73,46 @@ impl<'a> Input<'a> {
         Input { config, cuts, data }
     }
 
+    /// Splits an input that has configuration bytes but no chunk list.
+    pub fn parse_raw(bytes: &'a [u8]) -> Self {
+        let mut config = [0u8; CONFIG_LEN];
+        let n = bytes.len().min(CONFIG_LEN);
+        config[..n].copy_from_slice(&bytes[..n]);
+        Input {
+            config,
+            cuts: Vec::new(),
+            data: &bytes[n..],
+        }
+    }
+
     /// An [`Unstructured`] over the configuration bytes.
     pub fn config(&self) -> Unstructured<'_> {
         Unstructured::new(&self.config)
+    }
+
+    /// Configuration byte `i`.
+    pub fn byte(&self, i: usize) -> u8 {
+        self.config[i]
+    }
+
+    /// Configuration bytes `i` and `i + 1`, little-endian.
+    pub fn u16(&self, i: usize) -> u16 {
+        u16::from_le_bytes([self.config[i], self.config[i + 1]])
+    }
+
+    /// A limit from bytes `i..i + 3`: `default` when the `u16` at `i` is 0
+    /// (so an all-zero configuration is the plain one), `m - 1` otherwise,
+    /// times 16 (at most [`MAX_FUZZ_LIMIT`]) when bit 0 of byte `i + 2` is
+    /// set.
+    pub fn limit(&self, i: usize, default: usize) -> usize {
+        let m = usize::from(self.u16(i));
+        if m == 0 {
+            default
+        } else if self.byte(i + 2) & 1 == 1 {
+            (m * 16).min(MAX_FUZZ_LIMIT)
+        } else {
+            m - 1
+        }
     }
 }
 
@@ -438,6 +476,13 @@ pub fn check_encode<F: Framing + Clone>(fresh: &F, payload: &[u8]) {
         "payload {payload:?} encoded as {frame:?} does not decode back"
     );
     assert!(run.clean_end, "encoded frame {frame:?} leaves bytes behind");
-    let bytewise = run_framing(&mut fresh.clone(), &frame, &vec![1; frame.len()], usize::MAX);
-    assert_eq!(run, bytewise);
+    // Byte by byte when short; long frames in a few uneven pieces (a byte
+    // at a time would cost a decode call per byte on every run).
+    let cuts = if frame.len() <= 64 {
+        vec![1; frame.len()]
+    } else {
+        vec![1, 2, 3, frame.len() / 3, frame.len() / 5]
+    };
+    let split = run_framing(&mut fresh.clone(), &frame, &cuts, usize::MAX);
+    assert_eq!(run, split);
 }
