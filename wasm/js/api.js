@@ -737,7 +737,10 @@ export function makeApi(wasm) {
 
     _fail(error) {
       this._emit('error', error);
-      this._closeSocket(4002, String(error.message ?? error).slice(0, 120));
+      // A close reason is at most 123 bytes of UTF-8.
+      let reason = String(error?.message ?? error).slice(0, 123);
+      while (encoder.encode(reason).length > 123) reason = reason.slice(0, -1);
+      this._closeSocket(4002, reason);
     }
 
     _closeSocket(code, reason) {
