@@ -769,9 +769,13 @@ impl Shared {
                     if give_up.is_some_and(|t| Instant::now() >= t) {
                         return Err(CallError::TimedOut);
                     }
-                    if !st.writing && st.conn.transmit_len() > 0 {
+                    if !st.writing && st.conn.transmit_len() > 0 && give_up.is_none() {
                         st = self.write_out(st);
                     } else {
+                        // With a timeout, never block in a write (a peer that
+                        // does not read would hold it forever): the writer
+                        // thread writes while this caller waits for room.
+                        self.kick_writer(&mut st);
                         st = self.wait_progress(st, give_up);
                     }
                 }
