@@ -772,6 +772,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             let _ = reply.send(Err(CallError::Cancelled { cause }));
         }
         self.ids.clear();
+        // The getters show the final counters once `wait` returns.
+        self.publish();
         self.status.send_modify(|s| s.finish = Some(finish));
     }
 
