@@ -128,7 +128,16 @@ SEEDS = {
         seed(config=[2, 1, 0, 0, 1], data=b"\x04\x00hi\x05\x00abc"),
         seed(config=[0, 0, 2, 0xfe], data=b"\xab\xcd\x00\x00\x00\x07hello"),
     ],
-    "bson_document": BSON_DOCS + [unhex("0c000000 11 6e00 05000000 00")],
+    "bson_document": BSON_DOCS + [
+        unhex("0c000000 11 6e00 05000000 00"),  # py-bson's uint64 (0x11)
+        # py-bson dicts with extended-JSON-looking keys ({"a": {"$oid": ...}},
+        # {"$date": 5}, {"a": {"$date": {"$numberLong": "5"}}}, {"$oid": ...}),
+        # which the bson crate's serde path reads as other types.
+        unhex("300000000361002800000002246f69640019000000303030313032303330343035303630373038303930613062000000"),
+        unhex("10000000102464617465000500000000"),
+        unhex("2c00000003610024000000032464617465001800000002246e756d6265724c6f6e6700020000003500000000"),
+        unhex("2800000002246f696400190000003030303130323033303430353036303730383039306130620000"),
+    ],
     "packet_wire": [raw(data=p) for p in PACKETS]
     + [raw(config=[1], data=unhex("8005 02 02 01 68656c6c6f"))],
     "packet_connection_input": [
