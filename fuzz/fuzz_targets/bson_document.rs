@@ -5,6 +5,7 @@
 //! envelope check agrees with the `BsonDocument` framing; decoded documents
 //! re-encode to bytes that decode to the same value.
 #![no_main]
+#![allow(clippy::match_same_arms)]
 
 use bson::{Document, RawDocument};
 use framewire::framing::{BsonDocument, Decode, Framing};
@@ -14,7 +15,8 @@ use libfuzzer_sys::fuzz_target;
 /// A value's canonical bytes (the `bson` crate's encoding), or its debug
 /// form if it cannot be encoded.
 fn canonical(doc: &Document) -> Vec<u8> {
-    doc.to_vec().unwrap_or_else(|e| format!("unencodable {e}: {doc:?}").into_bytes())
+    doc.to_vec()
+        .unwrap_or_else(|e| format!("unencodable {e}: {doc:?}").into_bytes())
 }
 
 /// Whether any key, at any depth, starts with `$`.
@@ -48,14 +50,23 @@ fuzz_target!(|data: &[u8]| {
     let max = fw::DEFAULT_MAX_DOCUMENT_LEN;
     let envelope = fw::check_document(data, max);
     let raw = RawDocument::from_bytes(data);
-    assert_eq!(envelope.is_ok(), raw.is_ok(), "envelope check {envelope:?} vs RawDocument::from_bytes {raw:?}");
+    assert_eq!(
+        envelope.is_ok(),
+        raw.is_ok(),
+        "envelope check {envelope:?} vs RawDocument::from_bytes {raw:?}"
+    );
     let framed = matches!(BsonDocument::new().decode(data), Ok(Decode::Frame { len, .. }) if len == data.len());
-    assert_eq!(framed, envelope.is_ok(), "BsonDocument framing vs check_document {envelope:?}");
+    assert_eq!(
+        framed,
+        envelope.is_ok(),
+        "BsonDocument framing vs check_document {envelope:?}"
+    );
 
     let ours: Result<Document, BsonError> = fw::from_slice(data);
     let ours_dyn = fw::document_from_slice(data);
     let theirs = raw.ok().map(Document::try_from);
-    let theirs_serde: Option<Result<Document, _>> = bson::deserialize_from_slice(data).ok().map(Ok::<_, ()>);
+    let theirs_serde: Option<Result<Document, _>> =
+        bson::deserialize_from_slice(data).ok().map(Ok::<_, ()>);
 
     if let Ok(doc) = &ours {
         let Some(Ok(reference)) = &theirs else {
@@ -64,7 +75,10 @@ fuzz_target!(|data: &[u8]| {
             // declared one byte too long becomes 5; seed
             // crash-extjson-inner-length): a `bson` crate leniency that
             // `from_slice` inherits (fuzz/README.md).
-            assert!(data.contains(&b'$'), "framewire decodes {doc:?} but bson's RawDocument refuses: {theirs:?}");
+            assert!(
+                data.contains(&b'$'),
+                "framewire decodes {doc:?} but bson's RawDocument refuses: {theirs:?}"
+            );
             return;
         };
         // The serde path turns embedded documents whose keys look like
@@ -72,9 +86,16 @@ fuzz_target!(|data: &[u8]| {
         // ObjectId): a `bson` crate behaviour `from_slice::<Document>`
         // inherits (fuzz/README.md). Everything else must be identical.
         if !has_dollar_key(reference) {
-            assert_eq!(canonical(doc), canonical(reference), "framewire {doc:?} vs bson {reference:?}");
+            assert_eq!(
+                canonical(doc),
+                canonical(reference),
+                "framewire {doc:?} vs bson {reference:?}"
+            );
         }
-        assert!(theirs_serde.is_some(), "bson's serde decoder refuses what framewire accepts");
+        assert!(
+            theirs_serde.is_some(),
+            "bson's serde decoder refuses what framewire accepts"
+        );
     }
     if let Ok(doc) = &ours_dyn {
         let Some(Ok(reference)) = &theirs else {
@@ -84,7 +105,11 @@ fuzz_target!(|data: &[u8]| {
     }
     match (&ours, &ours_dyn) {
         (Ok(a), Ok(b)) if !has_dollar_key(b) => {
-            assert_eq!(canonical(a), canonical(b), "from_slice and document_from_slice disagree");
+            assert_eq!(
+                canonical(a),
+                canonical(b),
+                "from_slice and document_from_slice disagree"
+            );
         }
         (Ok(_), Ok(_)) => {}
         (Ok(a), Err(e)) => panic!("from_slice gives {a:?}, document_from_slice {e:?}"),
@@ -103,7 +128,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(bytes) = fw::document_to_vec(&doc) {
             let again: Document = fw::from_slice(&bytes).expect("re-encoded document must decode");
             assert_eq!(canonical(&again), canonical(&doc));
-            assert_eq!(fw::to_vec(&doc).as_deref().ok(), Some(&bytes[..]), "to_vec and document_to_vec differ");
+            assert_eq!(
+                fw::to_vec(&doc).as_deref().ok(),
+                Some(&bytes[..]),
+                "to_vec and document_to_vec differ"
+            );
         }
         // py-bson normalisation never panics, and is idempotent.
         let mut norm = doc.clone();

@@ -21,10 +21,16 @@ fuzz_target!(|bytes: &[u8]| {
     let input = Input::parse(bytes);
     let delimiter: Vec<u8> = match input.byte(0) {
         0 => b"\n".to_vec(),
-        b => (0..1 + usize::from(b) % 8).map(|i| b"\n\rab"[usize::from(input.byte(1 + i)) % 4]).collect(),
+        b => (0..=usize::from(b) % 8)
+            .map(|i| b"\n\rab"[usize::from(input.byte(1 + i)) % 4])
+            .collect(),
     };
     let bits = input.byte(9);
-    let oversize = if bits & 4 != 0 { OversizePolicy::Skip } else { OversizePolicy::Fail };
+    let oversize = if bits & 4 != 0 {
+        OversizePolicy::Skip
+    } else {
+        OversizePolicy::Fail
+    };
     let f = Delimited::new()
         .with_delimiter(&delimiter)
         .with_strip_cr(bits & 1 != 0)

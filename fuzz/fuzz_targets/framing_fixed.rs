@@ -17,8 +17,12 @@ fuzz_target!(|bytes: &[u8]| {
     let f = Fixed::new(size);
     let run = check_framing(&f, size, &input, usize::from(input.byte(2)));
     // Exactly the whole frames, in order.
-    let frames: Vec<Out> = input.data.chunks_exact(size).map(|c| Out::Frame(c.to_vec())).collect();
+    let frames: Vec<Out> = input
+        .data
+        .chunks_exact(size)
+        .map(|c| Out::Frame(c.to_vec()))
+        .collect();
     assert_eq!(run.out, frames);
-    assert_eq!(run.clean_end, input.data.len() % size == 0);
+    assert_eq!(run.clean_end, input.data.len().is_multiple_of(size));
     check_encode(&f, input.data);
 });

@@ -31,7 +31,11 @@ fuzz_target!(|bytes: &[u8]| {
         assert_eq!(msg.content.len() as u64, msg.header.content_length);
         assert!(msg.content.len() <= max_content);
         // The strings decode (their escapes were checked).
-        for s in [msg.header.byteorder, msg.header.content_type, msg.header.content_encoding] {
+        for s in [
+            msg.header.byteorder,
+            msg.header.content_type,
+            msg.header.content_encoding,
+        ] {
             assert_eq!(s.to_cow().len(), s.unescaped_len());
         }
     }
@@ -40,7 +44,8 @@ fuzz_target!(|bytes: &[u8]| {
         (Ok(_), Ok(Decode::Frame { len, .. })) => assert_eq!(len, input.data.len()),
         (Ok(m), other)
             if m.content.len() <= max_content
-                && usize::from(u16::from_be_bytes([input.data[0], input.data[1]])) <= f.max_header_len() =>
+                && usize::from(u16::from_be_bytes([input.data[0], input.data[1]]))
+                    <= f.max_header_len() =>
         {
             panic!("Message::parse accepts {m:?} but decode says {other:?}")
         }

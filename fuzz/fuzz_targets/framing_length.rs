@@ -46,7 +46,11 @@ fn config(input: &Input<'_>) -> (LengthPrefixed, usize) {
         b => i64::from(b as i8 % 17),
     };
     let bits = input.byte(4);
-    let oversize = if bits & 2 != 0 { OversizePolicy::Skip } else { OversizePolicy::Fail };
+    let oversize = if bits & 2 != 0 {
+        OversizePolicy::Skip
+    } else {
+        OversizePolicy::Fail
+    };
     let f = LengthPrefixed::new()
         .with_length_field(field)
         .with_offset(offset)
@@ -70,13 +74,23 @@ fuzz_target!(|bytes: &[u8]| {
         if min <= max && (min > 0 || max > 0 || f.encoded_len(&[]).is_ok()) {
             for len in [min, max] {
                 let payload = vec![0x5a; len];
-                assert!(f.encoded_len(&payload).is_ok(), "{f:?}: payload of {len} (range {min}..={max}) refused");
+                assert!(
+                    f.encoded_len(&payload).is_ok(),
+                    "{f:?}: payload of {len} (range {min}..={max}) refused"
+                );
                 check_encode(&f, &payload);
             }
         }
-        assert!(f.encoded_len(&vec![0; max + 1]).is_err(), "{f:?}: payload of max_payload_len + 1 = {} accepted", max + 1);
+        assert!(
+            f.encoded_len(&vec![0; max + 1]).is_err(),
+            "{f:?}: payload of max_payload_len + 1 = {} accepted",
+            max + 1
+        );
         if min > 0 && min <= 4097 {
-            assert!(f.encoded_len(&vec![0; min - 1]).is_err(), "{f:?}: payload under min_payload_len accepted");
+            assert!(
+                f.encoded_len(&vec![0; min - 1]).is_err(),
+                "{f:?}: payload under min_payload_len accepted"
+            );
         }
     }
     // Arbitrary payloads that encode decode back.

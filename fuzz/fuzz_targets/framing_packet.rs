@@ -22,13 +22,17 @@ fuzz_target!(|bytes: &[u8]| {
         max_octets: 10 - usize::from(input.byte(0) >> 1) % 10,
     };
     let max = input.limit(1, 4096);
-    let oversize = if input.byte(4) & 1 != 0 { OversizePolicy::Skip } else { OversizePolicy::Fail };
+    let oversize = if input.byte(4) & 1 != 0 {
+        OversizePolicy::Skip
+    } else {
+        OversizePolicy::Fail
+    };
     let spare = usize::from(input.byte(5));
     let f = PacketFraming::new()
         .with_max_packet_len(max)
         .with_varint_rules(rules)
         .with_oversize(oversize);
-    let bound = max.max(usize::from(rules.max_octets));
+    let bound = max.max(rules.max_octets);
     let run = check_framing(&f, bound, &input, spare);
     for o in &run.out {
         let Out::Frame(frame) = o else { continue };
@@ -45,7 +49,9 @@ fuzz_target!(|bytes: &[u8]| {
     let lp_run = run_framing(&mut lp.clone(), input.data, &[], usize::MAX);
     for (p, l) in run.out.iter().zip(&lp_run.out) {
         match (p, l) {
-            (Out::Frame(packet), Out::Frame(body)) => assert!(packet.ends_with(body) && packet.len() > body.len()),
+            (Out::Frame(packet), Out::Frame(body)) => {
+                assert!(packet.ends_with(body) && packet.len() > body.len());
+            }
             (Out::Skipped(a), Out::Skipped(b)) => assert_eq!(a, b),
             // The packet framing also checks the fields: it may fail where
             // the bare length prefix goes on.

@@ -78,7 +78,11 @@ fuzz_target!(|bytes: &[u8]| {
     let payload_len = usize::from(input.byte(8));
     let header_len = offset + usize::from(width);
     // tokio-util's adjustment: the bytes after the header are field + adj'.
-    let tokio_adj = if includes_header { adjustment - header_len as i64 } else { adjustment };
+    let tokio_adj = if includes_header {
+        adjustment - header_len as i64
+    } else {
+        adjustment
+    };
     // tokio-util's limit on the raw field for framewire's frame limit.
     let Ok(tokio_max) = usize::try_from(max as i64 - header_len as i64 - tokio_adj) else {
         return; // No tokio-util configuration matches.
@@ -90,7 +94,11 @@ fuzz_target!(|bytes: &[u8]| {
     // its adjustment, and then refuses raw values above that, although the
     // frame they describe is within the limit (a 1-byte field with
     // adjustment -7 refuses 249..=255). Only compare where it does not.
-    let field_max = if width == 8 { u64::MAX } else { (1u64 << (8 * u32::from(width))) - 1 };
+    let field_max = if width == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * u32::from(width))) - 1
+    };
     if field_max.saturating_add_signed(tokio_adj) < tokio_max as u64 {
         return;
     }
@@ -131,7 +139,12 @@ fuzz_target!(|bytes: &[u8]| {
             // invalid, tokio-util (which checks the raw field first) too long.
             (Out::Error(FrameError::InvalidLength { raw, .. }), TOut::TooLong) => {
                 assert!(*raw > tokio_max as u64);
-                assert!(raw.checked_add(adjustment.unsigned_abs()).is_none() || raw.checked_add(header_len as u64 + adjustment.unsigned_abs()).is_none());
+                assert!(
+                    raw.checked_add(adjustment.unsigned_abs()).is_none()
+                        || raw
+                            .checked_add(header_len as u64 + adjustment.unsigned_abs())
+                            .is_none()
+                );
             }
             (a, b) => panic!("framewire {a:?} vs tokio-util {b:?}"),
         }
@@ -145,20 +158,38 @@ fuzz_target!(|bytes: &[u8]| {
         if ours_ok {
             // What framewire writes, tokio-util reads back.
             let back = tokio_run(&mut builder.new_codec(), &frame, &[]);
-            assert_eq!(back, [TOut::Frame(payload.to_vec())], "tokio-util misreads framewire's {frame:?}");
+            assert_eq!(
+                back,
+                [TOut::Frame(payload.to_vec())],
+                "tokio-util misreads framewire's {frame:?}"
+            );
         }
         let mut theirs = BytesMut::new();
         let fits = {
             let value = payload.len() as i128 - i128::from(tokio_adj);
             value >= 0 && (width == 8 || value < 1i128 << (8 * u32::from(width)))
         };
-        if fits && builder.new_codec().encode(payload, &mut theirs).is_ok() && header_len + payload.len() <= max {
+        if fits
+            && builder.new_codec().encode(payload, &mut theirs).is_ok()
+            && header_len + payload.len() <= max
+        {
             // What tokio-util writes (within framewire's limit), framewire
             // reads back and would have written the same way.
             let back = run_framing(&mut f.clone(), &theirs, &[], usize::MAX);
-            assert_eq!(back.out, [Out::Frame(payload.to_vec())], "framewire misreads tokio-util's {theirs:?}");
-            assert!(ours_ok, "framewire refuses to encode {payload:?}, which tokio-util frames as {theirs:?}");
-            assert_eq!(&frame[..], &theirs[..], "framewire and tokio-util encode differently");
+            assert_eq!(
+                back.out,
+                [Out::Frame(payload.to_vec())],
+                "framewire misreads tokio-util's {theirs:?}"
+            );
+            assert!(
+                ours_ok,
+                "framewire refuses to encode {payload:?}, which tokio-util frames as {theirs:?}"
+            );
+            assert_eq!(
+                &frame[..],
+                &theirs[..],
+                "framewire and tokio-util encode differently"
+            );
         }
     }
 });

@@ -1,6 +1,6 @@
 //! Two packet `Connection`s joined by simulated links, driven by an
 //! `Arbitrary` sequence of operations: submit, respond, reject, abandon,
-//! end_requests, close, open_channel, partial writes, partial reads (any
+//! `end_requests`, close, `open_channel`, partial writes, partial reads (any
 //! chunking), a write side shut (EOF), the clock advancing, and optionally
 //! raw hostile bytes injected into a link.
 //!
@@ -21,6 +21,7 @@
 //! * pending requests, in-flight requests, buffered input and queued output
 //!   stay within their configured limits.
 #![no_main]
+#![allow(clippy::struct_excessive_bools, clippy::single_match_else)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -56,10 +57,14 @@ impl Cfg {
                 require_canonical: self.canonical,
                 max_octets: 10,
             },
-            accept_requests: self.accept_requests || self.max_packet_len % 5 != 0,
+            accept_requests: self.accept_requests || !self.max_packet_len.is_multiple_of(5),
             max_pending_outbound: 1 + usize::from(self.max_pending_outbound % 8),
             max_inflight_inbound: 1 + usize::from(self.max_inflight_inbound % 8),
-            max_tag: if self.max_tag < 200 { u64::MAX } else { u64::from(self.max_tag - 190) },
+            max_tag: if self.max_tag < 200 {
+                u64::MAX
+            } else {
+                u64::from(self.max_tag - 190)
+            },
             max_receive_buffer: max_packet_len + usize::from(self.receive_extra % 2048),
             max_transmit_buffer: 1 + usize::from(self.max_transmit_buffer % 2048),
             max_channels: usize::from(self.max_channels % 4),
@@ -77,22 +82,60 @@ enum Who {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Submit { who: Who, channel: u8, rq_type: u8, flags: u8, len: u8, timeout: Option<u8> },
-    Respond { who: Who, pick: u8, flags: u8, len: u8 },
-    Reject { who: Who, pick: u8 },
-    Abandon { who: Who, pick: u8 },
-    EndRequests { who: Who },
-    Close { who: Who },
-    OpenChannel { who: Who, channel: u8 },
+    Submit {
+        who: Who,
+        channel: u8,
+        rq_type: u8,
+        flags: u8,
+        len: u8,
+        timeout: Option<u8>,
+    },
+    Respond {
+        who: Who,
+        pick: u8,
+        flags: u8,
+        len: u8,
+    },
+    Reject {
+        who: Who,
+        pick: u8,
+    },
+    Abandon {
+        who: Who,
+        pick: u8,
+    },
+    EndRequests {
+        who: Who,
+    },
+    Close {
+        who: Who,
+    },
+    OpenChannel {
+        who: Who,
+        channel: u8,
+    },
     /// A partial write of `who`'s queued bytes onto the link.
-    Write { who: Who, n: u16 },
+    Write {
+        who: Who,
+        n: u16,
+    },
     /// A partial read: up to `n` bytes of the link into `who`.
-    Read { who: Who, n: u16 },
+    Read {
+        who: Who,
+        n: u16,
+    },
     /// `who` shuts its write side: the peer gets EOF once the link drains.
-    ShutWrite { who: Who },
-    Advance { ms: u16 },
+    ShutWrite {
+        who: Who,
+    },
+    Advance {
+        ms: u16,
+    },
     /// Raw bytes onto the link towards `who` (a hostile or broken peer).
-    Inject { who: Who, bytes: Vec<u8> },
+    Inject {
+        who: Who,
+        bytes: Vec<u8>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -172,7 +215,11 @@ impl End {
     }
 
     fn end_request(&mut self, key: (u64, u64), how: Ended) {
-        assert!(self.pending.remove(&key), "{key:?} ended ({how:?}) but was not pending (ended before: {:?})", self.ended.get(&key));
+        assert!(
+            self.pending.remove(&key),
+            "{key:?} ended ({how:?}) but was not pending (ended before: {:?})",
+            self.ended.get(&key)
+        );
         assert!(self.ended.insert(key, how).is_none(), "{key:?} ended twice");
     }
 }
@@ -204,26 +251,57 @@ impl World {
         while let Some(event) = me.conn.poll_event() {
             assert!(!me.closed_seen, "{who:?}: event {event:?} after Closed");
             match event {
-                Event::RequestReceived { channel, tag, rq_type, flags, payload } => {
+                Event::RequestReceived {
+                    channel,
+                    tag,
+                    rq_type,
+                    flags,
+                    payload,
+                } => {
                     let key = (channel, tag);
-                    assert!(me.received.insert(key), "{who:?}: request {key:?} delivered twice");
+                    assert!(
+                        me.received.insert(key),
+                        "{who:?}: request {key:?} delivered twice"
+                    );
                     assert!(me.conn.is_inflight(channel, tag));
-                    assert!(me.config.accept_requests, "{who:?}: request delivered without accept_requests");
+                    assert!(
+                        me.config.accept_requests,
+                        "{who:?}: request delivered without accept_requests"
+                    );
                     if !hostile {
-                        let sent = peer.sent.get(&key).unwrap_or_else(|| panic!("{who:?}: request {key:?} the peer never sent"));
-                        assert_eq!((sent.rq_type, sent.flags, &sent.payload[..]), (rq_type, flags, &payload[..]), "{who:?}: request {key:?} altered");
+                        let sent = peer.sent.get(&key).unwrap_or_else(|| {
+                            panic!("{who:?}: request {key:?} the peer never sent")
+                        });
+                        assert_eq!(
+                            (sent.rq_type, sent.flags, &sent.payload[..]),
+                            (rq_type, flags, &payload[..]),
+                            "{who:?}: request {key:?} altered"
+                        );
                     }
                     me.inflight.push(key);
                 }
-                Event::ResponseReceived { channel, tag, ok, flags, payload } => {
+                Event::ResponseReceived {
+                    channel,
+                    tag,
+                    ok,
+                    flags,
+                    payload,
+                } => {
                     let key = (channel, tag);
                     me.end_request(key, Ended::Response);
                     if !hostile {
                         if let Some((a_ok, a_flags, a_payload)) = peer.answered.get(&key) {
-                            assert_eq!((*a_ok, *a_flags, &a_payload[..]), (ok, flags, &payload[..]), "{who:?}: wrong response for {key:?}");
+                            assert_eq!(
+                                (*a_ok, *a_flags, &a_payload[..]),
+                                (ok, flags, &payload[..]),
+                                "{who:?}: wrong response for {key:?}"
+                            );
                         } else {
                             // A refusal by the peer's connection itself.
-                            assert!(!ok && flags == 0, "{who:?}: response to {key:?} the peer never gave");
+                            assert!(
+                                !ok && flags == 0,
+                                "{who:?}: response to {key:?} the peer never gave"
+                            );
                             let mut buf = [0u8; TagInUse::MAX_LEN];
                             let n = TagInUse { channel, tag }.encode(&mut buf);
                             let texts: [&[u8]; 5] = [
@@ -233,22 +311,33 @@ impl World {
                                 reason::UNKNOWN_CHANNEL.as_bytes(),
                                 &buf[..n],
                             ];
-                            assert!(texts.contains(&&payload[..]), "{who:?}: failure for {key:?} with unknown text {payload:?}");
+                            assert!(
+                                texts.contains(&&payload[..]),
+                                "{who:?}: failure for {key:?} with unknown text {payload:?}"
+                            );
                         }
                     }
                 }
                 Event::RequestCancelled { channel, tag } => {
-                    assert!(me.peer_end_seen, "{who:?}: cancellation before the peer's end");
+                    assert!(
+                        me.peer_end_seen,
+                        "{who:?}: cancellation before the peer's end"
+                    );
                     me.end_request((channel, tag), Ended::Cancelled);
                 }
                 Event::RequestTimedOut { channel, tag } => {
-                    let deadline = me.sent[&(channel, tag)].deadline.expect("timed out without a timeout");
+                    let deadline = me.sent[&(channel, tag)]
+                        .deadline
+                        .expect("timed out without a timeout");
                     assert!(deadline <= now, "{who:?}: timed out early");
                     me.end_request((channel, tag), Ended::TimedOut);
                 }
                 Event::UnknownResponse { channel, tag } => {
                     let key = (channel, tag);
-                    assert!(!me.pending.contains(&key), "{who:?}: response to pending {key:?} reported unknown");
+                    assert!(
+                        !me.pending.contains(&key),
+                        "{who:?}: response to pending {key:?} reported unknown"
+                    );
                     if !hostile {
                         let how = me.ended.get(&key).copied();
                         assert!(
@@ -284,14 +373,25 @@ impl World {
             Who::B => &mut self.b,
         };
         let c = &me.config;
-        assert_eq!(me.conn.pending_outbound(), me.pending.len(), "{who:?}: pending count");
+        assert_eq!(
+            me.conn.pending_outbound(),
+            me.pending.len(),
+            "{who:?}: pending count"
+        );
         assert!(me.pending.len() <= c.max_pending_outbound);
         for &(ch, tag) in &me.pending {
             assert!(me.conn.is_pending(ch, tag));
         }
-        assert_eq!(me.conn.inflight_inbound(), me.inflight.len(), "{who:?}: in-flight count");
+        assert_eq!(
+            me.conn.inflight_inbound(),
+            me.inflight.len(),
+            "{who:?}: in-flight count"
+        );
         assert!(me.inflight.len() <= c.max_inflight_inbound);
-        assert!(me.conn.receive_buffered() <= c.max_receive_buffer, "{who:?}: receive buffer over the limit");
+        assert!(
+            me.conn.receive_buffered() <= c.max_receive_buffer,
+            "{who:?}: receive buffer over the limit"
+        );
         assert!(me.conn.remembered_tags() <= c.max_remembered_tags);
         let queued = me.conn.transmit_len();
         if queued < c.max_transmit_buffer {
@@ -352,7 +452,10 @@ impl World {
                     progress = taken > 0;
                 }
                 Err(_) => {
-                    assert!(me.conn.protocol_error().is_some(), "input refused without a protocol error");
+                    assert!(
+                        me.conn.protocol_error().is_some(),
+                        "input refused without a protocol error"
+                    );
                     me.read_failed = true;
                     me.inbox.clear();
                     progress = true;
@@ -369,30 +472,73 @@ impl World {
 
     fn step(&mut self, op: Op) {
         match op {
-            Op::Submit { who, channel, rq_type, flags, len, timeout } => {
+            Op::Submit {
+                who,
+                channel,
+                rq_type,
+                flags,
+                len,
+                timeout,
+            } => {
                 let now = self.now;
                 let me = self.pair(who).0;
                 let channel = u64::from(channel % 4);
-                let before = (me.conn.next_tag(channel), me.conn.transmit_len(), me.conn.pending_outbound());
+                let before = (
+                    me.conn.next_tag(channel),
+                    me.conn.transmit_len(),
+                    me.conn.pending_outbound(),
+                );
                 let body = payload(len, rq_type ^ flags);
                 let timeout = timeout.map(|t| Duration::from_millis(u64::from(t)));
-                match me.conn.submit(channel, u64::from(rq_type), u64::from(flags), body.clone(), now, timeout) {
+                match me.conn.submit(
+                    channel,
+                    u64::from(rq_type),
+                    u64::from(flags),
+                    body.clone(),
+                    now,
+                    timeout,
+                ) {
                     Ok(tag) => {
-                        assert_eq!(Some(tag), before.0, "{who:?}: tag is not the channel's next tag");
+                        assert_eq!(
+                            Some(tag),
+                            before.0,
+                            "{who:?}: tag is not the channel's next tag"
+                        );
                         let key = (channel, tag);
-                        let sent = Sent { rq_type: u64::from(rq_type), flags: u64::from(flags), payload: body, deadline: timeout.map(|d| now + d) };
-                        assert!(me.sent.insert(key, sent).is_none(), "{who:?}: tag {key:?} reused");
+                        let sent = Sent {
+                            rq_type: u64::from(rq_type),
+                            flags: u64::from(flags),
+                            payload: body,
+                            deadline: timeout.map(|d| now + d),
+                        };
+                        assert!(
+                            me.sent.insert(key, sent).is_none(),
+                            "{who:?}: tag {key:?} reused"
+                        );
                         me.pending.insert(key);
                     }
                     Err(e) => {
-                        assert_eq!(before, (me.conn.next_tag(channel), me.conn.transmit_len(), me.conn.pending_outbound()), "{who:?}: failed submit ({e:?}) changed state");
+                        assert_eq!(
+                            before,
+                            (
+                                me.conn.next_tag(channel),
+                                me.conn.transmit_len(),
+                                me.conn.pending_outbound()
+                            ),
+                            "{who:?}: failed submit ({e:?}) changed state"
+                        );
                         if let SubmitError::TooManyPending { max } = e {
                             assert_eq!(me.pending.len(), max);
                         }
                     }
                 }
             }
-            Op::Respond { who, pick, flags, len } => {
+            Op::Respond {
+                who,
+                pick,
+                flags,
+                len,
+            } => {
                 let me = self.pair(who).0;
                 if me.inflight.is_empty() {
                     return;
@@ -400,10 +546,15 @@ impl World {
                 let i = usize::from(pick) % me.inflight.len();
                 let (ch, tag) = me.inflight[i];
                 let body = payload(len, flags);
-                if me.conn.respond(ch, tag, u64::from(flags), body.clone()).is_ok() {
+                if me
+                    .conn
+                    .respond(ch, tag, u64::from(flags), body.clone())
+                    .is_ok()
+                {
                     me.inflight.remove(i);
                     me.answered_since_low += body.len() + 40;
-                    me.answered.insert((ch, tag), (true, u64::from(flags), body));
+                    me.answered
+                        .insert((ch, tag), (true, u64::from(flags), body));
                 } else {
                     assert!(me.conn.is_inflight(ch, tag));
                 }
@@ -415,20 +566,35 @@ impl World {
                 }
                 let i = usize::from(pick) % me.inflight.len();
                 let (ch, tag) = me.inflight[i];
-                let text = if pick % 2 == 0 { reason::EXCEPTION_DURING_HANDLER } else { "x" };
+                let text = if pick % 2 == 0 {
+                    reason::EXCEPTION_DURING_HANDLER
+                } else {
+                    "x"
+                };
                 if me.conn.reject(ch, tag, text).is_ok() {
                     me.inflight.remove(i);
                     me.answered_since_low += text.len() + 40;
-                    me.answered.insert((ch, tag), (false, 0, text.as_bytes().to_vec()));
+                    me.answered
+                        .insert((ch, tag), (false, 0, text.as_bytes().to_vec()));
                 }
             }
             Op::Abandon { who, pick } => {
                 let me = self.pair(who).0;
-                let Some(&key) = me.pending.iter().nth(usize::from(pick) % me.pending.len().max(1)) else {
-                    assert!(!me.conn.abandon(0, 2 + u64::from(pick)), "abandoned a request that was not pending");
+                let Some(&key) = me
+                    .pending
+                    .iter()
+                    .nth(usize::from(pick) % me.pending.len().max(1))
+                else {
+                    assert!(
+                        !me.conn.abandon(0, 2 + u64::from(pick)),
+                        "abandoned a request that was not pending"
+                    );
                     return;
                 };
-                assert!(me.conn.abandon(key.0, key.1), "{who:?}: pending {key:?} not abandoned");
+                assert!(
+                    me.conn.abandon(key.0, key.1),
+                    "{who:?}: pending {key:?} not abandoned"
+                );
                 me.end_request(key, Ended::Abandoned);
                 assert!(!me.conn.abandon(key.0, key.1));
             }
@@ -502,7 +668,11 @@ impl World {
             self.settle(false);
             if !progress {
                 // Nothing moves: the links are idle. Shut them.
-                if self.a.write_shut && self.b.write_shut && self.a.eof_delivered && self.b.eof_delivered {
+                if self.a.write_shut
+                    && self.b.write_shut
+                    && self.a.eof_delivered
+                    && self.b.eof_delivered
+                {
                     break;
                 }
                 for who in [Who::A, Who::B] {
@@ -520,9 +690,16 @@ impl World {
         self.b.conn.handle_timeout(now);
         self.settle(true);
         for (who, me) in [(Who::A, &self.a), (Who::B, &self.b)] {
-            assert!(me.pending.is_empty(), "{who:?}: requests never ended: {:?}", me.pending);
+            assert!(
+                me.pending.is_empty(),
+                "{who:?}: requests never ended: {:?}",
+                me.pending
+            );
             assert_eq!(me.conn.pending_outbound(), 0);
-            assert!(me.peer_end_seen, "{who:?}: the peer's end was never reported");
+            assert!(
+                me.peer_end_seen,
+                "{who:?}: the peer's end was never reported"
+            );
         }
     }
 }

@@ -43,11 +43,22 @@ fn drain(conn: &mut Connection, config: &Config, events: &mut Vec<Event>, out: &
         let mut any = false;
         while let Some(e) = conn.poll_event() {
             any = true;
-            if let Event::RequestReceived { channel, tag, flags, payload, .. } = &e {
+            if let Event::RequestReceived {
+                channel,
+                tag,
+                flags,
+                payload,
+                ..
+            } = &e
+            {
                 // Echo it back; if that is too long, refuse it.
                 let flags = flags & 0xffff;
-                if conn.respond(*channel, *tag, flags, payload.clone()).is_err() {
-                    conn.reject(*channel, *tag, "x").expect("a short failure always fits");
+                if conn
+                    .respond(*channel, *tag, flags, payload.clone())
+                    .is_err()
+                {
+                    conn.reject(*channel, *tag, "x")
+                        .expect("a short failure always fits");
                 }
             }
             events.push(e);
@@ -78,9 +89,8 @@ fn run(config: Config, channels: u8, data: &[u8], cuts: &[usize]) -> Outcome {
     'feed: for chunk in chunks(data, cuts) {
         let mut rest = chunk;
         loop {
-            let taken = match conn.handle_input(rest) {
-                Ok(taken) => taken,
-                Err(_) => break 'feed,
+            let Ok(taken) = conn.handle_input(rest) else {
+                break 'feed;
             };
             rest = &rest[taken..];
             let before = (events.len(), out.len(), conn.receive_buffered());
@@ -90,28 +100,50 @@ fn run(config: Config, channels: u8, data: &[u8], cuts: &[usize]) -> Outcome {
             }
             // Input refused: polling, answering and writing must make room.
             let after = (events.len(), out.len(), conn.receive_buffered());
-            assert!(taken > 0 || before != after, "connection stalled: input refused with nothing to do");
+            assert!(
+                taken > 0 || before != after,
+                "connection stalled: input refused with nothing to do"
+            );
         }
     }
     conn.handle_eof();
     drain(&mut conn, &config, &mut events, &mut out);
-    assert!(matches!(events.last(), Some(Event::Closed)), "the connection did not close: {:?}", events.last());
+    assert!(
+        matches!(events.last(), Some(Event::Closed)),
+        "the connection did not close: {:?}",
+        events.last()
+    );
     assert_eq!(conn.pending_outbound(), 0);
     // What it sent is a stream of well-formed packets within its limit.
     // (A refusal the connection makes up itself can be longer than
     // `max_packet_len`: see fuzz/README.md.)
-    let longest = config.max_packet_len.max(MAX_HEADER_LEN + TagInUse::MAX_LEN);
-    let limits = ParseLimits { max_packet_len: longest, varint: VarintRules::default() };
+    let longest = config
+        .max_packet_len
+        .max(MAX_HEADER_LEN + TagInUse::MAX_LEN);
+    let limits = ParseLimits {
+        max_packet_len: longest,
+        varint: VarintRules::default(),
+    };
     let mut sent = Vec::new();
     let mut rest = &out[..];
     while !rest.is_empty() {
         let (p, n) = Packet::parse(rest, &limits)
             .unwrap_or_else(|e| panic!("sent bytes do not parse: {e}"))
             .expect("sent bytes end inside a packet");
-        sent.push((p.channel(), p.tag(), p.pflags(), p.rq_type_wire(), p.payload().to_vec()));
+        sent.push((
+            p.channel(),
+            p.tag(),
+            p.pflags(),
+            p.rq_type_wire(),
+            p.payload().to_vec(),
+        ));
         rest = &rest[n..];
     }
-    assert_eq!(sent.last(), Some(&(0, 0, 0, Some(0), Vec::new())), "the last packet sent is not EOF");
+    assert_eq!(
+        sent.last(),
+        Some(&(0, 0, 0, Some(0), Vec::new())),
+        "the last packet sent is not EOF"
+    );
     let mut stats = *conn.stats();
     if conn.protocol_error().is_some() {
         // Input after a protocol error is refused, so how much was taken
@@ -119,7 +151,11 @@ fn run(config: Config, channels: u8, data: &[u8], cuts: &[usize]) -> Outcome {
         stats.bytes_received = 0;
         stats.bytes_ignored = 0;
     }
-    Outcome { events, sent, stats }
+    Outcome {
+        events,
+        sent,
+        stats,
+    }
 }
 
 fuzz_target!(|bytes: &[u8]| {
@@ -166,7 +202,10 @@ fuzz_target!(|bytes: &[u8]| {
     let channels = input.byte(13);
     let whole = run(config, channels, input.data, &[]);
     let chunked = run(config, channels, input.data, &input.cuts);
-    assert_eq!(whole.events, chunked.events, "events depend on the chunking");
+    assert_eq!(
+        whole.events, chunked.events,
+        "events depend on the chunking"
+    );
     let (mut a, mut b) = (whole.sent, chunked.sent);
     a.sort();
     b.sort();

@@ -8,6 +8,7 @@
 //! packet built for the round trip (`Arbitrary`). All zero: the original's
 //! lenient parsing without a limit.
 #![no_main]
+#![allow(clippy::many_single_char_names)]
 
 use arbitrary::{Arbitrary, Unstructured};
 use framewire::framing::{PacketCheck, PacketFraming};
@@ -39,7 +40,10 @@ fn explicit_channel(bytes: &[u8], limits: &ParseLimits) -> bool {
 
 fn check_parsed(bytes: &[u8], limits: &ParseLimits) {
     let strict = ParseLimits {
-        varint: VarintRules { require_canonical: true, ..limits.varint },
+        varint: VarintRules {
+            require_canonical: true,
+            ..limits.varint
+        },
         ..*limits
     };
     match Packet::parse(bytes, limits) {
@@ -48,7 +52,11 @@ fn check_parsed(bytes: &[u8], limits: &ParseLimits) {
             assert_eq!(Packet::peek_len(bytes, limits), Ok(Some(n)));
             // Every proper prefix is just incomplete.
             for k in 0..n {
-                assert_eq!(Packet::parse(&bytes[..k], limits), Ok(None), "prefix of {k} of a {n}-byte packet");
+                assert_eq!(
+                    Packet::parse(&bytes[..k], limits),
+                    Ok(None),
+                    "prefix of {k} of a {n}-byte packet"
+                );
             }
             // The payload is the tail of the packet.
             assert!(bytes[..n].ends_with(p.payload()));
@@ -61,9 +69,15 @@ fn check_parsed(bytes: &[u8], limits: &ParseLimits) {
             // Re-encoding gives a packet that parses to the same fields.
             let mut out = vec![0u8; p.encoded_len()];
             assert_eq!(p.encode(&mut out), Ok(out.len()));
-            let (q, m) = Packet::parse(&out, &ParseLimits { max_packet_len: usize::MAX, ..strict })
-                .expect("our encoding parses strictly")
-                .expect("our encoding is complete");
+            let (q, m) = Packet::parse(
+                &out,
+                &ParseLimits {
+                    max_packet_len: usize::MAX,
+                    ..strict
+                },
+            )
+            .expect("our encoding parses strictly")
+            .expect("our encoding is complete");
             assert_eq!((q, m), (p, out.len()));
             // Canonical input is reproduced byte for byte.
             if let Ok(Some((s, sn))) = Packet::parse(bytes, &strict) {
@@ -71,7 +85,10 @@ fn check_parsed(bytes: &[u8], limits: &ParseLimits) {
                 // The one non-canonical form left: `F & 1` with an explicit
                 // channel 0 (the original writes no channel field for 0).
                 if out[..] != bytes[..n] {
-                    assert!(p.channel() == 0 && explicit_channel(bytes, &strict), "canonical packet re-encodes differently");
+                    assert!(
+                        p.channel() == 0 && explicit_channel(bytes, &strict),
+                        "canonical packet re-encodes differently"
+                    );
                 }
             }
             // The packet framing agrees.
@@ -81,13 +98,18 @@ fn check_parsed(bytes: &[u8], limits: &ParseLimits) {
                     assert_eq!(n, bytes.len());
                     assert_eq!(e, p);
                 }
-                Err(PacketCheck::Trailing { len, actual }) => assert_eq!((len, actual), (n, bytes.len())),
+                Err(PacketCheck::Trailing { len, actual }) => {
+                    assert_eq!((len, actual), (n, bytes.len()));
+                }
                 Err(other) => panic!("parse gives a packet of {n}, parse_exact {other:?}"),
             }
         }
         Ok(None) => {
             let framing = PacketFraming::with_limits(*limits);
-            assert!(matches!(framing.parse_exact(bytes), Err(PacketCheck::Truncated { .. })));
+            assert!(matches!(
+                framing.parse_exact(bytes),
+                Err(PacketCheck::Truncated { .. })
+            ));
             // Incomplete stays incomplete or becomes an error, never a
             // packet shorter than what was there.
             if let Ok(Some(total)) = Packet::peek_len(bytes, limits) {
@@ -99,7 +121,10 @@ fn check_parsed(bytes: &[u8], limits: &ParseLimits) {
             // An error is final: more bytes do not make it a packet.
             let mut longer = bytes.to_vec();
             longer.extend_from_slice(&[0u8; 16]);
-            assert!(Packet::parse(&longer, limits).is_err(), "error turned into a packet with more bytes");
+            assert!(
+                Packet::parse(&longer, limits).is_err(),
+                "error turned into a packet with more bytes"
+            );
         }
     }
 }
@@ -117,7 +142,9 @@ fuzz_target!(|data: &[u8]| {
         },
     };
     let mut u = Unstructured::new(&input.config[3..]);
-    let Ok(fields) = Fields::arbitrary(&mut u) else { return };
+    let Ok(fields) = Fields::arbitrary(&mut u) else {
+        return;
+    };
     let rest = input.data;
     check_parsed(rest, &limits);
 
@@ -144,7 +171,13 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(n, h + payload.len());
             assert_eq!(&out[..h], &header[..h]);
             assert!(p.encode(&mut out[..n - 1]).is_err());
-            let all = ParseLimits { max_packet_len: usize::MAX, varint: VarintRules { require_canonical: true, max_octets: 10 } };
+            let all = ParseLimits {
+                max_packet_len: usize::MAX,
+                varint: VarintRules {
+                    require_canonical: true,
+                    max_octets: 10,
+                },
+            };
             let (q, m) = Packet::parse(&out, &all).unwrap().unwrap();
             assert_eq!((q, m), (p, n));
             assert_eq!(q.channel(), f.channel);

@@ -175,8 +175,15 @@ pub fn run_framing<F: Framing>(framing: &mut F, data: &[u8], cuts: &[usize], bou
             match framing.decode(&buf) {
                 Ok(Decode::Incomplete { need }) => {
                     if let Some(need) = need {
-                        assert!(need > buf.len(), "Incomplete {{ need: {need} }} with {} buffered", buf.len());
-                        assert!(need <= bound, "Incomplete {{ need: {need} }} over the bound {bound}");
+                        assert!(
+                            need > buf.len(),
+                            "Incomplete {{ need: {need} }} with {} buffered",
+                            buf.len()
+                        );
+                        assert!(
+                            need <= bound,
+                            "Incomplete {{ need: {need} }} over the bound {bound}"
+                        );
                     }
                     assert!(
                         buf.len() <= bound,
@@ -186,9 +193,19 @@ pub fn run_framing<F: Framing>(framing: &mut F, data: &[u8], cuts: &[usize], bou
                     break;
                 }
                 Ok(Decode::Frame { len, payload }) => {
-                    assert!(len > 0 && len <= buf.len(), "Frame of {len} with {} buffered", buf.len());
-                    assert!(payload.start <= payload.end && payload.end <= len, "payload {payload:?} of a frame of {len}");
-                    assert!(len <= max_frame, "Frame of {len} over max_frame_len {max_frame}");
+                    assert!(
+                        len > 0 && len <= buf.len(),
+                        "Frame of {len} with {} buffered",
+                        buf.len()
+                    );
+                    assert!(
+                        payload.start <= payload.end && payload.end <= len,
+                        "payload {payload:?} of a frame of {len}"
+                    );
+                    assert!(
+                        len <= max_frame,
+                        "Frame of {len} over max_frame_len {max_frame}"
+                    );
                     out.push(Out::Frame(buf[payload].to_vec()));
                     buf.drain(..len);
                 }
@@ -206,7 +223,10 @@ pub fn run_framing<F: Framing>(framing: &mut F, data: &[u8], cuts: &[usize], bou
                 }
                 Err(e) => {
                     out.push(Out::Error(e));
-                    return Run { out, clean_end: false };
+                    return Run {
+                        out,
+                        clean_end: false,
+                    };
                 }
             }
         }
@@ -266,7 +286,13 @@ fn drain_owned<F: Framing>(s: &mut FramedStream<F>, out: &mut Vec<SOut>) -> Resu
 
 /// Runs `data` through a [`FramedStream`] with a receive limit of
 /// `max_buffered`, in the given chunking, then the peer's EOF.
-pub fn run_owned<F: Framing>(framing: F, max_buffered: usize, data: &[u8], cuts: &[usize], feed: Feed) -> Vec<SOut> {
+pub fn run_owned<F: Framing>(
+    framing: F,
+    max_buffered: usize,
+    data: &[u8],
+    cuts: &[usize],
+    feed: Feed,
+) -> Vec<SOut> {
     let mut s = FramedStream::new(framing).with_max_buffered(max_buffered);
     let mut out = Vec::new();
     for chunk in chunks(data, cuts) {
@@ -317,14 +343,19 @@ pub fn run_owned<F: Framing>(framing: F, max_buffered: usize, data: &[u8], cuts:
     if drain_owned(&mut s, &mut out).is_ok() {
         // After the end, nothing more, and input is refused.
         assert_eq!(s.poll_event(), Ok(None));
-        assert!(s.state().is_terminal() || !out.iter().any(|o| *o == SOut::Closed));
+        assert!(s.state().is_terminal() || !out.contains(&SOut::Closed));
     }
     out
 }
 
 /// Runs `data` through a [`BorrowedFramedStream`] over a receive slice of
 /// `capacity` bytes, in the given chunking, then the peer's EOF.
-pub fn run_borrowed<F: Framing>(framing: F, capacity: usize, data: &[u8], cuts: &[usize]) -> Vec<SOut> {
+pub fn run_borrowed<F: Framing>(
+    framing: F,
+    capacity: usize,
+    data: &[u8],
+    cuts: &[usize],
+) -> Vec<SOut> {
     let mut rx = vec![0u8; capacity];
     let mut tx = [0u8; 8];
     let mut s = BorrowedFramedStream::new(framing, &mut rx, &mut tx);
@@ -407,40 +438,70 @@ pub fn check_framing<F: Framing + Clone + core::fmt::Debug>(
     let data = input.data;
     let whole = run_framing(&mut fresh.clone(), data, &[], bound);
     let chunked = run_framing(&mut fresh.clone(), data, &input.cuts, bound);
-    assert_eq!(whole, chunked, "bare decoder: chunked input differs from one piece ({fresh:?})");
+    assert_eq!(
+        whole, chunked,
+        "bare decoder: chunked input differs from one piece ({fresh:?})"
+    );
 
     // Streams with room for any frame must match the bare decoder.
     let capacity = bound + 1 + spare;
     let (body, end) = expected_stream(&whole);
     let owned_whole = run_owned(fresh.clone(), capacity, data, &[], Feed::HandleInput);
-    assert_eq!(&owned_whole[..body.len().min(owned_whole.len())], &body[..], "stream frames differ from the bare decoder ({fresh:?})");
+    assert_eq!(
+        &owned_whole[..body.len().min(owned_whole.len())],
+        &body[..],
+        "stream frames differ from the bare decoder ({fresh:?})"
+    );
     match &end {
-        Some(end) => assert_eq!(owned_whole.len(), body.len() + 1, "stream events {owned_whole:?}, expected {body:?} + {end:?}"),
+        Some(end) => assert_eq!(
+            owned_whole.len(),
+            body.len() + 1,
+            "stream events {owned_whole:?}, expected {body:?} + {end:?}"
+        ),
         None => assert_eq!(owned_whole.len(), body.len() + 1),
     }
     let last = owned_whole.last().expect("a stream always ends");
     match &end {
-        Some(end) => assert_eq!(last, end, "stream ended differently from the bare decoder ({fresh:?})"),
+        Some(end) => assert_eq!(
+            last, end,
+            "stream ended differently from the bare decoder ({fresh:?})"
+        ),
         None => assert!(
             matches!(last, SOut::Error(ProtocolError::Truncated { .. })),
             "close inside a frame must be Truncated, got {last:?} ({fresh:?})"
         ),
     }
-    for (feed, name) in [(Feed::HandleInput, "handle_input"), (Feed::ReceiveBuffer, "receive_buffer")] {
+    for (feed, name) in [
+        (Feed::HandleInput, "handle_input"),
+        (Feed::ReceiveBuffer, "receive_buffer"),
+    ] {
         let chunked = run_owned(fresh.clone(), capacity, data, &input.cuts, feed);
-        assert_eq!(owned_whole, chunked, "FramedStream ({name}): chunked input differs from one piece ({fresh:?})");
+        assert_eq!(
+            owned_whole, chunked,
+            "FramedStream ({name}): chunked input differs from one piece ({fresh:?})"
+        );
     }
     let borrowed = run_borrowed(fresh.clone(), capacity, data, &input.cuts);
-    assert_eq!(owned_whole, borrowed, "BorrowedFramedStream differs from FramedStream ({fresh:?})");
+    assert_eq!(
+        owned_whole, borrowed,
+        "BorrowedFramedStream differs from FramedStream ({fresh:?})"
+    );
 
     // A receive buffer smaller than the framing's frames: whatever happens
     // (FrameExceedsBuffer), it must not depend on the chunking.
     let small = 1 + spare % bound.max(1);
     let a = run_owned(fresh.clone(), small, data, &[], Feed::HandleInput);
     let b = run_owned(fresh.clone(), small, data, &input.cuts, Feed::HandleInput);
-    assert_eq!(a, b, "small buffer ({small}): chunked input differs from one piece ({fresh:?}, cuts {:?})", input.cuts);
+    assert_eq!(
+        a, b,
+        "small buffer ({small}): chunked input differs from one piece ({fresh:?}, cuts {:?})",
+        input.cuts
+    );
     let c = run_borrowed(fresh.clone(), small, data, &input.cuts);
-    assert_eq!(a, c, "small buffer ({small}): BorrowedFramedStream differs ({fresh:?})");
+    assert_eq!(
+        a, c,
+        "small buffer ({small}): BorrowedFramedStream differs ({fresh:?})"
+    );
 
     check_reencode(fresh, &whole);
     whole
@@ -463,7 +524,9 @@ pub fn check_encode<F: Framing + Clone>(fresh: &F, payload: &[u8]) {
     };
     assert!(len > 0, "an empty frame for {payload:?}");
     let mut frame = vec![0u8; len];
-    let n = fresh.encode(payload, &mut frame).expect("encoded_len succeeded, so encode must");
+    let n = fresh
+        .encode(payload, &mut frame)
+        .expect("encoded_len succeeded, so encode must");
     assert_eq!(n, len);
     assert!(
         fresh.encode(payload, &mut frame[..len - 1]).is_err(),
