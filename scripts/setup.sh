@@ -11,8 +11,9 @@
 #                               Needs root.
 #   scripts/setup.sh --wasm     also what the npm package and its tests need
 #                               (implies --cross): wasm-bindgen-cli at exactly
-#                               the wasm-bindgen version in Cargo.lock, and
-#                               Debian's chromium for the browser tests (see
+#                               the wasm-bindgen version in Cargo.lock,
+#                               binaryen (wasm-opt), and Debian's chromium for
+#                               the browser tests (see
 #                               scripts/build-wasm.sh, scripts/test-wasm.sh).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -63,7 +64,7 @@ if [ "$cross" = 1 ]; then
   apt_install llvm-19 qemu-system-arm
 fi
 if [ "$wasm" = 1 ]; then
-  apt_install chromium
+  apt_install chromium binaryen
   # The CLI must equal the wasm-bindgen crate version the wasm is built with.
   # No --locked: the registry snapshot lacks some versions the CLI's own lock names.
   want="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$repo/Cargo.lock")"
