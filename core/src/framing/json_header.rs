@@ -239,7 +239,7 @@ pub(crate) fn parse_header(json: &[u8]) -> Result<RawFields<'_>, FrameError> {
     let text = core::str::from_utf8(json).map_err(|e| FrameError::JsonHeaderUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
-    check_nesting(json)?;
+    check_structure(text)?;
     let (found, _) =
         serde_json_core::from_str::<Found<'_>>(text).map_err(|_| FrameError::JsonHeaderSyntax)?;
     let missing = |key| FrameError::JsonHeaderMissingKey { key };
@@ -249,13 +249,7 @@ pub(crate) fn parse_header(json: &[u8]) -> Result<RawFields<'_>, FrameError> {
         content_encoding: found.content_encoding.ok_or(missing(KEYS[2]))?,
         content_length: found.content_length.ok_or(missing(KEYS[3]))?,
     };
-    for s in [
-        fields.byteorder,
-        fields.content_type,
-        fields.content_encoding,
-    ] {
-        check_string(s)?;
-    }
+    // Every string, these included, was checked by `check_structure`.
     Ok(fields)
 }
 
@@ -267,24 +261,30 @@ pub(crate) const KEYS: [&str; 4] = [
     "content-length",
 ];
 
-/// Rejects arrays/objects nested deeper than [`JsonHeader::MAX_NESTING`] before the
-/// recursive parser sees them.
-fn check_nesting(json: &[u8]) -> Result<(), FrameError> {
+/// Rejects arrays/objects nested deeper than [`JsonHeader::MAX_NESTING`]
+/// before the recursive parser sees them, and checks every string in the
+/// header (keys and values, known or not) for bad escapes, lone surrogates
+/// and raw control characters: the JSON parser underneath borrows string
+/// bodies without checking them, and Python's `json.loads` refuses such a
+/// header.
+fn check_structure(text: &str) -> Result<(), FrameError> {
     let mut depth = 0usize;
-    let mut in_string = false;
+    let mut string_start = None;
     let mut escaped = false;
-    for &b in json {
-        if in_string {
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        if let Some(start) = string_start {
             if escaped {
                 escaped = false;
             } else if b == b'\\' {
                 escaped = true;
             } else if b == b'"' {
-                in_string = false;
+                // `start` and `i` are at ASCII quotes: char boundaries.
+                check_string(&text[start..i])?;
+                string_start = None;
             }
         } else {
             match b {
-                b'"' => in_string = true,
+                b'"' => string_start = Some(i + 1),
                 b'[' | b'{' => {
                     depth += 1;
                     if depth > JsonHeader::MAX_NESTING {
@@ -320,19 +320,21 @@ pub(crate) fn next_char(raw: &str) -> Result<Option<(char, &str)>, ()> {
         '\0'..='\u{1f}' | '"' => return Err(()),
         c => return Ok(Some((c, chars.as_str()))),
     }
+    // The escaped character is taken as a `char`, not a byte: an escape of a
+    // multi-byte character (`\Ľ`, invalid JSON) must be refused, not sliced
+    // inside the character (found by fuzzing).
+    let e = chars.next().ok_or(())?;
     let rest = chars.as_str();
-    let (&e, rest) = rest.as_bytes().split_first().ok_or(())?;
-    let rest = &raw[raw.len() - rest.len()..];
     let c = match e {
-        b'"' => '"',
-        b'\\' => '\\',
-        b'/' => '/',
-        b'b' => '\u{8}',
-        b'f' => '\u{c}',
-        b'n' => '\n',
-        b'r' => '\r',
-        b't' => '\t',
-        b'u' => {
+        '"' => '"',
+        '\\' => '\\',
+        '/' => '/',
+        'b' => '\u{8}',
+        'f' => '\u{c}',
+        'n' => '\n',
+        'r' => '\r',
+        't' => '\t',
+        'u' => {
             let (unit, rest) = hex4(rest)?;
             return match unit {
                 0xd800..=0xdbff => {
@@ -610,6 +612,10 @@ mod tests {
             r#"{"byteorder": "\ud83d", "content-type": "a", "content-encoding": "b", "content-length": 1}"#,
             r#"{"byteorder": "\ud83d\u0041", "content-type": "a", "content-encoding": "b", "content-length": 1}"#,
             r#"{"byteorder": "\udc30", "content-type": "a", "content-encoding": "b", "content-length": 1}"#,
+            // An escape of a multi-byte character (found by fuzzing: it used
+            // to slice inside the character and panic).
+            r#"{"byteorder": "\Ľ", "content-type": "a", "content-encoding": "b", "content-length": 1}"#,
+            r#"{"x\Ľ0": 0, "byteorder": "l", "content-type": "a", "content-encoding": "b", "content-length": 1}"#,
             "{\"byteorder\": \"a\tb\", \"content-type\": \"a\", \"content-encoding\": \"b\", \"content-length\": 1}",
         ];
         for header in cases {
