@@ -58,6 +58,8 @@ mod config;
 mod connection;
 #[cfg(all(test, feature = "alloc"))]
 mod diff_tests;
+#[cfg(feature = "std")]
+mod end;
 mod event;
 #[cfg(all(feature = "alloc", any(test, feature = "testing")))]
 pub mod pair;
@@ -79,6 +81,8 @@ pub use self::config::ConfigError;
 pub use self::config::{Config, EVENT_OVERHEAD};
 #[cfg(feature = "alloc")]
 pub use self::connection::Connection;
+#[cfg(feature = "std")]
+pub use self::end::EndCause;
 #[cfg(feature = "alloc")]
 pub use self::event::Event;
 pub use self::event::{

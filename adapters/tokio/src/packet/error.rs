@@ -1,40 +1,11 @@
 //! Errors of the async packet connection.
 
-use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use framewire::packet::{ProtocolError, SubmitError};
+use framewire::packet::SubmitError;
 
-/// Why the connection (its peer's stream, or the transport) ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EndCause {
-    /// The peer sent its EOF packet (an orderly end).
-    EofPacket,
-    /// The transport ended between packets without an EOF packet.
-    TransportEof,
-    /// The peer broke the protocol (including a transport end inside a
-    /// packet).
-    Protocol(ProtocolError),
-    /// Reading or writing the transport failed.
-    Io(io::ErrorKind),
-    /// This side gave up: the close timeout passed, or
-    /// [`PacketConnection::abort`](super::PacketConnection::abort).
-    Aborted,
-}
-
-impl fmt::Display for EndCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EndCause::EofPacket => f.write_str("the peer closed the connection"),
-            EndCause::TransportEof => f.write_str("the transport ended without an EOF packet"),
-            EndCause::Protocol(e) => write!(f, "peer protocol error: {e}"),
-            EndCause::Io(kind) => write!(f, "transport failed: {kind}"),
-            EndCause::Aborted => f.write_str("the connection was aborted on this side"),
-        }
-    }
-}
+pub use framewire::packet::EndCause;
 
 /// Why a call produced no response. (A *failure response* from the peer is
 /// not an error: it is a [`Response`](super::Response) with `ok == false`, as
