@@ -356,6 +356,57 @@ impl Connection {
         self.answer(&Packet::failure(channel, tag, reason), None)
     }
 
+    /// Answers a handler's reply as [`respond`](Self::respond) does, but when
+    /// the reply cannot be sent (flags that cannot be encoded, a packet over
+    /// [`Config::max_packet_len`]) answers the original's failure for a
+    /// handler that raised, [`reason::EXCEPTION_DURING_HANDLER`], instead:
+    /// the peer learns that its request failed rather than waiting forever.
+    ///
+    /// Returns `Ok(None)` when the reply went out as given, `Ok(Some(e))`
+    /// when the failure went out in its place because of `e`, and `Err` when
+    /// nothing could be sent (the request is not in flight, or even the
+    /// failure is over the limits).
+    pub fn respond_or_fail(
+        &mut self,
+        channel: u64,
+        tag: u64,
+        flags: u64,
+        payload: impl Into<Bytes>,
+    ) -> Result<Option<RespondError>, RespondError> {
+        let answered = self.respond(channel, tag, flags, payload);
+        self.fail_unsendable(channel, tag, answered)
+    }
+
+    /// [`reject`](Self::reject) with `reason`, falling back to
+    /// [`reason::EXCEPTION_DURING_HANDLER`] when `reason` makes the packet too
+    /// long; the results are those of
+    /// [`respond_or_fail`](Self::respond_or_fail).
+    pub fn reject_or_fail(
+        &mut self,
+        channel: u64,
+        tag: u64,
+        reason: &str,
+    ) -> Result<Option<RespondError>, RespondError> {
+        let answered = self.reject(channel, tag, reason);
+        self.fail_unsendable(channel, tag, answered)
+    }
+
+    fn fail_unsendable(
+        &mut self,
+        channel: u64,
+        tag: u64,
+        answered: Result<(), RespondError>,
+    ) -> Result<Option<RespondError>, RespondError> {
+        match answered {
+            Ok(()) => Ok(None),
+            Err(e @ RespondError::NotInFlight { .. }) => Err(e),
+            Err(e) => {
+                self.reject(channel, tag, reason::EXCEPTION_DURING_HANDLER)?;
+                Ok(Some(e))
+            }
+        }
+    }
+
     fn answer(&mut self, packet: &Packet<'_>, owned: Option<&Bytes>) -> Result<(), RespondError> {
         let len = packet.encoded_len();
         if len > self.config.max_packet_len {

@@ -736,6 +736,47 @@ fn submit_field_and_size_errors() {
 }
 
 #[test]
+fn unsendable_replies_are_answered_as_a_failed_handler() {
+    let mut c = conn_with(|c| c.max_packet_len = 64);
+    for tag in 2..6 {
+        feed(&mut c, &req(0, tag, 0, 0, b""));
+    }
+    let _ = events(&mut c);
+    // Sendable: out as given.
+    assert_eq!(c.respond_or_fail(0, 2, 3, &b"ok"[..]), Ok(None));
+    assert_eq!(out(&mut c), resp(0, 2, true, 3, b"ok"));
+    // Flags that cannot be encoded: the failure instead.
+    let too_many_flags = wire::MAX_RESPONSE_FLAGS + 1;
+    assert_eq!(
+        c.respond_or_fail(0, 3, too_many_flags, &b""[..]),
+        Ok(Some(RespondError::Field(wire::FieldError::FlagsTooLarge {
+            flags: too_many_flags,
+            max: wire::MAX_RESPONSE_FLAGS
+        })))
+    );
+    assert_eq!(out(&mut c), fail(0, 3, reason::EXCEPTION_DURING_HANDLER));
+    // A payload over the packet limit: the failure instead.
+    assert_eq!(
+        c.respond_or_fail(0, 4, 0, vec![0u8; 64]),
+        Ok(Some(RespondError::PayloadTooLong { len: 67, max: 64 }))
+    );
+    assert_eq!(out(&mut c), fail(0, 4, reason::EXCEPTION_DURING_HANDLER));
+    // A reason over the packet limit: the failure instead.
+    let long_reason = "x".repeat(64);
+    assert_eq!(
+        c.reject_or_fail(0, 5, &long_reason),
+        Ok(Some(RespondError::PayloadTooLong { len: 67, max: 64 }))
+    );
+    assert_eq!(out(&mut c), fail(0, 5, reason::EXCEPTION_DURING_HANDLER));
+    // Not in flight (answered already): nothing is sent.
+    assert_eq!(
+        c.respond_or_fail(0, 5, 0, &b""[..]),
+        Err(RespondError::NotInFlight { channel: 0, tag: 5 })
+    );
+    assert_eq!(c.poll_transmit(), None);
+}
+
+#[test]
 fn transmit_limit() {
     let mut c = conn_with(|c| c.max_transmit_buffer = 20);
     let mut n = 0;

@@ -63,22 +63,18 @@ fn worker_loop(shared: &Arc<Shared>, handler: &dyn Handler) {
             let outcome = run_handler(handler, request);
             st = shared.lock();
             if !st.failed() {
-                let answered = match outcome {
+                // A reply the core cannot send (flags or payload over the
+                // limits) is answered as a failed handler by the core.
+                let _ = match outcome {
                     HandlerOutcome::Reply(reply) => {
-                        st.conn.respond(channel, tag, reply.flags, reply.payload)
+                        st.conn
+                            .respond_or_fail(channel, tag, reply.flags, reply.payload)
                     }
                     HandlerOutcome::Failed => {
                         st.conn
-                            .reject(channel, tag, reason::EXCEPTION_DURING_HANDLER)
+                            .reject_or_fail(channel, tag, reason::EXCEPTION_DURING_HANDLER)
                     }
                 };
-                if answered.is_err() {
-                    // The reply cannot be sent (flags or payload over the
-                    // limits): the handler failed, as far as the peer knows.
-                    let _ = st
-                        .conn
-                        .reject(channel, tag, reason::EXCEPTION_DURING_HANDLER);
-                }
                 shared.dispatch(&mut st);
                 if st.jobs.is_empty() {
                     // Nothing else to do: write the response now.

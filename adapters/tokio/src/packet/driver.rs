@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use framewire::packet::{
-    reason, ChannelError, Connection, Event, PeerCloseReason, RespondError, State, SubmitError,
+    reason, ChannelError, Connection, Event, PeerCloseReason, State, SubmitError,
 };
 use framewire::time::{Duration as CoreDuration, Instant as CoreInstant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -482,22 +482,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
 
     /// Hands a handler's reply to the core.
     fn send_reply(&mut self, channel: u64, tag: u64, reply: Reply) {
-        let refused = match reply {
+        // A reply the core cannot send (flags too large, packet too long) is
+        // answered by the core as a failed handler instead.
+        let answered = match reply {
             Reply::Respond { flags, payload } => {
-                self.conn.respond(channel, tag, flags, payload).err()
+                self.conn.respond_or_fail(channel, tag, flags, payload)
             }
-            Reply::Fail { reason } => self.conn.reject(channel, tag, &reason).err(),
+            Reply::Fail { reason } => self.conn.reject_or_fail(channel, tag, &reason),
         };
-        match refused {
-            None | Some(RespondError::NotInFlight { .. }) => {}
-            // The core cannot send this reply (flags too large, packet too
-            // long): the original's answer to a failed handler instead.
-            Some(e) => {
-                tracing::debug!(channel, tag, error = %e, "unsendable reply");
-                let _ = self
-                    .conn
-                    .reject(channel, tag, reason::EXCEPTION_DURING_HANDLER);
-            }
+        if let Ok(Some(e)) = answered {
+            tracing::debug!(channel, tag, error = %e, "unsendable reply");
         }
     }
 
