@@ -18,7 +18,6 @@
 //! offsets, so a whole batch crosses into JavaScript in two copies whatever
 //! the number of frames; the JS side cuts it into `subarray` views.
 
-use bytes::Bytes;
 use framewire::framing::{
     BsonDocument, Decode, Delimited, EncodeError, Fixed, FrameError, FrameHeader, Framing,
     JsonHeader, LengthField, LengthPrefixed, OversizePolicy, PacketFraming,
@@ -384,19 +383,22 @@ impl CodecCore {
     /// (frames or skips) were seen.
     fn drain(&mut self) -> Result<usize, Failure> {
         let mut seen = 0;
-        while let Some(event) = self.stream.poll_event().map_err(|e| stream_error(&e))? {
+        // Frames are lent (copied straight into the packed output from the
+        // receive buffer), not cut as `Bytes`: no reference count per frame.
+        let (data, ends) = (&mut self.data, &mut self.ends);
+        while let Some(()) = self
+            .stream
+            .poll_event_with(|event| {
+                if let Event::Frame(payload) = event {
+                    data.extend_from_slice(payload);
+                    ends.push(data.len() as u32);
+                }
+            })
+            .map_err(|e| stream_error(&e))?
+        {
             seen += 1;
-            if let Event::Frame(payload) = event {
-                self.push_payload(&payload);
-            }
         }
         Ok(seen)
-    }
-
-    #[inline]
-    fn push_payload(&mut self, payload: &Bytes) {
-        self.data.extend_from_slice(payload);
-        self.ends.push(self.data.len() as u32);
     }
 
     /// The payloads waiting in the output, back to back.

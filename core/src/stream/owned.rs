@@ -8,7 +8,7 @@ use core::ops::Range;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::error::{SendError, StreamError};
-use super::recv::{Core, RecvBuffer};
+use super::recv::{Core, RecvBuffer, Step};
 use super::{Event, Stats, StreamState, DEFAULT_MIN_BUFFERED, DEFAULT_MIN_QUEUED};
 use crate::framing::Framing;
 
@@ -61,6 +61,14 @@ impl BytesRecv {
     /// the buffer's allocation.
     #[inline]
     fn cut(&mut self, len: usize, payload: Range<usize>) -> Bytes {
+        let base = self.consume_frozen(len);
+        self.frozen.slice(base + payload.start..base + payload.end)
+    }
+
+    /// Freezes the buffer (if it is not yet), consumes its first `len`
+    /// received bytes and returns their offset in `frozen`.
+    #[inline]
+    fn consume_frozen(&mut self, len: usize) -> usize {
         if self.frozen.is_empty() {
             // `filled >= len > 0`, so the frozen buffer is not empty.
             self.frozen = core::mem::take(&mut self.buf).freeze();
@@ -69,7 +77,17 @@ impl BytesRecv {
         let base = self.start;
         self.start += len;
         self.filled -= len;
-        self.frozen.slice(base + payload.start..base + payload.end)
+        base
+    }
+
+    /// Consumes the frame `filled()[..len]` and returns its payload as a
+    /// slice. Freezes the buffer as [`cut`](Self::cut) does (consuming from a
+    /// frozen buffer is an index step, where `BytesMut::advance` would later
+    /// cost a compaction), but takes no reference count.
+    #[inline]
+    fn lend(&mut self, len: usize, payload: Range<usize>) -> &[u8] {
+        let base = self.consume_frozen(len);
+        &self.frozen[base + payload.start..base + payload.end]
     }
 
     /// Makes the buffer mutable again (a no-op unless frozen). The `keep`
@@ -491,6 +509,43 @@ impl<F: Framing> FramedStream<F> {
         Ok(step.into_event(|len, payload| self.rx.cut(len, payload)))
     }
 
+    /// The next event, as [`poll_event`](Self::poll_event), with the frame
+    /// lent to `f` as a slice of the receive buffer instead of returned as
+    /// [`Bytes`]: no reference count is taken and the buffer is not frozen,
+    /// which is cheaper per frame when the caller copies or parses the
+    /// payload right away. Returns what `f` returned, or `Ok(None)` as
+    /// `poll_event` does. Mixing both methods on one stream is fine.
+    ///
+    /// Errors and panics: as [`poll_event`](Self::poll_event).
+    ///
+    /// ```
+    /// use framewire::framing::Fixed;
+    /// use framewire::stream::{Event, FramedStream};
+    ///
+    /// let mut s = FramedStream::new(Fixed::new(2));
+    /// s.handle_input(b"abcd")?;
+    /// let mut out = Vec::new();
+    /// while let Some(()) = s.poll_event_with(|e| {
+    ///     if let Event::Frame(f) = e {
+    ///         out.extend_from_slice(f);
+    ///     }
+    /// })? {}
+    /// assert_eq!(out, b"abcd");
+    /// # Ok::<(), framewire::stream::StreamError>(())
+    /// ```
+    #[inline]
+    pub fn poll_event_with<R>(
+        &mut self,
+        f: impl FnOnce(Event<&[u8]>) -> R,
+    ) -> Result<Option<R>, StreamError> {
+        Ok(match self.core.poll_step(&mut self.rx)? {
+            Step::Nothing => None,
+            Step::Frame { len, payload } => Some(f(Event::Frame(self.rx.lend(len, payload)))),
+            Step::Skipped(o) => Some(f(Event::Skipped(o))),
+            Step::Closed => Some(f(Event::Closed)),
+        })
+    }
+
     /// The next frame, passing over [`Event::Skipped`] (counted in
     /// [`Stats::frames_skipped`]) and [`Event::Closed`] (see
     /// [`state`](Self::state)). `Ok(None)`: more input is needed, or the stream
@@ -674,6 +729,83 @@ mod tests {
         assert_eq!(frames.len(), 50);
         for (i, f) in (0..50u8).zip(&frames) {
             assert_eq!(&f[..], &[i; 5]);
+        }
+    }
+
+    #[test]
+    fn lent_frames_report_skips_and_close_like_poll_event() {
+        use super::super::Event;
+        let framing = LengthPrefixed::new()
+            .with_max_frame_len(8)
+            .with_oversize(crate::framing::OversizePolicy::Skip);
+        let mut s = FramedStream::new(framing).with_max_buffered(64);
+        let mut input = lp(b"ab");
+        input.extend_from_slice(&lp(b"toolong"));
+        input.extend_from_slice(&lp(b"cd"));
+        s.handle_input(&input).unwrap();
+        s.handle_eof().unwrap();
+        let mut seen = Vec::new();
+        while let Some(e) = s
+            .poll_event_with(|e| match e {
+                Event::Frame(f) => Event::Frame(f.to_vec()),
+                Event::Skipped(o) => Event::Skipped(o),
+                Event::Closed => Event::Closed,
+            })
+            .unwrap()
+        {
+            seen.push(e);
+        }
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(seen[0], Event::Frame(b"ab".to_vec()));
+        assert!(matches!(seen[1], Event::Skipped(_)));
+        assert_eq!(seen[2], Event::Frame(b"cd".to_vec()));
+        assert_eq!(seen[3], Event::Closed);
+        assert_eq!(s.stats().frames_received, 2);
+        assert_eq!(s.stats().frames_skipped, 1);
+    }
+
+    proptest! {
+        #[test]
+        fn lent_and_shared_frames_mixed_in_any_chunking(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..16),
+            cuts in proptest::collection::vec(1usize..60, 1..20),
+            lend_mask in any::<u64>(),
+            keep_mask in any::<u64>(),
+            max in 44usize..200,
+        ) {
+            use super::super::Event;
+            let input: Vec<u8> = payloads.iter().flat_map(|p| lp(p)).collect();
+            let mut s = FramedStream::new(LengthPrefixed::new()).with_max_buffered(max);
+            let mut kept: Vec<(usize, Bytes)> = Vec::new();
+            let mut seen = 0usize;
+            let (mut pos, mut step) = (0usize, 0usize);
+            while pos < input.len() {
+                let end = (pos + cuts[step % cuts.len()]).min(input.len());
+                pos += s.handle_input(&input[pos..end]).unwrap();
+                step += 1;
+                loop {
+                    if lend_mask >> (seen % 64) & 1 == 1 {
+                        let Some(f) = s.poll_event_with(|e| match e {
+                            Event::Frame(f) => f.to_vec(),
+                            other => panic!("{other:?}"),
+                        }).unwrap() else { break };
+                        prop_assert_eq!(&f[..], &payloads[seen][..]);
+                    } else {
+                        let Some(f) = s.poll_frame().unwrap() else { break };
+                        prop_assert_eq!(&f[..], &payloads[seen][..]);
+                        if keep_mask >> (seen % 64) & 1 == 1 {
+                            kept.push((seen, f));
+                        }
+                    }
+                    seen += 1;
+                }
+            }
+            s.handle_eof().unwrap();
+            prop_assert_eq!(s.poll_frame(), Ok(None));
+            prop_assert_eq!(seen, payloads.len());
+            for (i, f) in &kept {
+                prop_assert_eq!(&f[..], &payloads[*i][..]);
+            }
         }
     }
 
