@@ -23,8 +23,7 @@
 //! | 13 | channels opened `b % 4` |
 #![no_main]
 
-use framewire::packet::reason::TagInUse;
-use framewire::packet::wire::{Packet, ParseLimits, MAX_HEADER_LEN};
+use framewire::packet::wire::{Packet, ParseLimits};
 use framewire::packet::{Config, Connection, Event, Stats};
 use framewire::varint::VarintRules;
 use framewire_fuzz::{chunks, Input};
@@ -114,14 +113,10 @@ fn run(config: Config, channels: u8, data: &[u8], cuts: &[usize]) -> Outcome {
         events.last()
     );
     assert_eq!(conn.pending_outbound(), 0);
-    // What it sent is a stream of well-formed packets within its limit.
-    // (A refusal the connection makes up itself can be longer than
-    // `max_packet_len`: see fuzz/README.md.)
-    let longest = config
-        .max_packet_len
-        .max(MAX_HEADER_LEN + TagInUse::MAX_LEN);
+    // What it sent is a stream of well-formed packets within its limit,
+    // its own refusals included.
     let limits = ParseLimits {
-        max_packet_len: longest,
+        max_packet_len: config.max_packet_len,
         varint: VarintRules::default(),
     };
     let mut sent = Vec::new();

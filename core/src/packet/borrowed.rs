@@ -1264,7 +1264,13 @@ impl<'a> Engine<'a> {
             return true;
         }
         let mut text = [0u8; TagInUse::MAX_LEN];
-        let packet = rules::refusal_packet(refusal, head.channel, head.tag, &mut text);
+        let packet = rules::refusal_packet(
+            refusal,
+            head.channel,
+            head.tag,
+            &mut text,
+            self.limits.max_packet_len,
+        );
         if packet.encoded_len() > self.tx_room() {
             return false;
         }

@@ -449,24 +449,26 @@ fn tag_reused_after_completion_is_refused() {
     feed(&mut c, &req(0, 9, 0, 0, b""));
     assert_eq!(events(&mut c), vec![rq(0, 9, 0, 0, b"")]);
     // The longest text fits the smallest transmit buffer.
-    let mut c = conn_with(64, MIN_TRANSMIT_BUFFER, |_| {});
-    c.open_channel(u64::MAX).unwrap();
     let big = req(u64::MAX, u64::MAX, 0, 0, b"");
-    feed(&mut c, &big);
-    let _ = events(&mut c);
-    c.respond(u64::MAX, u64::MAX, 0, b"").unwrap();
-    let _ = out(&mut c);
-    feed(&mut c, &big);
-    let refusal = out(&mut c);
-    assert_eq!(
-        refusal,
-        fail(
-            u64::MAX,
-            u64::MAX,
-            "channel 18446744073709551615: tag already in use: 18446744073709551615"
-        )
-    );
+    let refused_again = |rx: usize| {
+        let mut c = conn_with(rx, MIN_TRANSMIT_BUFFER, |_| {});
+        c.open_channel(u64::MAX).unwrap();
+        feed(&mut c, &big);
+        let _ = events(&mut c);
+        c.respond(u64::MAX, u64::MAX, 0, b"").unwrap();
+        let _ = out(&mut c);
+        feed(&mut c, &big);
+        out(&mut c)
+    };
+    let text = "channel 18446744073709551615: tag already in use: 18446744073709551615";
+    let refusal = refused_again(128);
+    assert_eq!(refusal, fail(u64::MAX, u64::MAX, text));
     assert_eq!(refusal.len() + 8, MIN_TRANSMIT_BUFFER);
+    // With a packet limit of 64 (the receive buffer), the text is cut so the
+    // failure fits it: a peer with the same limit still reads it.
+    let refusal = refused_again(64);
+    assert_eq!(refusal.len(), 64);
+    assert_eq!(refusal, fail(u64::MAX, u64::MAX, &text[..64 - 22]));
 }
 
 #[test]

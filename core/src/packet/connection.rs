@@ -833,7 +833,13 @@ impl Connection {
                 self.stats.tags_reused += 1;
             }
             let mut text = [0u8; reason::TagInUse::MAX_LEN];
-            let packet = rules::refusal_packet(refusal, head.channel, head.tag, &mut text);
+            let packet = rules::refusal_packet(
+                refusal,
+                head.channel,
+                head.tag,
+                &mut text,
+                self.config.max_packet_len,
+            );
             self.queue_packet(&packet, None);
             return true;
         }

@@ -161,19 +161,40 @@ pub(crate) fn refusal(
 
 /// The failure packet for `refusal`, its text written into `text` when it
 /// has to be formatted. Neither allocates nor uses `core::fmt`.
+///
+/// The text is cut short, to nothing if need be, so that the packet is at
+/// most `max_packet_len`: the limit is taken to be the peer's too, and a
+/// peer with the same small limit must learn that its request failed rather
+/// than fail on a packet too long. The failure without text always fits: its
+/// header is no longer than that of the request being refused, which fitted.
 pub(crate) fn refusal_packet(
     refusal: Refusal,
     channel: u64,
     tag: u64,
     text: &mut [u8; reason::TagInUse::MAX_LEN],
+    max_packet_len: usize,
 ) -> Packet<'_> {
-    match refusal {
-        Refusal::Text(t) => Packet::failure(channel, tag, t),
+    let text: &[u8] = match refusal {
+        Refusal::Text(t) => t.as_bytes(),
         Refusal::TagInUse => {
             let n = reason::TagInUse { channel, tag }.encode(text);
-            Packet::failure_bytes(channel, tag, &text[..n])
+            &text[..n]
         }
+    };
+    let whole = Packet::failure_bytes(channel, tag, text);
+    let over = whole.encoded_len().saturating_sub(max_packet_len);
+    if over == 0 {
+        return whole;
     }
+    // Shorter text can also shorten the length prefix, so cut by `over`
+    // and then step down while still too long (at most a step or two).
+    let mut keep = text.len().saturating_sub(over);
+    while keep > 0
+        && Packet::failure_bytes(channel, tag, &text[..keep]).encoded_len() > max_packet_len
+    {
+        keep -= 1;
+    }
+    Packet::failure_bytes(channel, tag, &text[..keep])
 }
 
 #[cfg(test)]
@@ -207,12 +228,49 @@ mod tests {
     #[test]
     fn refusal_packets() {
         let mut buf = [0u8; reason::TagInUse::MAX_LEN];
-        let p = refusal_packet(Refusal::TagInUse, 3, 9, &mut buf);
+        let p = refusal_packet(Refusal::TagInUse, 3, 9, &mut buf, usize::MAX);
         assert_eq!(p.payload(), b"channel 3: tag already in use: 9");
         assert_eq!(p.response_status(), Some((false, 0)));
         assert_eq!(p.channel(), 3);
-        let p = refusal_packet(Refusal::Text(reason::UNKNOWN_CHANNEL), 5, 2, &mut buf);
+        let p = refusal_packet(
+            Refusal::Text(reason::UNKNOWN_CHANNEL),
+            5,
+            2,
+            &mut buf,
+            usize::MAX,
+        );
         assert_eq!(p.payload(), b"unknown channel %d");
+    }
+
+    #[test]
+    fn refusals_are_cut_to_the_packet_limit() {
+        let mut buf = [0u8; reason::TagInUse::MAX_LEN];
+        let whole = refusal_packet(Refusal::TagInUse, 3, 9, &mut buf, usize::MAX).encoded_len();
+        let p = refusal_packet(Refusal::TagInUse, 3, 9, &mut buf, whole - 5);
+        assert_eq!(p.encoded_len(), whole - 5);
+        assert_eq!(p.payload(), b"channel 3: tag already in u");
+        assert_eq!(p.response_status(), Some((false, 0)));
+        let empty = Packet::failure_bytes(3, 9, b"").encoded_len();
+        for max in [0, 1, empty - 1, empty] {
+            let p = refusal_packet(Refusal::TagInUse, 3, 9, &mut buf, max);
+            assert_eq!(p.payload(), b"", "{max}");
+        }
+        // Across the length prefix's width: a 200-byte limit with a long
+        // text would need a 2-byte prefix; every limit is met exactly or
+        // with the text whole.
+        for max in 0..200 {
+            for (channel, tag) in [(0, 0), (u64::MAX, u64::MAX), (300, 1 << 40)] {
+                for refusal in [
+                    Refusal::TagInUse,
+                    Refusal::Text(reason::REQUESTS_NO_LONGER_ALLOWED),
+                ] {
+                    let p = refusal_packet(refusal, channel, tag, &mut buf, max);
+                    let len = p.encoded_len();
+                    let floor = Packet::failure_bytes(channel, tag, b"").encoded_len();
+                    assert!(len <= max.max(floor), "{max} {channel} {tag}: {len}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -801,6 +801,32 @@ fn transmit_limit() {
 }
 
 #[test]
+fn refusals_fit_the_packet_limit() {
+    // A limit of 16 bytes: "unknown channel %d" (18 bytes of text) would
+    // not fit; the failure goes out cut to 16 bytes, and a peer with the
+    // same limit reads it as the failure of its request.
+    let small = |c: &mut Config| {
+        c.max_packet_len = 16;
+        c.max_receive_buffer = 64;
+    };
+    let mut c = conn_with(small);
+    let mut peer = conn_with(small);
+    peer.open_channel(5).unwrap();
+    let tag = peer
+        .submit(5, 0, 0, &b""[..], Instant::from_millis(0), None)
+        .unwrap();
+    feed(&mut c, &out(&mut peer));
+    let sent = out(&mut c);
+    assert_eq!(sent.len(), 16);
+    assert_eq!(sent, fail(5, tag, &"unknown channel %d"[..16 - 4]));
+    feed(&mut peer, &sent);
+    assert_eq!(
+        events(&mut peer),
+        vec![response_event(5, tag, false, 0, b"unknown chan")]
+    );
+}
+
+#[test]
 fn inflight_inbound_limit_is_backpressure() {
     let mut c = conn_with(|c| c.max_inflight_inbound = 2);
     c.submit(0, 0, 0, &b""[..], T0, None).unwrap();
