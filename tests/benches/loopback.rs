@@ -25,6 +25,14 @@
 //!   The anchor: a bare Tokio TCP ping-pong of a 20-byte message
 //!   (`write_all`, `read_exact`).
 //!
+//! * **cs.packetstream** (the Python original, 20240630, from the venv that
+//!   `framewire_tests::python()` finds): `tests/python/packetstream_bench.py`
+//!   runs the same two modes with a forked echo server (no shared GIL),
+//!   once with `packet_grace=0` and once with the default grace (0.01 s),
+//!   pinned like the Rust contenders; its JSON line is parsed here. It runs
+//!   3x as long as the Rust contenders (a window takes 40-200 ms). Without
+//!   the venv these contenders are skipped with a `SKIP` line.
+//!
 //! Runs are interleaved over `rounds` rounds; for each contender and
 //! placement the best round counts (the highest rate; the lowest median and
 //! the lowest p99), because interference only ever slows a run down.
@@ -113,6 +121,11 @@ enum Server {
     FwTokioInline,
     /// framewire-std `Builder::start` with an echo handler.
     FwStd,
+    /// cs.packetstream (Python, tests/python/packetstream_bench.py), client
+    /// and echo server with `packet_grace=0`.
+    PyGrace0,
+    /// The same with the original's default `packet_grace` (0.01 s).
+    PyGraceDefault,
 }
 
 async fn accept(listener: StdListener) -> TcpStream {
@@ -173,7 +186,9 @@ fn serve(kind: Server, listener: StdListener) {
                     let conn = builder.start(sock).expect("tokio server");
                     let _ = conn.wait().await;
                 }
-                Server::StdPingPong | Server::FwStd => unreachable!(),
+                Server::StdPingPong | Server::FwStd | Server::PyGrace0 | Server::PyGraceDefault => {
+                    unreachable!()
+                }
             }
         }),
     }
@@ -342,6 +357,9 @@ async fn tokio_client(kind: Server, mode: Mode, addr: SocketAddr, plan: &Plan) -
 
 /// One client + server run, pinned to `(client_cpu, server_cpu)`.
 fn run(kind: Server, mode: Mode, cpus: (usize, usize), plan: &Plan) -> Run {
+    if matches!(kind, Server::PyGrace0 | Server::PyGraceDefault) {
+        return python_run(kind, mode, cpus, plan);
+    }
     let listener = StdListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     thread::scope(|s| {
@@ -386,6 +404,8 @@ impl Best {
 fn fmt_rate(rate: f64) -> String {
     if rate >= 1e6 {
         format!("{:.2} M/s", rate / 1e6)
+    } else if rate < 1e3 {
+        format!("{rate:.0} /s")
     } else {
         format!("{:.1} k/s", rate / 1e3)
     }
@@ -403,6 +423,8 @@ fn name(kind: Server) -> &'static str {
         Server::FwTokio => "framewire-tokio PacketConnection",
         Server::FwTokioInline => "framewire-tokio, inline_handlers",
         Server::FwStd => "framewire-std PacketConnection",
+        Server::PyGrace0 => "cs.packetstream (Python), packet_grace 0",
+        Server::PyGraceDefault => "cs.packetstream (Python), default packet_grace 0.01 s",
     }
 }
 
@@ -415,6 +437,8 @@ fn jobs(args: &[String]) -> Vec<(Mode, Server)> {
         Server::FwTokio,
         Server::FwTokioInline,
         Server::FwStd,
+        Server::PyGrace0,
+        Server::PyGraceDefault,
     ];
     let round_trips = [
         Server::BarePingPong,
@@ -423,7 +447,13 @@ fn jobs(args: &[String]) -> Vec<(Mode, Server)> {
         Server::FwTokio,
         Server::FwTokioInline,
         Server::FwStd,
+        Server::PyGrace0,
+        Server::PyGraceDefault,
     ];
+    // The Python contenders only when the venv with the original is there.
+    let available = |k: Server| {
+        !matches!(k, Server::PyGrace0 | Server::PyGraceDefault) || python_bench().is_some()
+    };
     // `--only pipelined|round-trips` runs one mode (for profiling); the
     // targets of the other are then not printed.
     let only = args
@@ -439,12 +469,12 @@ fn jobs(args: &[String]) -> Vec<(Mode, Server)> {
         .map_or("", String::as_str);
     pipelined
         .iter()
-        .filter(|&&k| only != Some("round-trips") && name(k).contains(filter))
+        .filter(|&&k| only != Some("round-trips") && name(k).contains(filter) && available(k))
         .map(|&k| (Mode::Pipelined, k))
         .chain(
             round_trips
                 .iter()
-                .filter(|&&k| only != Some("pipelined") && name(k).contains(filter))
+                .filter(|&&k| only != Some("pipelined") && name(k).contains(filter) && available(k))
                 .map(|&k| (Mode::RoundTrips, k)),
         )
         .collect()
@@ -486,6 +516,24 @@ fn targets(
                 );
             }
         }
+        for py in [Server::PyGrace0, Server::PyGraceDefault] {
+            let (Some(fw), Some(orig)) = (
+                find(p, Mode::Pipelined, Server::FwTokio),
+                find(p, Mode::Pipelined, py),
+            ) else {
+                continue;
+            };
+            target(
+                format!(
+                    "{place}: pipelined, {} / {}",
+                    name(Server::FwTokio),
+                    name(py)
+                ),
+                fw.rate / orig.rate,
+                100.0,
+                true,
+            );
+        }
         let Some(bare) = find(p, Mode::RoundTrips, Server::BarePingPong) else {
             continue;
         };
@@ -503,6 +551,135 @@ fn targets(
         }
     }
     (total, misses)
+}
+
+/// The Python interpreter for the cs.packetstream contenders, if the venv
+/// with the original is there (checked once: `import cs.packetstream`);
+/// otherwise `None`, after one `SKIP` line saying why.
+fn python_bench() -> Option<&'static std::path::Path> {
+    static PYTHON: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let skip = |why: String| {
+                println!("SKIP cs.packetstream contenders: {why}");
+                None
+            };
+            let venv = framewire_tests::repo_root().join(".venv/bin/python");
+            if std::env::var_os("FRAMEWIRE_PYTHON").is_none() && !venv.exists() {
+                return skip(format!(
+                    "no Python venv at {} (run scripts/setup.sh or set FRAMEWIRE_PYTHON)",
+                    venv.display()
+                ));
+            }
+            let python = framewire_tests::python();
+            match std::process::Command::new(&python)
+                .args(["-c", "import cs.packetstream"])
+                .output()
+            {
+                Ok(out) if out.status.success() => Some(python),
+                Ok(out) => skip(format!(
+                    "{} cannot import cs.packetstream: {}",
+                    python.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(e) => skip(format!("cannot run {}: {e}", python.display())),
+            }
+        })
+        .as_deref()
+}
+
+/// One run of `tests/python/packetstream_bench.py` (client and forked echo
+/// server of the original), pinned to `cpus`; its JSON line as a [`Run`].
+fn python_run(kind: Server, mode: Mode, cpus: (usize, usize), plan: &Plan) -> Run {
+    let python = python_bench().expect("only scheduled when available");
+    let secs = format!("{:.3}", plan.pipelined_for.as_secs_f64() * 3.0);
+    let (window, n) = (plan.window.to_string(), plan.round_trips.to_string());
+    let (c, s) = (cpus.0.to_string(), cpus.1.to_string());
+    let grace = if kind == Server::PyGrace0 {
+        "0"
+    } else {
+        "default"
+    };
+    let mode = if mode == Mode::Pipelined {
+        "pipelined"
+    } else {
+        "rtt"
+    };
+    let out = std::process::Command::new(python)
+        .arg(framewire_tests::python_script("packetstream_bench.py"))
+        .args([mode, "--grace", grace, "--window", &window, "--secs", &secs])
+        .args(["--n", &n, "--rtts", "--client-cpu", &c, "--server-cpu", &s])
+        .args(["--timeout", "60"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run packetstream_bench.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{'));
+    let json: Option<serde_json::Value> = line.and_then(|l| serde_json::from_str(l).ok());
+    let Some(json) = json.filter(|j| out.status.success() && j["ok"] == true) else {
+        panic!(
+            "packetstream_bench.py {mode} --grace {grace} failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut rtts: Vec<Duration> = json["rtts_us"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(serde_json::Value::as_f64)
+                .map(|us| Duration::from_secs_f64(us / 1e6))
+                .collect()
+        })
+        .unwrap_or_default();
+    rtts.sort_unstable();
+    Run {
+        rate: json["rate"].as_f64().expect("rate"),
+        rtts,
+    }
+}
+
+/// Side-by-side figures against cs.packetstream that have no DESIGN target
+/// (round trips; framewire-std pipelined).
+fn python_comparisons(
+    placements: &[(&str, (usize, usize))],
+    find: &dyn Fn(usize, Mode, Server) -> Option<Best>,
+) {
+    let mut rows = Vec::new();
+    for (p, (place, _)) in placements.iter().enumerate() {
+        for py in [Server::PyGrace0, Server::PyGraceDefault] {
+            for kind in [Server::FwTokioInline, Server::FwStd] {
+                if let (Some(fw), Some(orig)) =
+                    (find(p, Mode::Pipelined, kind), find(p, Mode::Pipelined, py))
+                {
+                    rows.push(format!(
+                        "| {place}: pipelined rate, {} / {} | {:.0}x |",
+                        name(kind),
+                        name(py),
+                        fw.rate / orig.rate
+                    ));
+                }
+            }
+            for kind in [Server::FwTokio, Server::FwStd] {
+                let fw = find(p, Mode::RoundTrips, kind).and_then(|b| b.median);
+                let orig = find(p, Mode::RoundTrips, py).and_then(|b| b.median);
+                if let (Some(fw), Some(orig)) = (fw, orig) {
+                    rows.push(format!(
+                        "| {place}: round-trip median, {} / {} | {:.1}x |",
+                        name(py),
+                        name(kind),
+                        orig.as_secs_f64() / fw.as_secs_f64()
+                    ));
+                }
+            }
+        }
+    }
+    if !rows.is_empty() {
+        println!("\n| against cs.packetstream (no target) | ratio |\n|---|---:|");
+        for row in rows {
+            println!("{row}");
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -563,6 +740,7 @@ fn main() -> ExitCode {
     }
 
     let (total, misses) = targets(&placements, &find);
+    python_comparisons(&placements, &find);
     println!("\n{} of {total} targets met", total - misses);
     if strict && misses > 0 {
         ExitCode::FAILURE

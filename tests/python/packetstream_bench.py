@@ -10,7 +10,7 @@ original's own threads (receive loop, send loop, its `Later` handler pool).
 
     packetstream_bench.py MODE [--grace S|default] [--window W] [--secs S]
                                [--n N] [--client-cpu C] [--server-cpu S]
-                               [--timeout S]
+                               [--rtts] [--timeout S]
 
 MODE `pipelined`: the client submits a window of W requests
 (`conn.submit(0, 0, payload)`, W `Result`s), then waits for all W answers,
@@ -34,7 +34,8 @@ later) when a CPU is given. Both sockets have TCP_NODELAY, as the Rust side.
 stdout carries only the final JSON line:
 {"impl": "cs.packetstream", "mode": ..., "grace": seconds, "window": W,
  "secs": timed seconds, "requests": n, "rate": requests per second,
- "median_us": ..., "p99_us": ... (rtt), "client_cpu": ..., "server_cpu": ...}
+ "median_us": ..., "p99_us": ... (rtt), "rtts_us": [sorted, with --rtts],
+ "client_cpu": ..., "server_cpu": ...}
 The real stdout is dup'ed to a private fd and fd 1 is pointed at stderr
 before cs.* is imported, because cs.progress/cs.upd print status lines on
 stdout. On a watchdog expiry (--timeout, default 120 s) it prints
@@ -130,7 +131,7 @@ def pipelined(conn, secs, window):
     return {"secs": time.perf_counter() - t0, "requests": done}
 
 
-def rtt(conn, secs, n):
+def rtt(conn, secs, n, all_rtts):
     warm = time.perf_counter()
     for _ in range(max(n // 10, 1)):
         check(conn(0, PAYLOAD))
@@ -149,7 +150,10 @@ def rtt(conn, secs, n):
     def pct(p):
         return rtts[round((len(rtts) - 1) * p)] * 1e6
 
-    return {"secs": total, "requests": len(rtts), "median_us": pct(0.5), "p99_us": pct(0.99)}
+    out = {"secs": total, "requests": len(rtts), "median_us": pct(0.5), "p99_us": pct(0.99)}
+    if all_rtts:
+        out["rtts_us"] = [round(r * 1e6, 2) for r in rtts]
+    return out
 
 
 def main():
@@ -159,6 +163,7 @@ def main():
     ap.add_argument("--window", type=int, default=128)
     ap.add_argument("--secs", type=float, default=0.3)
     ap.add_argument("--n", type=int, default=2000, help="round trips (rtt)")
+    ap.add_argument("--rtts", action="store_true", help="rtt: also print every round trip (rtts_us, sorted)")
     ap.add_argument("--client-cpu", type=int)
     ap.add_argument("--server-cpu", type=int)
     ap.add_argument("--timeout", type=float, default=120.0, help="watchdog seconds (exit 3)")
@@ -192,7 +197,7 @@ def main():
         if args.mode == "pipelined":
             out = pipelined(conn, args.secs, args.window)
         else:
-            out = rtt(conn, args.secs, args.n)
+            out = rtt(conn, args.secs, args.n, args.rtts)
     # leaving `with conn:` sent ERQ and EOF and waited for the server's EOF
     rfile.close()
     wfile.close()
