@@ -25,7 +25,13 @@
 //!    pinned: "same CPU" puts client and echo server on CPU 0, "cross CPU"
 //!    puts the client on CPU 0 and the server on CPU 1 (DESIGN.md: placement
 //!    decides loopback latency more than anything else). Every socket has
-//!    TCP_NODELAY.
+//!    TCP_NODELAY. For the bound analysis the same 50-byte document also goes
+//!    through bare sockets in each mode, without any BSON or framing work
+//!    (`bare bytes, ...`): what the loopback and the syscalls alone allow.
+//!
+//! `--only framing|bson` runs one section; `--filter TEXT` runs only the
+//! BSON contenders whose name contains TEXT (for profiling; ratios whose
+//! two sides did not both run are left out).
 
 // Counts and byte totals here are far below 2^52: converting them to f64 for
 // rates loses nothing.
@@ -105,6 +111,17 @@ impl Plan {
             rust_batched: 200_000 / d,
             py_rtt: 2_000 / d,
             py_pipelined: 6_000 / d,
+        }
+    }
+}
+
+impl Plan {
+    /// Objects per Rust (or bare) run in `mode`.
+    fn rust_n(&self, mode: Mode) -> usize {
+        match mode {
+            Mode::Rtt => self.rust_rtt,
+            Mode::Pipelined => self.rust_pipelined,
+            Mode::Batched => self.rust_batched,
         }
     }
 }
@@ -454,8 +471,131 @@ fn python_bson(mode: &str, n: usize, client_cpu: usize, server_cpu: usize) -> f6
     summary["rate"].as_f64().expect("rate in the summary")
 }
 
-fn bson_section(plan: &Plan, rates: &mut Vec<Rate>, targets: &mut Vec<Target>) {
-    let doc = framewire::message::bson::to_vec(&Small::new(0)).expect("encode");
+/// The 50-byte benchmark document (`seq 0`) as bare bytes, for the bound
+/// contenders.
+fn bench_doc() -> Vec<u8> {
+    framewire::message::bson::to_vec(&Small::new(0)).expect("encode")
+}
+
+/// The bare-bytes echo server of the bound contenders: reads whatever is
+/// there (up to 64 KiB), and echoes every complete 50-byte message with one
+/// `write` each, or (`batched`) all complete messages of a read with one
+/// `write`. No BSON, no framing state: only the syscalls and the loopback.
+fn bare_echo_server(listener: &TcpListener, cpu: usize, batched: bool) {
+    use std::io::{Read, Write};
+    pin(cpu);
+    let (mut sock, _) = listener.accept().expect("accept");
+    nodelay(&sock);
+    let size = bench_doc().len();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut have = 0;
+    loop {
+        let n = sock.read(&mut buf[have..]).expect("bare echo read");
+        if n == 0 {
+            break;
+        }
+        have += n;
+        let whole = have - have % size;
+        if batched {
+            sock.write_all(&buf[..whole]).expect("bare echo write");
+        } else {
+            for msg in buf[..whole].chunks_exact(size) {
+                sock.write_all(msg).expect("bare echo write");
+            }
+        }
+        buf.copy_within(whole..have, 0);
+        have -= whole;
+    }
+}
+
+/// Messages per second of the bare-bytes client against
+/// [`bare_echo_server`]: `Rtt` writes one message and reads it back;
+/// `Pipelined` writes `WINDOW` messages with one `write` each, then reads the
+/// window back; `Batched` writes the window with one `write`.
+fn bare_bson(mode: Mode, n: usize, client_cpu: usize, server_cpu: usize) -> f64 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server =
+        thread::spawn(move || bare_echo_server(&listener, server_cpu, mode == Mode::Batched));
+    let client = thread::spawn(move || {
+        pin(client_cpu);
+        let mut sock = TcpStream::connect(addr).expect("connect");
+        nodelay(&sock);
+        let doc = bench_doc();
+        let window = if mode == Mode::Rtt { 1 } else { WINDOW };
+        let out: Vec<u8> = doc.repeat(window);
+        let mut back = vec![0u8; out.len()];
+        let mut run = |count: usize| {
+            for _ in 0..count.div_ceil(window) {
+                if mode == Mode::Pipelined {
+                    for msg in out.chunks_exact(doc.len()) {
+                        sock.write_all(msg).expect("write");
+                    }
+                } else {
+                    sock.write_all(&out).expect("write");
+                }
+                sock.read_exact(&mut back).expect("read");
+                assert!(back == out, "bare echo mismatch");
+            }
+        };
+        run(WARMUP);
+        let start = Instant::now();
+        run(n);
+        let secs = start.elapsed().as_secs_f64();
+        n.div_ceil(window) as f64 * window as f64 / secs
+    });
+    let rate = client.join().expect("client");
+    server.join().expect("server");
+    rate
+}
+
+/// One BSON loopback contender.
+#[derive(Clone, Copy, PartialEq)]
+enum BsonRun {
+    /// `pybson_bench.py` in this mode.
+    Py(&'static str),
+    /// framewire-std `Framed` in this mode.
+    Rust(Mode),
+    /// Bare bytes in this mode (the bound).
+    Bare(Mode),
+}
+
+/// Every BSON contender, in run order, with its name.
+const BSON_RUNS: [(&str, BsonRun); 8] = [
+    ("py-bson sendobj/recvobj, round trips", BsonRun::Py("rtt")),
+    (
+        "py-bson sendobj/recvobj, pipelined x64",
+        BsonRun::Py("pipelined"),
+    ),
+    (
+        "framewire send_obj/recv_obj, round trips",
+        BsonRun::Rust(Mode::Rtt),
+    ),
+    (
+        "framewire send_obj/recv_obj, pipelined x64",
+        BsonRun::Rust(Mode::Pipelined),
+    ),
+    (
+        "framewire queue+flush, pipelined x64 batched",
+        BsonRun::Rust(Mode::Batched),
+    ),
+    (
+        "bare bytes (no BSON), round trips",
+        BsonRun::Bare(Mode::Rtt),
+    ),
+    (
+        "bare bytes (no BSON), pipelined x64, one write each",
+        BsonRun::Bare(Mode::Pipelined),
+    ),
+    (
+        "bare bytes (no BSON), pipelined x64, one write per window",
+        BsonRun::Bare(Mode::Batched),
+    ),
+];
+
+fn bson_section(plan: &Plan, filter: &str, rates: &mut Vec<Rate>, targets: &mut Vec<Target>) {
+    let doc = bench_doc();
     let golden: Vec<u8> = (0..BENCH_DOC_SEQ0.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&BENCH_DOC_SEQ0[i..i + 2], 16).expect("hex"))
@@ -467,55 +607,100 @@ fn bson_section(plan: &Plan, rates: &mut Vec<Rate>, targets: &mut Vec<Target>) {
     if cpus >= 2 {
         placements.push(("cross CPU (0+1)", 0, 1));
     }
+    let runs: Vec<bool> = BSON_RUNS.iter().map(|(n, _)| n.contains(filter)).collect();
     // Every run is repeated `bson_rounds` times, interleaved with the others;
     // the best of each counts (interference only ever slows a run down).
-    let mut best = vec![[0f64; 5]; placements.len()];
+    let mut best = vec![[0f64; BSON_RUNS.len()]; placements.len()];
     for _ in 0..plan.bson_rounds {
         for (&(_, c, s), best) in placements.iter().zip(best.iter_mut()) {
-            let got = [
-                python_bson("rtt", plan.py_rtt, c, s),
-                python_bson("pipelined", plan.py_pipelined, c, s),
-                rust_bson(Mode::Rtt, plan.rust_rtt, c, s),
-                rust_bson(Mode::Pipelined, plan.rust_pipelined, c, s),
-                rust_bson(Mode::Batched, plan.rust_batched, c, s),
-            ];
-            for (b, g) in best.iter_mut().zip(got) {
-                *b = b.max(g);
+            for (i, &(_, run)) in BSON_RUNS.iter().enumerate() {
+                if !runs[i] {
+                    continue;
+                }
+                let got = match run {
+                    BsonRun::Py(mode) => python_bson(
+                        mode,
+                        if mode == "rtt" {
+                            plan.py_rtt
+                        } else {
+                            plan.py_pipelined
+                        },
+                        c,
+                        s,
+                    ),
+                    BsonRun::Rust(mode) => rust_bson(mode, plan.rust_n(mode), c, s),
+                    BsonRun::Bare(mode) => bare_bson(mode, plan.rust_n(mode), c, s),
+                };
+                best[i] = best[i].max(got);
             }
         }
     }
     for ((place, c, s), best) in placements.into_iter().zip(best) {
-        let [py_rtt, py_pipe, rs_rtt, rs_pipe, rs_batch] = best;
+        let [py_rtt, py_pipe, rs_rtt, rs_pipe, rs_batch, bare_rtt, bare_pipe, bare_batch] = best;
         let section = if c == s {
             "BSON loopback, same CPU"
         } else {
             "BSON loopback, cross CPU"
         };
-        for (name, rate) in [
-            ("py-bson sendobj/recvobj, round trips", py_rtt),
-            ("py-bson sendobj/recvobj, pipelined x64", py_pipe),
-            ("framewire send_obj/recv_obj, round trips", rs_rtt),
-            ("framewire send_obj/recv_obj, pipelined x64", rs_pipe),
-            ("framewire queue+flush, pipelined x64 batched", rs_batch),
+        for (i, &(name, _)) in BSON_RUNS.iter().enumerate() {
+            if runs[i] {
+                rates.push(Rate {
+                    section,
+                    name: name.into(),
+                    per_sec: best[i],
+                    unit: "objects/s",
+                });
+            }
+        }
+        for (what, num, den, need) in [
+            ("round trips", rs_rtt, py_rtt, 50.0),
+            (
+                "pipelined x64, one write per object",
+                rs_pipe,
+                py_pipe,
+                50.0,
+            ),
+            (
+                "pipelined x64, framewire batched writes",
+                rs_batch,
+                py_pipe,
+                50.0,
+            ),
+            // The bounds: what bare sockets in the same mode reach against
+            // py-bson (no need: information, always shown as met).
+            ("bound: bare bytes round trips", bare_rtt, py_rtt, 0.0),
+            ("bound: bare bytes, one write each", bare_pipe, py_pipe, 0.0),
+            (
+                "bound: bare bytes, one write per window",
+                bare_batch,
+                py_pipe,
+                0.0,
+            ),
         ] {
-            rates.push(Rate {
-                section,
-                name: name.into(),
-                per_sec: rate,
-                unit: "objects/s",
-            });
+            if num > 0.0 && den > 0.0 {
+                targets.push(Target {
+                    what: format!("BSON {place}: {what} / py-bson"),
+                    num,
+                    den,
+                    need,
+                });
+            }
         }
         for (what, num, den) in [
-            ("round trips", rs_rtt, py_rtt),
-            ("pipelined x64, one write per object", rs_pipe, py_pipe),
-            ("pipelined x64, framewire batched writes", rs_batch, py_pipe),
+            ("round trips", rs_rtt, bare_rtt),
+            ("one write per object", rs_pipe, bare_pipe),
+            ("batched", rs_batch, bare_batch),
         ] {
-            targets.push(Target {
-                what: format!("BSON {place}: {what} / py-bson"),
-                num,
-                den,
-                need: 50.0,
-            });
+            if num > 0.0 && den > 0.0 {
+                targets.push(Target {
+                    what: format!(
+                        "BSON {place}: framewire / bare bytes, {what} (share of the bound)"
+                    ),
+                    num,
+                    den,
+                    need: 0.0,
+                });
+            }
         }
     }
 }
@@ -543,17 +728,31 @@ fn main() -> ExitCode {
     let mut targets = Vec::new();
     // The single-threaded decode comparison runs pinned to CPU 1 (the BSON
     // runs place their own threads) so it is not migrated mid-round.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    let filter = args
+        .iter()
+        .position(|a| a == "--filter")
+        .and_then(|i| args.get(i + 1))
+        .map_or("", String::as_str);
     let pinned = thread::scope(|s| {
         s.spawn(|| {
             let pinned = pin(1) || pin(0);
-            small_frames_section(&plan, &mut rates, &mut targets);
-            large_frames_section(&plan, &mut rates, &mut targets);
+            if only.is_none_or(|o| o == "framing") {
+                small_frames_section(&plan, &mut rates, &mut targets);
+                large_frames_section(&plan, &mut rates, &mut targets);
+            }
             pinned
         })
         .join()
         .expect("framing section")
     });
-    bson_section(&plan, &mut rates, &mut targets);
+    if only.is_none_or(|o| o == "bson") {
+        bson_section(&plan, filter, &mut rates, &mut targets);
+    }
 
     println!(
         "\nframewire ratios ({} CPUs available, decode thread {}pinned, {} rounds, {:.1} s)\n",
@@ -571,6 +770,9 @@ fn main() -> ExitCode {
             fmt_rate(r.per_sec, r.unit)
         );
     }
+    // Rows with no need (bounds and shares) are information, not targets.
+    let (targets, info): (Vec<Target>, Vec<Target>) =
+        targets.into_iter().partition(|t| t.need > 0.0);
     println!("\n| target | ratio | need | result |\n|---|---:|---:|---|");
     let mut misses = 0;
     for t in &targets {
@@ -584,6 +786,12 @@ fn main() -> ExitCode {
             t.need,
             if t.pass() { "PASS" } else { "MISS" }
         );
+    }
+    if !info.is_empty() {
+        println!("\n| bound or share (no target) | ratio |\n|---|---:|");
+        for t in &info {
+            println!("| {} | {:.2}x |", t.what, t.ratio());
+        }
     }
     println!(
         "\n{} of {} targets met",
