@@ -1,6 +1,7 @@
 //! The request/response state machine of cs.packetstream's `PacketConnection`.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
+use core::cmp::Reverse;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -13,6 +14,7 @@ use super::reason;
 use super::rules::{self, Head, Kind, RxEnd, SendState};
 use super::tags::TagMemory;
 use super::transmit::{TransmitChunks, TransmitQueue};
+use super::window::TagWindow;
 use super::wire::{Packet, ParseLimits, EOF, ERQ, MAX_HEADER_LEN};
 use crate::time::{Duration, Instant};
 
@@ -130,12 +132,23 @@ pub struct Connection {
     event_cost: usize,
     tx: TransmitQueue,
     send: SendState,
+    /// The open channels, each with its tables of our waiting requests and
+    /// the peer's requests in flight.
     channels: BTreeMap<u64, Channel>,
-    /// Our requests awaiting a response, with their deadlines.
-    pending: BTreeMap<(u64, u64), Option<Instant>>,
-    deadlines: BTreeSet<(Instant, u64, u64)>,
-    /// Peer requests delivered and not answered yet.
-    inflight: BTreeSet<(u64, u64)>,
+    /// Our requests awaiting a response, all channels.
+    pending: usize,
+    /// The deadlines of our waiting requests, earliest first. Entries of
+    /// requests that ended otherwise are dropped lazily, but never left at
+    /// the top (so [`poll_timeout`](Self::poll_timeout) is exact), and the
+    /// heap is rebuilt when they outnumber the live ones.
+    deadlines: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    /// Waiting requests with a deadline.
+    timed: usize,
+    /// Peer requests delivered and not answered yet, all channels.
+    inflight: usize,
+    /// Window lengths of each channel's tables.
+    pending_window: usize,
+    inflight_window: usize,
     /// Tags remembered individually, all channels.
     remembered: usize,
     stats: Stats,
@@ -147,15 +160,29 @@ struct Channel {
     next_tag: Option<u64>,
     /// The peer's tags on this channel.
     seen: TagMemory,
+    /// Our requests awaiting a response, with their deadlines.
+    pending: TagWindow<Option<Instant>>,
+    /// The peer's requests delivered and not answered yet.
+    inflight: TagWindow<()>,
 }
 
 impl Channel {
-    fn new(first_tag: u64) -> Self {
+    fn new(first_tag: u64, pending_window: usize, inflight_window: usize) -> Self {
         Channel {
             next_tag: Some(first_tag),
             seen: TagMemory::default(),
+            pending: TagWindow::new(pending_window),
+            inflight: TagWindow::new(inflight_window),
         }
     }
+}
+
+/// The window length of a per-channel table whose live entries are bounded
+/// by `limit`: twice that, so that one old entry holding back the front
+/// costs nothing until the window has moved on by `limit`, within
+/// `16..=65,536` slots.
+fn window_len(limit: usize) -> usize {
+    limit.saturating_mul(2).clamp(16, 1 << 16)
 }
 
 fn event_cost(event: &Event) -> usize {
@@ -173,9 +200,11 @@ impl Connection {
     /// handshake).
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
+        let pending_window = window_len(config.max_pending_outbound);
+        let inflight_window = window_len(config.max_inflight_inbound);
         let mut channels = BTreeMap::new();
         // Channel 0 skips the EOF and ERQ tags.
-        channels.insert(0, Channel::new(2));
+        channels.insert(0, Channel::new(2, pending_window, inflight_window));
         Ok(Connection {
             limits: config.parse_limits(),
             config,
@@ -189,9 +218,12 @@ impl Connection {
             tx: TransmitQueue::default(),
             send: SendState::Open,
             channels,
-            pending: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
-            inflight: BTreeSet::new(),
+            pending: 0,
+            deadlines: BinaryHeap::new(),
+            timed: 0,
+            inflight: 0,
+            pending_window,
+            inflight_window,
             remembered: 0,
             stats: Stats::default(),
         })
@@ -245,15 +277,25 @@ impl Connection {
     /// The clock reads `now`: every request whose deadline is at or before
     /// `now` ends with [`Event::RequestTimedOut`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(deadline, channel, tag)) = self.deadlines.first() {
+        while let Some(&Reverse((deadline, channel, tag))) = self.deadlines.peek() {
             if deadline > now {
                 break;
             }
-            self.deadlines.pop_first();
-            self.pending.remove(&(channel, tag));
+            self.deadlines.pop();
+            // An entry of a request that ended otherwise is skipped.
+            let Some(ch) = self.channels.get_mut(&channel) else {
+                continue;
+            };
+            if ch.pending.get(tag) != Some(&Some(deadline)) {
+                continue;
+            }
+            ch.pending.remove(tag);
+            self.pending -= 1;
+            self.timed -= 1;
             self.stats.timed_out += 1;
             self.push_event(Event::RequestTimedOut { channel, tag });
         }
+        self.prune_deadlines();
     }
 
     // ----- commands -----
@@ -289,7 +331,7 @@ impl Connection {
         if self.send.erq_queued() {
             return Err(SubmitError::RequestsEnded);
         }
-        let Some(ch) = self.channels.get(&channel) else {
+        let Some(ch) = self.channels.get_mut(&channel) else {
             return Err(SubmitError::UnknownChannel { channel });
         };
         let Some(tag) = ch.next_tag.filter(|&t| t <= self.config.max_tag) else {
@@ -297,7 +339,7 @@ impl Connection {
         };
         let payload = payload.into();
         let packet = Packet::request(channel, tag, rq_type, flags, &payload)?;
-        if self.pending.len() >= self.config.max_pending_outbound {
+        if self.pending >= self.config.max_pending_outbound {
             return Err(SubmitError::TooManyPending {
                 max: self.config.max_pending_outbound,
             });
@@ -315,15 +357,15 @@ impl Connection {
                 max: self.config.max_packet_len,
             });
         }
-        if let Some(ch) = self.channels.get_mut(&channel) {
-            ch.next_tag = tag.checked_add(1);
+        let deadline = timeout.map(|d| now + d);
+        ch.next_tag = tag.checked_add(1);
+        ch.pending.insert(tag, deadline);
+        self.pending += 1;
+        if let Some(d) = deadline {
+            self.deadlines.push(Reverse((d, channel, tag)));
+            self.timed += 1;
         }
         self.queue_packet(&packet, Some(&payload));
-        let deadline = timeout.map(|d| now + d);
-        if let Some(d) = deadline {
-            self.deadlines.insert((d, channel, tag));
-        }
-        self.pending.insert((channel, tag), deadline);
         self.stats.requests_sent += 1;
         Ok(tag)
     }
@@ -337,7 +379,7 @@ impl Connection {
         flags: u64,
         payload: impl Into<Bytes>,
     ) -> Result<(), RespondError> {
-        if !self.inflight.contains(&(channel, tag)) {
+        if !self.is_inflight(channel, tag) {
             return Err(RespondError::NotInFlight { channel, tag });
         }
         let payload = payload.into();
@@ -350,7 +392,7 @@ impl Connection {
     /// 0` and `reason` as the payload. The original's server sends
     /// [`reason::EXCEPTION_DURING_HANDLER`] when its handler fails.
     pub fn reject(&mut self, channel: u64, tag: u64, reason: &str) -> Result<(), RespondError> {
-        if !self.inflight.contains(&(channel, tag)) {
+        if !self.is_inflight(channel, tag) {
             return Err(RespondError::NotInFlight { channel, tag });
         }
         self.answer(&Packet::failure(channel, tag, reason), None)
@@ -415,7 +457,11 @@ impl Connection {
                 max: self.config.max_packet_len,
             });
         }
-        self.inflight.remove(&(packet.channel(), packet.tag()));
+        if let Some(ch) = self.channels.get_mut(&packet.channel()) {
+            if ch.inflight.remove(packet.tag()).is_some() {
+                self.inflight -= 1;
+            }
+        }
         self.queue_packet(packet, owned);
         self.stats.responses_sent += 1;
         self.maybe_send_eof();
@@ -427,15 +473,7 @@ impl Connection {
     /// it, and its response, if it arrives, counts as unknown. Returns whether
     /// it was waiting. (For a driver whose caller gave up.)
     pub fn abandon(&mut self, channel: u64, tag: u64) -> bool {
-        match self.pending.remove(&(channel, tag)) {
-            Some(deadline) => {
-                if let Some(d) = deadline {
-                    self.deadlines.remove(&(d, channel, tag));
-                }
-                true
-            }
-            None => false,
-        }
+        self.take_pending(channel, tag)
     }
 
     /// Sends ERQ: we send no more requests. Our waiting requests may still be
@@ -471,7 +509,10 @@ impl Connection {
                 max: self.config.max_channels,
             });
         }
-        self.channels.insert(channel, Channel::new(0));
+        self.channels.insert(
+            channel,
+            Channel::new(0, self.pending_window, self.inflight_window),
+        );
         Ok(())
     }
 
@@ -534,7 +575,7 @@ impl Connection {
     /// polled after every `submit`, response and timeout.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|&(d, _, _)| d)
+        self.deadlines.peek().map(|&Reverse((d, _, _))| d)
     }
 
     // ----- getters -----
@@ -594,22 +635,26 @@ impl Connection {
 
     /// Our requests waiting for a response.
     pub fn pending_outbound(&self) -> usize {
-        self.pending.len()
+        self.pending
     }
 
     /// Whether our request `(channel, tag)` is waiting for a response.
     pub fn is_pending(&self, channel: u64, tag: u64) -> bool {
-        self.pending.contains_key(&(channel, tag))
+        self.channels
+            .get(&channel)
+            .is_some_and(|ch| ch.pending.contains(tag))
     }
 
     /// Peer requests delivered and not answered yet.
     pub fn inflight_inbound(&self) -> usize {
-        self.inflight.len()
+        self.inflight
     }
 
     /// Whether the peer's request `(channel, tag)` awaits our answer.
     pub fn is_inflight(&self, channel: u64, tag: u64) -> bool {
-        self.inflight.contains(&(channel, tag))
+        self.channels
+            .get(&channel)
+            .is_some_and(|ch| ch.inflight.contains(tag))
     }
 
     /// Whether `channel` is open.
@@ -630,6 +675,12 @@ impl Connection {
     /// Peer tags remembered individually (see [`Config::max_remembered_tags`]).
     pub fn remembered_tags(&self) -> usize {
         self.remembered
+    }
+
+    /// Entries in the deadline heap, live or not (for tests of its bound).
+    #[cfg(test)]
+    pub(crate) fn deadline_entries(&self) -> usize {
+        self.deadlines.len()
     }
 
     // ----- internals -----
@@ -660,7 +711,7 @@ impl Connection {
     }
 
     fn maybe_send_eof(&mut self) {
-        if self.send == SendState::Closing && self.inflight.is_empty() {
+        if self.send == SendState::Closing && self.inflight == 0 {
             self.queue_packet(&EOF, None);
             self.send = SendState::EofQueued {
                 end: self.tx.queued_total(),
@@ -689,7 +740,21 @@ impl Connection {
             RxEnd::Failed(e) => Event::ProtocolError(e),
         });
         self.deadlines.clear();
-        for ((channel, tag), _) in core::mem::take(&mut self.pending) {
+        self.timed = 0;
+        self.pending = 0;
+        // In (channel, tag) order.
+        let mut cancelled = VecDeque::new();
+        for (&channel, ch) in &mut self.channels {
+            if ch.pending.len() > 0 {
+                cancelled.extend(
+                    ch.pending
+                        .drain_sorted()
+                        .into_iter()
+                        .map(|(tag, _)| (channel, tag)),
+                );
+            }
+        }
+        for (channel, tag) in cancelled {
             self.stats.cancelled += 1;
             self.push_event(Event::RequestCancelled { channel, tag });
         }
@@ -783,11 +848,7 @@ impl Connection {
     fn on_response(&mut self, head: Head, len: usize) -> bool {
         let payload = self.take_payload(len, head.payload_len);
         self.stats.packets_received += 1;
-        let key = (head.channel, head.tag);
-        if let Some(deadline) = self.pending.remove(&key) {
-            if let Some(d) = deadline {
-                self.deadlines.remove(&(d, head.channel, head.tag));
-            }
+        if self.take_pending(head.channel, head.tag) {
             self.stats.responses_received += 1;
             let (ok, flags) = head.status();
             self.push_event(Event::ResponseReceived {
@@ -808,13 +869,12 @@ impl Connection {
     }
 
     fn on_request(&mut self, head: Head, rq_type: u64, len: usize) -> bool {
-        let key = (head.channel, head.tag);
         let channel = self.channels.get(&head.channel);
         let refusal = rules::refusal(
             self.config.accept_requests,
             self.peer_erq,
             self.send,
-            channel.map(|ch| self.inflight.contains(&key) || ch.seen.contains(head.tag)),
+            channel.map(|ch| ch.inflight.contains(head.tag) || ch.seen.contains(head.tag)),
         );
         if let Some(refusal) = refusal {
             if self.send.eof_queued() {
@@ -843,13 +903,12 @@ impl Connection {
             self.queue_packet(&packet, None);
             return true;
         }
-        if self.inflight.len() >= self.config.max_inflight_inbound {
+        if self.inflight >= self.config.max_inflight_inbound {
             return false;
         }
         let payload = self.take_payload(len, head.payload_len);
         self.stats.packets_received += 1;
         self.stats.requests_received += 1;
-        self.inflight.insert(key);
         self.remember(head.channel, head.tag);
         self.push_event(Event::RequestReceived {
             channel: head.channel,
@@ -867,10 +926,54 @@ impl Connection {
         self.rx.split_to(len).freeze().slice(len - payload_len..)
     }
 
+    /// Ends our waiting request `(channel, tag)`; returns whether it was
+    /// waiting.
+    fn take_pending(&mut self, channel: u64, tag: u64) -> bool {
+        let Some(deadline) = self
+            .channels
+            .get_mut(&channel)
+            .and_then(|ch| ch.pending.remove(tag))
+        else {
+            return false;
+        };
+        self.pending -= 1;
+        if deadline.is_some() {
+            self.timed -= 1;
+            self.prune_deadlines();
+        }
+        true
+    }
+
+    /// Drops deadline entries of requests no longer waiting from the top of
+    /// the heap, and rebuilds it when such entries outnumber the live ones
+    /// (so it holds at most about twice the waiting requests).
+    fn prune_deadlines(&mut self) {
+        let channels = &self.channels;
+        let live = |&Reverse((d, channel, tag)): &Reverse<(Instant, u64, u64)>| {
+            channels
+                .get(&channel)
+                .and_then(|ch| ch.pending.get(tag))
+                .is_some_and(|&w| w == Some(d))
+        };
+        while let Some(top) = self.deadlines.peek() {
+            if live(top) {
+                break;
+            }
+            self.deadlines.pop();
+        }
+        if self.deadlines.len() > 2 * self.timed + 32 {
+            self.deadlines.retain(live);
+        }
+    }
+
+    /// Records the peer's accepted request `(channel, tag)` as in flight and
+    /// its tag as used.
     fn remember(&mut self, channel: u64, tag: u64) {
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };
+        ch.inflight.insert(tag, ());
+        self.inflight += 1;
         let delta = ch.seen.insert(tag);
         self.remembered = self.remembered.saturating_add_signed(delta);
         while self.remembered > self.config.max_remembered_tags {

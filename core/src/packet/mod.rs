@@ -71,6 +71,8 @@ mod tests;
 #[cfg(feature = "alloc")]
 mod transmit;
 pub mod wire;
+#[cfg(feature = "alloc")]
+mod window;
 
 pub use self::borrowed::{
     BorrowedConfig, BorrowedConnection, BorrowedEvent, CHANNEL_ENTRY_BYTES, INFLIGHT_ENTRY_BYTES,

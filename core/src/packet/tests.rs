@@ -982,6 +982,100 @@ fn config_is_validated() {
 
 // ----- timeouts -----
 
+/// The per-channel tables at scale: a request that is never answered while
+/// thousands of later ones are (the window moves on and the old one
+/// spills), a deadline heap that does not grow with answered requests, an
+/// exact `poll_timeout` throughout, and the cancel order at the end.
+#[test]
+fn bookkeeping_at_scale_with_a_straggler() {
+    let mut c = conn_with(|c| c.max_pending_outbound = 8);
+    let t0 = Instant::from_millis(0);
+    let slow = c
+        .submit(0, 0, 0, &b""[..], t0, Some(Duration::from_secs(1_000)))
+        .unwrap();
+    let forever = c.submit(0, 0, 0, &b""[..], t0, None).unwrap();
+    let _ = out(&mut c);
+    for i in 0..5_000u64 {
+        let now = Instant::from_millis(i);
+        let tag = c
+            .submit(0, 0, 0, &b""[..], now, Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(c.poll_timeout(), Some(Instant::from_millis(i + 10_000)));
+        let _ = out(&mut c);
+        feed(&mut c, &resp(0, tag, true, 0, b""));
+        assert!(matches!(
+            c.poll_event(),
+            Some(Event::ResponseReceived { tag: t, .. }) if t == tag
+        ));
+        assert_eq!(c.poll_timeout(), Some(Instant::from_millis(1_000_000)));
+        assert!(c.deadline_entries() <= 2 + 32 + 1);
+    }
+    assert_eq!(c.pending_outbound(), 2);
+    assert!(c.is_pending(0, slow) && c.is_pending(0, forever));
+    // Another channel, and requests left waiting on both.
+    c.open_channel(7).unwrap();
+    let a = c.submit(7, 0, 0, &b""[..], t0, None).unwrap();
+    let b = c.submit(0, 0, 0, &b""[..], t0, None).unwrap();
+    c.handle_timeout(Instant::from_millis(1_000_000));
+    assert_eq!(
+        events(&mut c),
+        vec![Event::RequestTimedOut {
+            channel: 0,
+            tag: slow
+        }]
+    );
+    assert_eq!(c.poll_timeout(), None);
+    c.handle_eof();
+    let evs = events(&mut c);
+    assert_eq!(
+        evs[1..4],
+        [
+            Event::RequestCancelled {
+                channel: 0,
+                tag: forever
+            },
+            Event::RequestCancelled { channel: 0, tag: b },
+            Event::RequestCancelled { channel: 7, tag: a },
+        ]
+    );
+    assert_eq!(c.pending_outbound(), 0);
+}
+
+/// The peer's in-flight tags in any order (far apart, backwards, around a
+/// request answered late) are tracked exactly.
+#[test]
+fn inflight_tags_in_any_order() {
+    let mut c = conn_with(|c| c.max_inflight_inbound = 4);
+    let tags = [2u64, u64::MAX - 1, 40, 3, 1_000_000, 41, 39];
+    let mut live = Vec::new();
+    for &tag in &tags {
+        feed(&mut c, &req(0, tag, 0, 0, b"x"));
+        while let Some(e) = c.poll_event() {
+            if let Event::RequestReceived { tag, .. } = e {
+                live.push(tag);
+            }
+        }
+        if live.len() == 4 {
+            // Answer the middle one.
+            let t = live.remove(1);
+            c.respond(0, t, 0, &b""[..]).unwrap();
+            assert!(!c.is_inflight(0, t));
+            assert_eq!(
+                c.respond(0, t, 0, &b""[..]),
+                Err(RespondError::NotInFlight { channel: 0, tag: t })
+            );
+        }
+        for &t in &live {
+            assert!(c.is_inflight(0, t));
+        }
+        assert_eq!(c.inflight_inbound(), live.len());
+    }
+    for t in live {
+        c.respond(0, t, 0, &b""[..]).unwrap();
+    }
+    assert_eq!(c.inflight_inbound(), 0);
+}
+
 #[test]
 fn timeouts() {
     let mut c = conn();

@@ -1,0 +1,252 @@
+//! Per-channel tables keyed by tag for the alloc
+//! [`Connection`](super::Connection): our requests waiting for responses and
+//! the peer's requests in flight.
+//!
+//! Tags nearly always count up (ours always do; every original client's do),
+//! so most entries live in a window of slots indexed by `tag - base`: insert,
+//! look-up and removal are O(1), with no hashing and so nothing a peer can
+//! flood. The window is at most `cap` slots long; tags that do not fit (far
+//! ahead, behind the window, or evicted from its front because an old entry
+//! held it back while newer tags moved on) go to a `BTreeMap` spill, O(log n)
+//! as before. Each tag is in at most one of the two. Memory: `cap` slots at
+//! most plus one spill entry per live entry outside the window; the live
+//! entries are bounded by the connection's limits.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+/// Entries of type `V` keyed by tag.
+#[derive(Debug)]
+pub(crate) struct TagWindow<V> {
+    /// The tag of `slots[0]`.
+    base: u64,
+    /// `slots[i]` holds the entry of tag `base + i`, if any. Never starts with
+    /// an empty slot.
+    slots: VecDeque<Option<V>>,
+    /// Entries outside the window.
+    spill: BTreeMap<u64, V>,
+    /// Live entries (window and spill).
+    len: usize,
+    /// The longest the window may grow.
+    cap: usize,
+}
+
+impl<V> TagWindow<V> {
+    /// An empty table whose window holds at most `cap` slots (at least 1).
+    pub(crate) fn new(cap: usize) -> Self {
+        TagWindow {
+            base: 0,
+            slots: VecDeque::new(),
+            spill: BTreeMap::new(),
+            len: 0,
+            cap: cap.max(1),
+        }
+    }
+
+    /// Live entries.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The window index of `tag`, if the window covers it.
+    fn index(&self, tag: u64) -> Option<usize> {
+        let off = usize::try_from(tag.checked_sub(self.base)?).ok()?;
+        (off < self.slots.len()).then_some(off)
+    }
+
+    /// The entry of `tag`.
+    pub(crate) fn get(&self, tag: u64) -> Option<&V> {
+        if let Some(i) = self.index(tag) {
+            if let Some(v) = &self.slots[i] {
+                return Some(v);
+            }
+        }
+        if self.spill.is_empty() {
+            None
+        } else {
+            self.spill.get(&tag)
+        }
+    }
+
+    /// Whether `tag` has an entry.
+    pub(crate) fn contains(&self, tag: u64) -> bool {
+        self.get(tag).is_some()
+    }
+
+    /// Adds the entry of `tag`, which must have none.
+    pub(crate) fn insert(&mut self, tag: u64, value: V) {
+        debug_assert!(!self.contains(tag), "tag {tag} inserted twice");
+        self.len += 1;
+        if self.slots.is_empty() {
+            self.base = tag;
+            self.slots.push_back(Some(value));
+            return;
+        }
+        let Some(mut off) = tag
+            .checked_sub(self.base)
+            .and_then(|o| usize::try_from(o).ok())
+        else {
+            // Behind the window (or beyond usize on a 16/32-bit target).
+            self.spill.insert(tag, value);
+            return;
+        };
+        if off >= self.cap {
+            // Move the window forward: the entries that fall out of its
+            // front go to the spill.
+            let shift = off - self.cap + 1;
+            if shift >= self.slots.len() {
+                self.evict(self.slots.len());
+                self.base = tag;
+                self.slots.push_back(Some(value));
+                return;
+            }
+            self.evict(shift);
+            off = usize::try_from(tag - self.base).unwrap_or(usize::MAX);
+            if self.slots.is_empty() {
+                self.base = tag;
+                off = 0;
+            }
+        }
+        while self.slots.len() <= off {
+            self.slots.push_back(None);
+        }
+        self.slots[off] = Some(value);
+    }
+
+    /// Moves the first `n` slots' entries to the spill, then drops leading
+    /// empty slots.
+    fn evict(&mut self, n: usize) {
+        for _ in 0..n {
+            if let Some(Some(v)) = self.slots.pop_front() {
+                self.spill.insert(self.base, v);
+            }
+            self.base = self.base.wrapping_add(1);
+        }
+        self.trim();
+    }
+
+    /// Drops leading empty slots.
+    fn trim(&mut self) {
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base = self.base.wrapping_add(1);
+        }
+    }
+
+    /// Removes and returns the entry of `tag`.
+    pub(crate) fn remove(&mut self, tag: u64) -> Option<V> {
+        if let Some(i) = self.index(tag) {
+            if let Some(v) = self.slots[i].take() {
+                self.len -= 1;
+                if i == 0 {
+                    self.trim();
+                }
+                return Some(v);
+            }
+        }
+        if self.spill.is_empty() {
+            return None;
+        }
+        let v = self.spill.remove(&tag)?;
+        self.len -= 1;
+        Some(v)
+    }
+
+    /// Removes every entry; returns them in tag order.
+    pub(crate) fn drain_sorted(&mut self) -> Vec<(u64, V)> {
+        let mut out: Vec<(u64, V)> = core::mem::take(&mut self.spill).into_iter().collect();
+        let base = self.base;
+        let from_window = core::mem::take(&mut self.slots)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| Some((base.wrapping_add(i as u64), v?)));
+        let spilled = out.len();
+        out.extend(from_window);
+        // Spilled tags may sit anywhere relative to the window.
+        if spilled > 0 {
+            out.sort_unstable_by_key(|&(t, _)| t);
+        }
+        self.len = 0;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::collections::BTreeMap;
+    use proptest::prelude::*;
+
+    #[test]
+    fn counting_up_stays_in_the_window() {
+        let mut w = TagWindow::new(8);
+        for t in 2..1000u64 {
+            w.insert(t, t);
+            if t >= 5 {
+                assert_eq!(w.remove(t - 3), Some(t - 3));
+            }
+            assert!(w.slots.len() <= 4 && w.spill.is_empty());
+        }
+        assert_eq!(w.len(), 3);
+    }
+
+    #[test]
+    fn a_straggler_spills_and_the_window_moves_on() {
+        let mut w = TagWindow::new(4);
+        w.insert(0, 'a');
+        for t in 1..20u64 {
+            w.insert(t, 'b');
+            assert_eq!(w.remove(t), Some('b'));
+        }
+        assert!(w.slots.len() <= 4);
+        assert_eq!(w.get(0), Some(&'a'));
+        assert_eq!(w.remove(0), Some('a'));
+        assert_eq!(w.len(), 0);
+        assert!(w.spill.is_empty());
+    }
+
+    #[test]
+    fn far_and_backward_tags() {
+        let mut w = TagWindow::new(4);
+        w.insert(10, 1);
+        w.insert(u64::MAX, 2);
+        w.insert(3, 3);
+        w.insert(0, 4);
+        assert_eq!(
+            w.drain_sorted(),
+            [(0, 4), (3, 3), (10, 1), (u64::MAX, 2)].to_vec()
+        );
+        assert_eq!(w.len(), 0);
+        assert_eq!(w.get(10), None);
+    }
+
+    proptest! {
+        /// The table behaves as a map, whatever the tags and the cap, and
+        /// the window never outgrows its cap.
+        #[test]
+        fn behaves_as_a_map(
+            cap in 1usize..12,
+            ops in proptest::collection::vec((any::<bool>(), 0u64..40, any::<bool>()), 0..300),
+        ) {
+            let mut w = TagWindow::new(cap);
+            let mut model = BTreeMap::new();
+            for (i, &(insert, tag, far)) in ops.iter().enumerate() {
+                let tag = if far { u64::MAX - tag } else { tag };
+                if insert && !model.contains_key(&tag) {
+                    w.insert(tag, i);
+                    model.insert(tag, i);
+                } else {
+                    prop_assert_eq!(w.remove(tag), model.remove(&tag));
+                }
+                prop_assert!(w.slots.len() <= cap);
+                prop_assert!(!matches!(w.slots.front(), Some(None)));
+                prop_assert_eq!(w.len(), model.len());
+                for t in [tag, tag.wrapping_add(1), tag.wrapping_sub(1)] {
+                    prop_assert_eq!(w.get(t), model.get(&t));
+                }
+            }
+            let all: Vec<_> = model.into_iter().collect();
+            prop_assert_eq!(w.drain_sorted(), all);
+        }
+    }
+}
