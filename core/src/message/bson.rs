@@ -64,12 +64,42 @@
 //! * A top-level key `"$$__CLASS_NAME__$$"` makes py-bson look up a registered class and
 //!   raise `MissingClassDefinition`; avoid that key.
 //!
-//! # Limits
+//! # Limits and validation
 //!
 //! Every function checks the document length against a maximum, [`DEFAULT_MAX_DOCUMENT_LEN`]
-//! (16 MiB, MongoDB's limit) unless a `*_with_max` variant is used. py-bson itself has no limit.
-//! Decoding is strict where py-bson is lax: the declared length must equal the slice length
-//! and the document must end in 0x00 (py-bson accepts a declared length ≤ 4 as `{}`).
+//! (16 MiB, MongoDB's limit) unless a `*_with_max` / `*_with_limits` variant is used. py-bson
+//! itself has no limit. Decoding is strict where py-bson is lax: the declared length must equal
+//! the slice length and the document must end in 0x00 (py-bson accepts a declared length ≤ 4
+//! as `{}`).
+//!
+//! Every decoder ([`from_slice`], [`document_from_slice`] and their variants) first validates
+//! the whole document with the `bson` crate's raw decoder, without recursion: every element's
+//! type, length, terminator and UTF-8, at every depth, and the nesting depth against
+//! [`DEFAULT_MAX_DEPTH`] (100, MongoDB's limit; [`DecodeLimits`]). Only a document that passes
+//! goes on to serde, so both decoders refuse exactly the same malformed documents, with the
+//! same [`BsonError`]. (The `bson` crate's serde deserializer alone reads embedded documents
+//! lazily and accepts some malformed ones; both its decoders recurse once per nesting level
+//! and overflow the stack on a few kilobytes of nested documents.)
+//!
+//! # Keys that look like extended JSON (`$oid`, `$date`, ...)
+//!
+//! py-bson reads `{"a": {"$oid": "…"}}` as a dict with the key `"$oid"`, and
+//! [`document_from_slice`] gives exactly that document. The `bson` crate's serde deserializer
+//! does not: to carry ObjectId, DateTime, Symbol, ... through serde it presents them as maps
+//! with the keys of [`EXTENDED_JSON_KEYS`], and the visitor behind [`Document`], [`Bson`] and
+//! every `bson` type (`ObjectId`, `DateTime`, `Binary`, `Uuid`, ..., and so [`PyInt`] /
+//! [`PyUInt`]) reads *any* map holding one of those keys as that type: the embedded document
+//! above would become an ObjectId, `{"$date": {"$numberLong": "5"}}` a DateTime,
+//! `{"$symbol": "x"}` a Symbol, and the rest of such a document is dropped. The crate offers
+//! no way to get such a document as a [`Document`] through serde. So [`from_slice`] refuses,
+//! with [`BsonError::ExtendedJsonKey`] naming the key and where it is, a document (top level
+//! or embedded, at any depth) that holds one of [`EXTENDED_JSON_KEYS`] and is about to be read
+//! by one of those `bson` types (or buffered by serde for `#[serde(flatten)]` or an untagged /
+//! internally tagged enum, where the final type is unknown). Structs, maps such as
+//! `HashMap<String, String>`, ignored fields and [`bson::RawDocumentBuf`] fields read such
+//! documents with their keys as written. To get them as a [`Document`], use
+//! [`document_from_slice`] (or a `RawDocumentBuf` field and `Document::try_from`). Other keys
+//! starting with `$` (`"$set"`, `"$ref"`, ...) are ordinary keys everywhere.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -77,15 +107,110 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use bson::oid::ObjectId;
-use bson::{Bson, Document, RawDocument, Timestamp};
+use bson::raw::RawIter;
+use bson::{Bson, Document, RawBsonRef, RawDocument, Timestamp};
 use serde::de::{Deserialize, Deserializer};
 use serde::ser::{Serialize, Serializer};
+
+mod checked;
 
 /// Default maximum length of a document, in bytes (16 MiB, MongoDB's `maxBsonObjectSize`).
 pub const DEFAULT_MAX_DOCUMENT_LEN: usize = 16 * 1024 * 1024;
 
 /// The smallest valid document: the 4-byte length and the terminating 0x00 (`{}`).
 pub const MIN_DOCUMENT_LEN: usize = 5;
+
+/// Default maximum nesting depth of a decoded document: the top-level document is level 1,
+/// each embedded document, array or JavaScript scope one more (100, MongoDB's limit).
+///
+/// py-bson 0.5.10 itself cannot encode much more than 330 levels (Python's recursion limit).
+/// The limit bounds the stack the decoders use: in a release build, decoding through serde
+/// takes about 2.5 KiB of stack per level (a `Document` target), so 100 levels fit easily in a
+/// 2 MiB thread; debug builds need about ten times as much.
+pub const DEFAULT_MAX_DEPTH: usize = 100;
+
+/// The keys that make the `bson` crate's serde visitor (behind [`Document`], [`Bson`] and the
+/// other `bson` types) read a map as another BSON type instead of a document, in `bson` 3.1:
+/// an embedded document holding any of these keys is refused by [`from_slice`] when the
+/// target would read it that way ([`BsonError::ExtendedJsonKey`]; see the module
+/// documentation).
+pub const EXTENDED_JSON_KEYS: [&str; 18] = [
+    "$oid",
+    "$symbol",
+    "$numberInt",
+    "$numberLong",
+    "$numberDouble",
+    "$binary",
+    "$uuid",
+    "$code",
+    "$scope",
+    "$timestamp",
+    "$regularExpression",
+    "$dbPointer",
+    "$date",
+    "$maxKey",
+    "$minKey",
+    "$undefined",
+    "$numberDecimal",
+    "$numberDecimalBytes",
+];
+
+fn is_extended_json_key(key: &str) -> bool {
+    key.starts_with('$') && EXTENDED_JSON_KEYS.contains(&key)
+}
+
+/// Limits for decoding a document: its length and its nesting depth.
+///
+/// ```
+/// # use framewire::message::bson::{DecodeLimits, DEFAULT_MAX_DEPTH, DEFAULT_MAX_DOCUMENT_LEN};
+/// let limits = DecodeLimits::new().with_max_len(1 << 20).with_max_depth(16);
+/// assert_eq!((limits.max_len(), limits.max_depth()), (1 << 20, 16));
+/// assert_eq!(DecodeLimits::default().max_len(), DEFAULT_MAX_DOCUMENT_LEN);
+/// assert_eq!(DecodeLimits::default().max_depth(), DEFAULT_MAX_DEPTH);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    max_len: usize,
+    max_depth: usize,
+}
+
+impl DecodeLimits {
+    /// [`DEFAULT_MAX_DOCUMENT_LEN`] and [`DEFAULT_MAX_DEPTH`].
+    pub const fn new() -> Self {
+        DecodeLimits {
+            max_len: DEFAULT_MAX_DOCUMENT_LEN,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+
+    /// The maximum document length in bytes.
+    #[must_use]
+    pub const fn with_max_len(self, max_len: usize) -> Self {
+        DecodeLimits { max_len, ..self }
+    }
+
+    /// The maximum nesting depth (the top-level document is level 1).
+    #[must_use]
+    pub const fn with_max_depth(self, max_depth: usize) -> Self {
+        DecodeLimits { max_depth, ..self }
+    }
+
+    /// The maximum document length in bytes.
+    pub const fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// The maximum nesting depth.
+    pub const fn max_depth(&self) -> usize {
+        self.max_depth
+    }
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// What went wrong encoding or decoding a BSON document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +263,20 @@ pub enum BsonError {
         /// Dotted path of the element (`"a.b.0"`).
         path: String,
     },
+    /// Documents are nested deeper than the configured maximum ([`DecodeLimits`]).
+    TooDeep {
+        /// The configured maximum depth (the top-level document is level 1).
+        max: usize,
+    },
+    /// A document holds a key of [`EXTENDED_JSON_KEYS`] and the target type would read it
+    /// through the `bson` crate's serde visitor, which turns it into another BSON type (see the
+    /// module documentation). [`document_from_slice`] reads it as written.
+    ExtendedJsonKey {
+        /// The first such key of the document (`"$oid"`).
+        key: String,
+        /// Dotted path of the document holding it (`"a.b.0"`; empty for the top level).
+        path: String,
+    },
 }
 
 impl fmt::Display for BsonError {
@@ -166,6 +305,22 @@ impl fmt::Display for BsonError {
                 f,
                 "element {path:?} has BSON type {element_type:#04x}, which py-bson cannot decode"
             ),
+            BsonError::TooDeep { max } => {
+                write!(f, "BSON documents nested deeper than {max} levels")
+            }
+            BsonError::ExtendedJsonKey { key, path } => {
+                if path.is_empty() {
+                    write!(f, "the top-level document")?;
+                } else {
+                    write!(f, "the document at {path:?}")?;
+                }
+                write!(
+                    f,
+                    " has the key {key:?}, which the bson crate's serde decoder would read as \
+                     another BSON type for this target; decode it with document_from_slice, or \
+                     into a struct, a map of plain values or a RawDocumentBuf"
+                )
+            }
         }
     }
 }
@@ -275,9 +430,18 @@ pub fn check_document(bytes: &[u8], max: usize) -> Result<(), BsonError> {
     }
 }
 
-/// Deserialize one BSON document (exactly `bytes`, at most [`DEFAULT_MAX_DOCUMENT_LEN`]).
+/// Deserialize one BSON document (exactly `bytes`, at most [`DEFAULT_MAX_DOCUMENT_LEN`] long
+/// and [`DEFAULT_MAX_DEPTH`] deep).
 ///
-/// Strings can be borrowed from `bytes` (`&'de str` fields).
+/// The whole document is validated first (see *Limits and validation* in the module
+/// documentation): a malformed document is refused as [`document_from_slice`] refuses it,
+/// whatever `T` reads of it. Strings can be borrowed from `bytes` (`&'de str` fields).
+///
+/// **Keys like `$oid`:** a document holding a key of [`EXTENDED_JSON_KEYS`] that `T` would read
+/// as a [`Document`], [`Bson`] or another `bson` type is refused with
+/// [`BsonError::ExtendedJsonKey`], because the `bson` crate would silently turn it into another
+/// type (`{"$oid": "…"}` into an ObjectId). Read such documents with [`document_from_slice`],
+/// or into structs, maps or `RawDocumentBuf` fields, which keep the keys as written.
 ///
 /// ```
 /// # use framewire::message::bson::from_slice;
@@ -290,8 +454,24 @@ pub fn check_document(bytes: &[u8], max: usize) -> Result<(), BsonError> {
 /// assert_eq!(small.pad.bytes, b"xxxxxxxxxxxxxxxxxxxxxxxxxx");
 /// # Ok::<(), framewire::message::bson::BsonError>(())
 /// ```
+///
+/// ```
+/// # use framewire::message::bson::{from_slice, document_from_slice, BsonError};
+/// # use std::collections::HashMap;
+/// // bson.dumps({"a": {"$oid": "000102030405060708090a0b"}}): a dict, not an ObjectId
+/// let bytes = b"\x30\0\0\0\x03a\0\x28\0\0\0\x02$oid\0\x19\0\0\0000102030405060708090a0b\0\0\0";
+/// assert_eq!(
+///     from_slice::<bson::Document>(bytes),
+///     Err(BsonError::ExtendedJsonKey { key: "$oid".into(), path: "a".into() })
+/// );
+/// let doc = document_from_slice(bytes)?;
+/// assert_eq!(doc, bson::doc! {"a": {"$oid": "000102030405060708090a0b"}});
+/// let map: HashMap<String, HashMap<String, String>> = from_slice(bytes)?;
+/// assert_eq!(map["a"]["$oid"], "000102030405060708090a0b");
+/// # Ok::<(), framewire::message::bson::BsonError>(())
+/// ```
 pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, BsonError> {
-    from_slice_with_max(bytes, DEFAULT_MAX_DOCUMENT_LEN)
+    from_slice_with_limits(bytes, DecodeLimits::new())
 }
 
 /// [`from_slice`] with an explicit maximum document length.
@@ -299,8 +479,23 @@ pub fn from_slice_with_max<'de, T: Deserialize<'de>>(
     bytes: &'de [u8],
     max: usize,
 ) -> Result<T, BsonError> {
-    check_document(bytes, max)?;
-    bson::deserialize_from_slice(bytes).map_err(|e| decode_error(&e))
+    from_slice_with_limits(bytes, DecodeLimits::new().with_max_len(max))
+}
+
+/// [`from_slice`] with explicit limits.
+pub fn from_slice_with_limits<'de, T: Deserialize<'de>>(
+    bytes: &'de [u8],
+    limits: DecodeLimits,
+) -> Result<T, BsonError> {
+    let (raw, scan) = validate(bytes, limits)?;
+    if scan.extended_json_keys {
+        // Slow path: watch which visitor reads each document that holds such a key.
+        checked::deserialize(bytes, raw)
+    } else {
+        // No document holds a key the bson crate's visitor reinterprets: its serde decoder
+        // gives exactly the values of the raw decoder.
+        bson::deserialize_from_slice(bytes).map_err(|e| decode_error(&e))
+    }
 }
 
 /// Serialize `value` into a dynamic [`Document`], through the same (non-human-readable)
@@ -310,18 +505,80 @@ pub fn to_document<T: Serialize + ?Sized>(value: &T) -> Result<Document, BsonErr
     document_from_slice(&bytes)
 }
 
-/// Deserialize a `T` from a dynamic [`Document`], through the same decoder as [`from_slice`].
+/// Deserialize a `T` from a dynamic [`Document`], through the same decoder as [`from_slice`]
+/// (so with the same refusal of [`EXTENDED_JSON_KEYS`] for `bson` targets).
 pub fn from_document<T: serde::de::DeserializeOwned>(doc: &Document) -> Result<T, BsonError> {
     let bytes = document_to_vec(doc)?;
     from_slice(&bytes)
 }
 
-/// Parse one BSON document (exactly `bytes`, at most [`DEFAULT_MAX_DOCUMENT_LEN`]) into a
-/// dynamic [`Document`]. Binary subtype 0x11 values appear as [`Bson::Timestamp`].
+/// Parse one BSON document (exactly `bytes`, at most [`DEFAULT_MAX_DOCUMENT_LEN`] long and
+/// [`DEFAULT_MAX_DEPTH`] deep) into a dynamic [`Document`] with the `bson` crate's raw
+/// decoder: keys are kept as written (`{"$oid": "…"}` stays a document, as in py-bson).
+/// Binary subtype 0x11 values appear as [`Bson::Timestamp`].
 pub fn document_from_slice(bytes: &[u8]) -> Result<Document, BsonError> {
-    check_document(bytes, DEFAULT_MAX_DOCUMENT_LEN)?;
-    let raw = RawDocument::from_bytes(bytes).map_err(|e| decode_error(&e))?;
+    document_from_slice_with_limits(bytes, DecodeLimits::new())
+}
+
+/// [`document_from_slice`] with an explicit maximum document length.
+pub fn document_from_slice_with_max(bytes: &[u8], max: usize) -> Result<Document, BsonError> {
+    document_from_slice_with_limits(bytes, DecodeLimits::new().with_max_len(max))
+}
+
+/// [`document_from_slice`] with explicit limits.
+pub fn document_from_slice_with_limits(
+    bytes: &[u8],
+    limits: DecodeLimits,
+) -> Result<Document, BsonError> {
+    let (raw, _) = validate(bytes, limits)?;
     Document::try_from(raw).map_err(|e| decode_error(&e))
+}
+
+/// What [`validate`] found in a well-formed document.
+struct Scan {
+    /// Some document (not array) holds a key of [`EXTENDED_JSON_KEYS`].
+    extended_json_keys: bool,
+}
+
+/// Validate a whole document the way the `bson` crate's raw decoder (`Document::try_from`)
+/// does, without recursion: the envelope ([`check_document`]), then every element's type,
+/// length and value (UTF-8 of strings, lengths of binaries, terminators of embedded
+/// documents, arrays and JavaScript scopes), at every depth up to `limits.max_depth`.
+fn validate(bytes: &[u8], limits: DecodeLimits) -> Result<(&RawDocument, Scan), BsonError> {
+    check_document(bytes, limits.max_len)?;
+    let root = RawDocument::from_bytes(bytes).map_err(|e| decode_error(&e))?;
+    if limits.max_depth == 0 {
+        return Err(BsonError::TooDeep { max: 0 });
+    }
+    let mut scan = Scan {
+        extended_json_keys: false,
+    };
+    // One iterator per open document or array (`true` for a document), innermost last.
+    let mut open: Vec<(RawIter<'_>, bool)> = Vec::new();
+    open.push((root.iter_elements(), true));
+    while let Some((elements, is_document)) = open.last_mut() {
+        let Some(element) = elements.next() else {
+            open.pop();
+            continue;
+        };
+        let element = element.map_err(|e| decode_error(&e))?;
+        if *is_document && is_extended_json_key(element.key().as_str()) {
+            scan.extended_json_keys = true;
+        }
+        let inner = match element.value().map_err(|e| decode_error(&e))? {
+            RawBsonRef::Document(doc) => (doc.iter_elements(), true),
+            RawBsonRef::Array(array) => (array.iter_elements(), false),
+            RawBsonRef::JavaScriptCodeWithScope(code) => (code.scope.iter_elements(), true),
+            _ => continue,
+        };
+        if open.len() >= limits.max_depth {
+            return Err(BsonError::TooDeep {
+                max: limits.max_depth,
+            });
+        }
+        open.push(inner);
+    }
+    Ok((root, scan))
 }
 
 /// Encode a dynamic [`Document`] (at most [`DEFAULT_MAX_DOCUMENT_LEN`] bytes).
