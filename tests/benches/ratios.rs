@@ -356,9 +356,10 @@ enum Mode {
     /// `send_obj` x WINDOW, then `recv_obj` x WINDOW (one write per object,
     /// as py-bson's `sendobj`).
     Pipelined,
-    /// Like `Pipelined`, but each window is encoded into the output queue and
-    /// written with one `flush`; the echo server flushes when its input runs
-    /// dry. The same objects and bytes; framewire's batching API.
+    /// Like `Pipelined`, but each window is encoded into the output queue
+    /// (`queue_obj`) and written with one `flush`; the echo server flushes
+    /// when its input runs dry. The same objects and bytes; framewire's
+    /// batching API.
     Batched,
 }
 
@@ -373,12 +374,9 @@ fn echo_server(listener: &TcpListener, cpu: usize, batched: bool) {
     let (sock, _) = listener.accept().expect("accept");
     nodelay(&sock);
     let mut conn = Framed::new(sock, BsonDocument::new());
-    let mut doc = Vec::with_capacity(64);
     while let Some(obj) = conn.recv_obj::<Small>().expect("echo recv") {
         if batched {
-            doc.clear();
-            framewire::message::bson::encode_into(&obj, &mut doc).expect("encode");
-            conn.queue(&doc).expect("queue");
+            conn.queue_obj(&obj).expect("queue");
             if conn.stream().buffered_len() == 0 {
                 conn.flush().expect("flush");
             }
@@ -396,7 +394,6 @@ fn check(obj: Option<Small>, seq: i32) {
 }
 
 fn client_run(conn: &mut Framed<TcpStream, BsonDocument>, mode: Mode, start: usize, n: usize) {
-    let mut doc = Vec::with_capacity(WINDOW * 50);
     let mut seq = start;
     while seq < start + n {
         let batch = if mode == Mode::Rtt {
@@ -407,9 +404,7 @@ fn client_run(conn: &mut Framed<TcpStream, BsonDocument>, mode: Mode, start: usi
         for k in seq..seq + batch {
             let obj = Small::new(k as i32);
             if mode == Mode::Batched {
-                doc.clear();
-                framewire::message::bson::encode_into(&obj, &mut doc).expect("encode");
-                conn.queue(&doc).expect("queue");
+                conn.queue_obj(&obj).expect("queue");
             } else {
                 conn.send_obj(&obj).expect("send");
             }

@@ -9,6 +9,13 @@ use crate::Error;
 /// Most chunks handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
+/// Encoded objects up to this many bytes are copied into the output queue
+/// (where consecutive ones coalesce into one write) and the encode buffer is
+/// kept for the next object; larger ones are queued as the buffer itself,
+/// without a copy.
+#[cfg(feature = "bson")]
+const OBJ_COPY_MAX: usize = 16 * 1024;
+
 /// A blocking framed connection: frames over any `Read + Write`.
 ///
 /// `send` queues the frame in the core and writes until it is all out
@@ -22,6 +29,10 @@ pub struct Framed<S, F> {
     io: S,
     stream: FramedStream<F>,
     read_eof: bool,
+    /// Reused encode buffer of `queue_obj` (at most `OBJ_COPY_MAX` bytes
+    /// of capacity kept).
+    #[cfg(feature = "bson")]
+    scratch: Vec<u8>,
 }
 
 impl<S: Read + Write, F: Framing> Framed<S, F> {
@@ -36,6 +47,8 @@ impl<S: Read + Write, F: Framing> Framed<S, F> {
             io,
             stream,
             read_eof: false,
+            #[cfg(feature = "bson")]
+            scratch: Vec::new(),
         }
     }
 
@@ -75,9 +88,11 @@ impl<S: Read + Write, F: Framing> Framed<S, F> {
             let written = {
                 let mut chunks = [&[][..]; MAX_IOVECS];
                 let n = self.stream.fill_transmit(&mut chunks);
-                let slices: Vec<IoSlice<'_>> =
-                    chunks[..n].iter().map(|c| IoSlice::new(c)).collect();
-                match self.io.write_vectored(&slices) {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                for (slice, chunk) in slices.iter_mut().zip(&chunks[..n]) {
+                    *slice = IoSlice::new(chunk);
+                }
+                match self.io.write_vectored(&slices[..n]) {
                     Ok(0) => {
                         return Err(Error::Io(io::Error::new(
                             io::ErrorKind::WriteZero,
@@ -181,19 +196,57 @@ impl<S: Read + Write, F: Framing> Framed<S, F> {
 
 #[cfg(feature = "bson")]
 impl<S: Read + Write> Framed<S, framewire::framing::BsonDocument> {
-    /// Sends `obj` as one BSON document (py-bson's `sendobj`).
+    /// Sends `obj` as one BSON document (py-bson's `sendobj`): encodes it
+    /// into the output queue and writes the queue out before returning.
     pub fn send_obj<T: serde::Serialize + ?Sized>(&mut self, obj: &T) -> Result<(), Error> {
-        let doc = framewire::message::bson::to_vec(obj)?;
-        self.send_bytes(Bytes::from(doc))
+        self.queue_obj(obj)?;
+        self.flush()
+    }
+
+    /// Encodes `obj` as one BSON document into the output queue without
+    /// writing it yet; [`flush`](Framed::flush) writes everything queued at
+    /// once (the queue is flushed first if the document would not fit next
+    /// to it). Nothing is queued if encoding fails.
+    ///
+    /// The document bytes are the same as [`send_obj`](Framed::send_obj)'s:
+    /// `queue_obj` x N then one `flush` sends N documents with one write
+    /// where the stream takes them all.
+    pub fn queue_obj<T: serde::Serialize + ?Sized>(&mut self, obj: &T) -> Result<(), Error> {
+        self.scratch.clear();
+        let len = framewire::message::bson::encode_into(obj, &mut self.scratch)?;
+        self.flush_if_full(len)?;
+        if len <= OBJ_COPY_MAX {
+            self.stream.send_slice(&self.scratch)?;
+        } else {
+            // Large: hand the buffer over instead of copying it.
+            let doc = std::mem::take(&mut self.scratch);
+            self.stream.send(Bytes::from(doc))?;
+        }
+        if self.scratch.capacity() > OBJ_COPY_MAX {
+            self.scratch = Vec::new();
+        }
+        Ok(())
     }
 
     /// Receives one BSON document as `T` (py-bson's `recvobj`). `None` on a
     /// clean close between documents; a close inside one is an error, unlike
     /// py-bson, which cannot tell the two apart.
+    ///
+    /// The document is decoded straight from the receive buffer.
     pub fn recv_obj<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, Error> {
-        match self.recv()? {
-            Some(doc) => Ok(Some(framewire::message::bson::from_slice(&doc)?)),
-            None => Ok(None),
+        loop {
+            let step = self.stream.poll_event_with(|event| match event {
+                Event::Frame(doc) => Some(framewire::message::bson::from_slice(doc).map(Some)),
+                Event::Closed => Some(Ok(None)),
+                // A skipped over-long document (counted in the stats).
+                _ => None,
+            })?;
+            match step {
+                Some(Some(result)) => return Ok(result?),
+                Some(None) => {}
+                None if self.read_eof => return Ok(None),
+                None => self.fill()?,
+            }
         }
     }
 }

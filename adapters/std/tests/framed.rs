@@ -286,3 +286,154 @@ fn server_bounds_concurrent_connections() {
     );
     assert_eq!(running.load(Ordering::SeqCst), 0);
 }
+
+/// Counts the write calls that reach the stream (a vectored write is one).
+struct CountingWriter {
+    out: Vec<u8>,
+    writes: usize,
+}
+
+impl Read for CountingWriter {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+impl Write for CountingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writes += 1;
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.writes += 1;
+        let mut n = 0;
+        for b in bufs {
+            self.out.extend_from_slice(b);
+            n += b.len();
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn queue_obj_batches_documents_into_one_write_with_send_obj_bytes() {
+    let docs: Vec<Document> = (0..50_i32)
+        .map(|i| doc! { "seq": i, "pad": "x".repeat(usize::try_from(i).unwrap() * 7) })
+        .collect();
+    let mut one_by_one = Framed::new(
+        CountingWriter {
+            out: Vec::new(),
+            writes: 0,
+        },
+        BsonDocument::default(),
+    );
+    for d in &docs {
+        one_by_one.send_obj(d).unwrap();
+    }
+    assert_eq!(one_by_one.get_ref().writes, docs.len());
+    let mut batched = Framed::new(
+        CountingWriter {
+            out: Vec::new(),
+            writes: 0,
+        },
+        BsonDocument::default(),
+    );
+    for d in &docs {
+        batched.queue_obj(d).unwrap();
+    }
+    assert_eq!(batched.get_ref().writes, 0, "queue_obj does not write");
+    batched.flush().unwrap();
+    assert_eq!(batched.get_ref().writes, 1);
+    let expected: Vec<u8> = docs
+        .iter()
+        .flat_map(|d| framewire::message::bson::to_vec(d).unwrap())
+        .collect();
+    assert_eq!(batched.get_ref().out, expected);
+    assert_eq!(one_by_one.get_ref().out, expected);
+}
+
+#[test]
+fn queue_obj_that_cannot_encode_queues_nothing() {
+    let mut conn = Framed::new(
+        CountingWriter {
+            out: Vec::new(),
+            writes: 0,
+        },
+        BsonDocument::default(),
+    );
+    conn.queue_obj(&doc! { "a": 1_i32 }).unwrap();
+    let queued = conn.stream().queued_len();
+    // A bare integer is not a document.
+    assert!(matches!(conn.queue_obj(&5_i32), Err(Error::Bson(_))));
+    assert_eq!(conn.stream().queued_len(), queued);
+    conn.flush().unwrap();
+    assert_eq!(
+        conn.get_ref().out,
+        framewire::message::bson::to_vec(&doc! { "a": 1_i32 }).unwrap()
+    );
+}
+
+#[test]
+fn large_and_small_objects_in_any_chunking() {
+    // Documents on both sides of the copy threshold of queue_obj (16 KiB),
+    // written and read back through 1..7-byte and 1000-byte chunks.
+    let docs: Vec<Document> = [10, 16 * 1024 - 30, 16 * 1024 + 100, 200_000, 3]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| doc! { "i": i32::try_from(i).unwrap(), "s": "y".repeat(n) })
+        .collect();
+    for steps in [vec![1, 7, 3], vec![1000]] {
+        let mut out = Framed::new(
+            Choppy::new(Vec::new(), steps.clone()),
+            BsonDocument::default(),
+        );
+        for d in &docs[..2] {
+            out.send_obj(d).unwrap();
+        }
+        for d in &docs[2..] {
+            out.queue_obj(d).unwrap();
+        }
+        out.flush().unwrap();
+        let wire = out.into_inner().output;
+        let mut back = Framed::new(Choppy::new(wire, steps), BsonDocument::default());
+        for d in &docs {
+            assert_eq!(back.recv_obj::<Document>().unwrap().as_ref(), Some(d));
+        }
+        assert_eq!(back.recv_obj::<Document>().unwrap(), None);
+    }
+}
+
+#[test]
+fn recv_obj_decode_error_consumes_that_document_only() {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct N {
+        n: i32,
+    }
+    let mut wire = framewire::message::bson::to_vec(&doc! { "n": "not a number" }).unwrap();
+    wire.extend(framewire::message::bson::to_vec(&doc! { "n": 7_i32 }).unwrap());
+    let mut conn = Framed::new(Choppy::new(wire, vec![5]), BsonDocument::default());
+    assert!(matches!(conn.recv_obj::<N>(), Err(Error::Bson(_))));
+    assert_eq!(conn.recv_obj::<N>().unwrap(), Some(N { n: 7 }));
+    assert_eq!(conn.recv_obj::<N>().unwrap(), None);
+}
+
+#[test]
+fn recv_obj_passes_over_skipped_documents() {
+    let long = framewire::message::bson::to_vec(&doc! { "s": "z".repeat(100) }).unwrap();
+    let short = framewire::message::bson::to_vec(&doc! { "ok": true }).unwrap();
+    let wire = [long.clone(), short, long].concat();
+    let framing = BsonDocument::default()
+        .with_max_len(64)
+        .with_oversize(OversizePolicy::Skip);
+    let mut conn = Framed::new(Choppy::new(wire, vec![9]), framing);
+    assert_eq!(
+        conn.recv_obj::<Document>().unwrap(),
+        Some(doc! { "ok": true })
+    );
+    assert_eq!(conn.recv_obj::<Document>().unwrap(), None);
+    assert_eq!(conn.stats().frames_skipped, 2);
+}
