@@ -630,7 +630,18 @@ fn bson_section(plan: &Plan, filter: &str, rates: &mut Vec<Rate>, targets: &mut 
             }
         }
     }
-    for ((place, c, s), best) in placements.into_iter().zip(best) {
+    bson_report(&placements, &best, &runs, rates, targets);
+}
+
+/// The BSON rates, targets and bounds of `bson_section`'s best runs.
+fn bson_report(
+    placements: &[(&'static str, usize, usize)],
+    best: &[[f64; BSON_RUNS.len()]],
+    runs: &[bool],
+    rates: &mut Vec<Rate>,
+    targets: &mut Vec<Target>,
+) {
+    for (&(place, c, s), &best) in placements.iter().zip(best) {
         let [py_rtt, py_pipe, rs_rtt, rs_pipe, rs_batch, bare_rtt, bare_pipe, bare_batch] = best;
         let section = if c == s {
             "BSON loopback, same CPU"
