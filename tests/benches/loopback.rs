@@ -119,6 +119,9 @@ enum Server {
     FwTokio,
     /// The same with `Builder::inline_handlers(true)`.
     FwTokioInline,
+    /// `FwTokioInline`'s server; the client sends each window as one
+    /// `PacketConnection::call_batch` (pipelined only).
+    FwTokioBatch,
     /// framewire-std `Builder::start` with an echo handler.
     FwStd,
     /// cs.packetstream (Python, tests/python/packetstream_bench.py), client
@@ -173,16 +176,12 @@ fn serve(kind: Server, listener: StdListener) {
                         sock.write_all(&buf).await.expect("echo write");
                     }
                 }
-                Server::FwTokio | Server::FwTokioInline => {
+                Server::FwTokio | Server::FwTokioInline | Server::FwTokioBatch => {
                     use framewire_tokio::packet::{Builder, Reply, Request};
                     let builder = Builder::new().handler(|rq: Request| async move {
                         Reply::with_flags(rq.flags, rq.payload)
                     });
-                    let builder = if kind == Server::FwTokioInline {
-                        builder.inline_handlers(true)
-                    } else {
-                        builder
-                    };
+                    let builder = builder.inline_handlers(kind != Server::FwTokio);
                     let conn = builder.start(sock).expect("tokio server");
                     let _ = conn.wait().await;
                 }
@@ -337,10 +336,17 @@ async fn tokio_client(kind: Server, mode: Mode, addr: SocketAddr, plan: &Plan) -
             })
         }
         _ => {
+            use framewire_tokio::packet::BatchRequest;
             let conn = framewire_tokio::packet::PacketConnection::new(sock).expect("tokio client");
             let run = match mode {
                 Mode::RoundTrips => time_round_trips!(n, {
                     check(&conn.call(0, 0, 0, p.clone()).await.expect("call").payload);
+                }),
+                Mode::Pipelined if kind == Server::FwTokioBatch => time_windows!(time, w, {
+                    let batch = (0..w).map(|_| BatchRequest::new(0, 0, 0, p.clone()));
+                    for r in conn.call_batch(batch).await {
+                        check(&r.expect("call").payload);
+                    }
                 }),
                 Mode::Pipelined => time_windows!(time, w, {
                     let calls = (0..w).map(|_| conn.call(0, 0, 0, p.clone()));
@@ -422,6 +428,7 @@ fn name(kind: Server) -> &'static str {
         Server::StdPingPong => "bare std TcpStream ping-pong",
         Server::FwTokio => "framewire-tokio PacketConnection",
         Server::FwTokioInline => "framewire-tokio, inline_handlers",
+        Server::FwTokioBatch => "framewire-tokio call_batch, inline_handlers",
         Server::FwStd => "framewire-std PacketConnection",
         Server::PyGrace0 => "cs.packetstream (Python), packet_grace 0",
         Server::PyGraceDefault => "cs.packetstream (Python), default packet_grace 0.01 s",
@@ -436,6 +443,7 @@ fn jobs(args: &[String]) -> Vec<(Mode, Server)> {
         Server::Framed,
         Server::FwTokio,
         Server::FwTokioInline,
+        Server::FwTokioBatch,
         Server::FwStd,
         Server::PyGrace0,
         Server::PyGraceDefault,
@@ -507,7 +515,7 @@ fn targets(
     };
     for (p, (place, _)) in placements.iter().enumerate() {
         if let Some(framed) = find(p, Mode::Pipelined, Server::Framed) {
-            for kind in [Server::FwTokio, Server::FwTokioInline] {
+            for kind in [Server::FwTokio, Server::FwTokioInline, Server::FwTokioBatch] {
                 target(
                     format!("{place}: pipelined, {} / tokio-util Framed", name(kind)),
                     find(p, Mode::Pipelined, kind).map_or(0.0, |b| b.rate) / framed.rate,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use framewire::packet::{reason, Config, SubmitError};
 use framewire_tokio::packet::{
-    serve, Builder, CallError, CloseError, EndCause, PacketConnection, PacketServer, Reply,
-    Request, ServeOptions, State,
+    serve, BatchRequest, Builder, CallError, CloseError, EndCause, PacketConnection, PacketServer,
+    Reply, Request, ServeOptions, State,
 };
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -797,6 +797,275 @@ async fn connections_beyond_the_limit_wait_to_be_accepted() {
         c2.close().await.unwrap();
         c3.close().await.unwrap();
         server.shutdown().await;
+    })
+    .await;
+}
+
+// ----- batches -----
+
+/// A batch's payload for request `i`: its index, so every outcome can be
+/// checked against its own request.
+fn indexed(i: u32) -> BatchRequest {
+    BatchRequest::new(
+        0,
+        0,
+        u64::from(i % 5),
+        Bytes::copy_from_slice(&i.to_be_bytes()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_and_calls_at_once_each_answer_reaches_its_caller() {
+    deadline(async {
+        const SEED: u64 = 0xba7c_4e5;
+        // Answers out of order: each request sleeps a pseudo-random time.
+        let server = serve(
+            listener().await,
+            |rq: Request| async move {
+                let delay_us = mix(SEED ^ u64::from_be_bytes(rq.payload[..8].try_into().unwrap()));
+                tokio::time::sleep(Duration::from_micros(delay_us % 1_500)).await;
+                Reply::with_flags(rq.flags, rq.payload)
+            },
+            ServeOptions::new(),
+        )
+        .unwrap();
+        let client = PacketConnection::connect(server.local_addr())
+            .await
+            .unwrap();
+        // Eight tasks: four send batches, four plain calls, all at once;
+        // every payload is unique (task, index).
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let payload = |i: u64| Bytes::copy_from_slice(&((t << 32) | i).to_be_bytes());
+                if t % 2 == 0 {
+                    for round in 0..5u64 {
+                        let base = round * 300;
+                        let batch =
+                            (base..base + 300).map(|i| BatchRequest::new(0, 0, i % 9, payload(i)));
+                        let results = client.call_batch(batch).await;
+                        assert_eq!(results.len(), 300);
+                        for (i, r) in (base..).zip(results) {
+                            let r = r.unwrap();
+                            assert_eq!((r.ok, r.flags), (true, i % 9));
+                            assert_eq!(r.payload, payload(i), "task {t} request {i}");
+                        }
+                    }
+                } else {
+                    let calls: Vec<_> = (0..500u64)
+                        .map(|i| client.call(0, 0, i % 9, payload(i)))
+                        .collect();
+                    for (i, r) in (0..).zip(futures_util::future::join_all(calls).await) {
+                        assert_eq!(r.unwrap().payload, payload(i), "task {t} call {i}");
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(client.pending_calls(), 0);
+        assert_eq!(client.stats().responses_received, 4 * 1_500 + 4 * 500);
+        // An empty batch is answered at once with nothing.
+        assert!(client.call_batch(Vec::new()).await.is_empty());
+        client.close().await.unwrap();
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_limits_waits_for_room() {
+    deadline(async {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (Arc::clone(&running), Arc::clone(&most));
+        let server = serve(
+            listener().await,
+            move |rq: Request| {
+                let (running, most) = (Arc::clone(&r), Arc::clone(&m));
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Reply::ok(rq.payload)
+                }
+            },
+            ServeOptions::new(),
+        )
+        .unwrap();
+        // At most 4 waiting responses, and a transmit queue of 256 bytes.
+        let client = Builder::new()
+            .config(Config {
+                max_pending_outbound: 4,
+                max_transmit_buffer: 256,
+                ..Config::default()
+            })
+            .connect(server.local_addr())
+            .await
+            .unwrap();
+        let batch = client.call_batch((0..300).map(indexed));
+        // A plain call at the same time waits its turn too.
+        let call = client.call(0, 0, 0, &b"alone"[..]);
+        let (results, alone) = tokio::join!(batch, call);
+        for (i, r) in (0u32..).zip(results) {
+            assert_eq!(r.unwrap().payload[..], i.to_be_bytes());
+        }
+        assert_eq!(&alone.unwrap().payload[..], b"alone");
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (1..=4).contains(&most),
+            "{most} requests were in flight at once"
+        );
+        // Big payloads through a 64-byte pipe: the transmit limit holds the
+        // rest of the batch back until the peer reads.
+        let (a, b) = tokio::io::duplex(64);
+        let echo = Builder::new()
+            .handler(|rq: Request| async move { Reply::ok(rq.payload) })
+            .start(b)
+            .unwrap();
+        let small = Builder::new()
+            .config(Config {
+                max_transmit_buffer: 256,
+                ..Config::default()
+            })
+            .start(a)
+            .unwrap();
+        let results = small
+            .call_batch((0..50u8).map(|i| BatchRequest::new(0, 0, 0, vec![i; 1000])))
+            .await;
+        for (i, r) in (0u8..).zip(results) {
+            assert_eq!(r.unwrap().payload, vec![i; 1000]);
+        }
+        small.close().await.unwrap();
+        echo.wait().await.unwrap();
+        client.close().await.unwrap();
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batch_timeouts_and_errors_are_per_request() {
+    deadline(async {
+        // rq_type 1 sleeps 400 ms.
+        let server = slow_server(Duration::from_millis(400)).await;
+        let client = PacketConnection::connect(server.local_addr())
+            .await
+            .unwrap();
+        client.open_channel(3).await.unwrap();
+        let batch = vec![
+            BatchRequest::new(0, 0, 0, &b"fast"[..]),
+            BatchRequest::new(0, 1, 0, &b"slow"[..]),
+            // Flags that cannot be encoded: refused by the core.
+            BatchRequest::new(0, 0, u64::MAX, &b"bad"[..]),
+            // A channel the peer never opened: refused by the peer.
+            BatchRequest::new(3, 0, 0, &b"elsewhere"[..]),
+            BatchRequest::new(0, 0, 0, &b"fast too"[..]),
+        ];
+        let results = client
+            .call_batch(batch)
+            .timeout(Duration::from_millis(100))
+            .await;
+        assert_eq!(&results[0].as_ref().unwrap().payload[..], b"fast");
+        assert_eq!(results[1], Err(CallError::TimedOut));
+        assert!(
+            matches!(results[2], Err(CallError::Submit(_))),
+            "{:?}",
+            results[2]
+        );
+        // (The original's text, literally.)
+        let refused = results[3].as_ref().unwrap();
+        assert_eq!(
+            refused.failure_reason().as_deref(),
+            Some("unknown channel %d")
+        );
+        assert_eq!(&results[4].as_ref().unwrap().payload[..], b"fast too");
+        eventually("timed-out request forgotten", || {
+            client.pending_calls() == 0
+        })
+        .await;
+        assert_eq!(client.stats().timed_out, 1);
+        // The builder's call timeout applies unless the batch says otherwise.
+        let impatient = Builder::new()
+            .call_timeout(Some(Duration::from_millis(30)))
+            .connect(server.local_addr())
+            .await
+            .unwrap();
+        let slow = || vec![BatchRequest::new(0, 1, 0, &b"s"[..])];
+        assert_eq!(
+            impatient.call_batch(slow()).await,
+            vec![Err(CallError::TimedOut)]
+        );
+        let r = impatient.call_batch(slow()).no_timeout().await;
+        assert_eq!(&r[0].as_ref().unwrap().payload[..], b"s");
+        impatient.close().await.unwrap();
+        client.close().await.unwrap();
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dropped_batch_is_abandoned_in_the_core() {
+    deadline(async {
+        let server = slow_server(Duration::from_millis(300)).await;
+        let client = PacketConnection::connect(server.local_addr())
+            .await
+            .unwrap();
+        let batch = client.call_batch((0..10).map(|i| BatchRequest::new(0, 1, 0, vec![i])));
+        let outcome = tokio::time::timeout(Duration::from_millis(50), batch).await;
+        assert!(outcome.is_err(), "the slow batch cannot have finished");
+        eventually("abandoned batch cleaned up", || client.pending_calls() == 0).await;
+        assert_eq!(client.stats().requests_sent, 10);
+        eventually("late responses counted", || {
+            client.stats().unknown_responses == 10
+        })
+        .await;
+        assert_eq!(client.stats().responses_received, 0);
+        // A batch dropped before it was polled sends nothing.
+        drop(client.call_batch((0..5).map(indexed)));
+        let r = client.call_batch((0..3).map(indexed)).await;
+        assert_eq!(r.len(), 3);
+        assert_eq!(client.stats().requests_sent, 13);
+        client.close().await.unwrap();
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batch_requests_outstanding_when_the_peer_goes_away_are_cancelled() {
+    deadline(async {
+        let (a, mut b) = tokio::io::duplex(4096);
+        let client = PacketConnection::new(a).unwrap();
+        let batch = tokio::spawn(client.call_batch((0..3).map(indexed)));
+        // Read the requests, answer the first, then vanish.
+        let mut buf = [0u8; 256];
+        let mut got = 0;
+        // Three requests of a 4-byte payload: 8 bytes each.
+        while got < 3 * 8 {
+            got += b.read(&mut buf[got..]).await.unwrap();
+        }
+        let answer =
+            framewire::packet::wire::Packet::response(0, 2, true, 0, &[0, 0, 0, 0]).unwrap();
+        let mut bytes = vec![0u8; answer.encoded_len()];
+        answer.encode(&mut bytes).unwrap();
+        b.write_all(&bytes).await.unwrap();
+        drop(b);
+        let results = batch.await.unwrap();
+        assert_eq!(&results[0].as_ref().unwrap().payload[..], [0, 0, 0, 0]);
+        let cancelled = Err(CallError::Cancelled {
+            cause: EndCause::TransportEof,
+        });
+        assert_eq!(results[1..], [cancelled.clone(), cancelled]);
+        // A batch on a finished connection fails at once.
+        client.wait().await.ok();
+        let late = client.call_batch((0..2).map(indexed)).await;
+        assert_eq!(late.len(), 2);
+        assert!(late.iter().all(Result::is_err));
     })
     .await;
 }

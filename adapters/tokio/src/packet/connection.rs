@@ -274,10 +274,10 @@ pub(crate) struct Shared {
     /// One permit per call waiting for its response:
     /// `Config::max_pending_outbound` of them.
     pub(crate) call_permits: Arc<Semaphore>,
-    next_call: AtomicU64,
+    pub(crate) next_call: AtomicU64,
     status: watch::Receiver<Status>,
     pub(crate) snapshot: Mutex<Snapshot>,
-    call_timeout: Option<Duration>,
+    pub(crate) call_timeout: Option<Duration>,
     pub(crate) close_timeout: Duration,
 }
 
@@ -291,7 +291,7 @@ impl Shared {
     }
 
     /// The error for a call made on (or outlived by) a finished connection.
-    fn ended(&self) -> CallError {
+    pub(crate) fn ended(&self) -> CallError {
         let status = self.status();
         let cause = match status.finish {
             Some(Finish::Failed(cause)) => cause,
@@ -345,7 +345,7 @@ impl Drop for Owner {
 /// [`Request`](super::Request) carries does not count.
 #[derive(Clone)]
 pub struct PacketConnection {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     owner: Option<Arc<Owner>>,
 }
 

@@ -30,6 +30,7 @@ use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tokio::time::{Instant, Sleep};
 
+use super::batch::BatchRequest;
 use super::connection::{Builder, Finish, PacketConnection, Response, Shared, Snapshot, Status};
 use super::error::{CallError, EndCause};
 use super::handler::{Handler, Reply, Request};
@@ -75,6 +76,12 @@ pub(crate) enum Command {
     Abandon {
         id: u64,
     },
+    /// Many requests, answered together.
+    Batch(BatchCmd),
+    /// The batch's future was dropped.
+    AbandonBatch {
+        id: u64,
+    },
     EndRequests,
     Close,
     Abort,
@@ -94,6 +101,54 @@ pub(crate) struct SubmitCmd {
     pub(crate) reply: oneshot::Sender<Outcome>,
 }
 
+/// A batch of requests from [`PacketConnection::call_batch`].
+pub(crate) struct BatchCmd {
+    pub(crate) id: u64,
+    pub(crate) requests: Vec<BatchRequest>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) reply: oneshot::Sender<Vec<Outcome>>,
+}
+
+/// A batch in the driver: its outcomes so far and the requests not yet
+/// handed to the core.
+struct BatchState {
+    reply: oneshot::Sender<Vec<Outcome>>,
+    /// One per request, in the caller's order.
+    results: Vec<Option<Outcome>>,
+    /// Requests not yet in the core (waiting for room), the first of them
+    /// at index `next`.
+    rest: std::vec::IntoIter<BatchRequest>,
+    next: usize,
+    deadline: Option<Instant>,
+    /// Results still missing.
+    outstanding: usize,
+}
+
+/// Whose request a `(channel, tag)` of ours is.
+#[derive(Clone, Copy)]
+enum Waiter {
+    /// A [`Call`](super::Call), by id.
+    Call(u64),
+    /// Request `index` of a batch, by batch id.
+    Batch(u64, usize),
+}
+
+/// Requests waiting for room in the core, in order.
+enum Deferred {
+    Call(SubmitCmd),
+    /// The rest of a batch (kept in its `BatchState`), with its deadline.
+    Batch(u64, Option<Instant>),
+}
+
+impl Deferred {
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Deferred::Call(s) => s.deadline,
+            Deferred::Batch(_, d) => *d,
+        }
+    }
+}
+
 pub(crate) struct Driver<S> {
     io: S,
     conn: Connection,
@@ -110,11 +165,16 @@ pub(crate) struct Driver<S> {
     /// The transport reported its end (or failed): read no more.
     transport_eof: bool,
 
-    /// Our calls in the core, by call id, and the ids by `(channel, tag)`.
+    /// Our calls in the core, by call id, and who waits for each
+    /// `(channel, tag)`.
     calls: IdMap<u64, ((u64, u64), oneshot::Sender<Outcome>)>,
-    ids: IdMap<(u64, u64), u64>,
-    /// Calls waiting for room in the core's transmit queue, in order.
-    deferred: VecDeque<SubmitCmd>,
+    ids: IdMap<(u64, u64), Waiter>,
+    /// Batches not fully answered, by id.
+    batches: IdMap<u64, BatchState>,
+    /// Results the batches still miss, all together.
+    batch_outstanding: usize,
+    /// Calls and batches waiting for room in the core, in order.
+    deferred: VecDeque<Deferred>,
 
     handler: Option<Arc<dyn Handler>>,
     handlers: JoinSet<Reply>,
@@ -179,6 +239,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             transport_eof: false,
             calls: IdMap::default(),
             ids: IdMap::default(),
+            batches: IdMap::default(),
+            batch_outstanding: 0,
             deferred: VecDeque::new(),
             handler: builder.handler.clone(),
             handlers: JoinSet::new(),
@@ -282,7 +344,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 if self.deferred.is_empty() {
                     self.submit(s);
                 } else {
-                    self.deferred.push_back(s);
+                    self.deferred.push_back(Deferred::Call(s));
                 }
             }
             Command::Abandon { id } => {
@@ -290,9 +352,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                     self.ids.remove(&key);
                     self.conn.abandon(key.0, key.1);
                 } else {
-                    self.deferred.retain(|s| s.id != id);
+                    self.deferred
+                        .retain(|d| !matches!(d, Deferred::Call(s) if s.id == id));
                 }
             }
+            Command::Batch(b) => self.start_batch(b),
+            Command::AbandonBatch { id } => self.abandon_batch(id),
             Command::EndRequests => self.conn.end_requests(),
             Command::Close => {
                 self.conn.close();
@@ -331,7 +396,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         ) {
             Ok(tag) => {
                 let key = (s.channel, tag);
-                self.ids.insert(key, s.id);
+                self.ids.insert(key, Waiter::Call(s.id));
                 self.calls.insert(s.id, (key, s.reply));
                 None
             }
@@ -347,20 +412,170 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
 
     fn submit(&mut self, s: SubmitCmd) {
         if let Some(s) = self.try_submit(s) {
-            self.deferred.push_back(s);
+            self.deferred.push_back(Deferred::Call(s));
         }
     }
 
     fn retry_deferred(&mut self) -> bool {
         let mut progress = false;
-        while let Some(s) = self.deferred.pop_front() {
-            if let Some(s) = self.try_submit(s) {
-                self.deferred.push_front(s);
+        while let Some(d) = self.deferred.pop_front() {
+            let blocked = match d {
+                Deferred::Call(s) => self.try_submit(s).map(Deferred::Call),
+                Deferred::Batch(id, deadline) => {
+                    // Progress if any of its requests went in.
+                    let before = self.batches.get(&id).map(|b| b.next);
+                    let blocked = !self.submit_batch(id);
+                    progress |= self.batches.get(&id).map(|b| b.next) != before;
+                    blocked.then_some(Deferred::Batch(id, deadline))
+                }
+            };
+            if let Some(d) = blocked {
+                self.deferred.push_front(d);
                 break;
             }
             progress = true;
         }
         progress
+    }
+
+    // ----- batches -----
+
+    fn start_batch(&mut self, b: BatchCmd) {
+        let n = b.requests.len();
+        if n == 0 || b.reply.is_closed() {
+            let _ = b.reply.send(Vec::new());
+            return;
+        }
+        let mut results = Vec::with_capacity(n);
+        results.resize_with(n, || None);
+        self.batches.insert(
+            b.id,
+            BatchState {
+                reply: b.reply,
+                results,
+                rest: b.requests.into_iter(),
+                next: 0,
+                deadline: b.deadline,
+                outstanding: n,
+            },
+        );
+        self.batch_outstanding += n;
+        if !self.deferred.is_empty() || !self.submit_batch(b.id) {
+            self.deferred.push_back(Deferred::Batch(b.id, b.deadline));
+        }
+    }
+
+    /// Hands the batch's unsent requests to the core until it has no room.
+    /// Returns whether none is left to send.
+    fn submit_batch(&mut self, id: u64) -> bool {
+        let now = self.now();
+        let core_now = self.core_now(now);
+        let Some(batch) = self.batches.get_mut(&id) else {
+            return true;
+        };
+        let timeout = match batch.deadline {
+            Some(d) if d <= now => {
+                // Past its deadline before it could be sent: every unsent
+                // request times out.
+                self.fail_unsent(id, CallError::TimedOut);
+                return true;
+            }
+            Some(d) => Some(core_duration(d - now)),
+            None => None,
+        };
+        let mut blocked = false;
+        while let Some(rq) = batch.rest.as_slice().first() {
+            match self.conn.submit(
+                rq.channel,
+                rq.rq_type,
+                rq.flags,
+                rq.payload.clone(),
+                core_now,
+                timeout,
+            ) {
+                Ok(tag) => {
+                    self.ids
+                        .insert((rq.channel, tag), Waiter::Batch(id, batch.next));
+                }
+                Err(SubmitError::TransmitFull { .. } | SubmitError::TooManyPending { .. }) => {
+                    blocked = true;
+                    break;
+                }
+                Err(e) => {
+                    batch.results[batch.next] = Some(Err(CallError::Submit(e)));
+                    batch.outstanding -= 1;
+                    self.batch_outstanding -= 1;
+                }
+            }
+            batch.rest.next();
+            batch.next += 1;
+        }
+        if !blocked {
+            self.maybe_finish_batch(id);
+        }
+        !blocked
+    }
+
+    /// Ends every unsent request of batch `id` with `error`.
+    fn fail_unsent(&mut self, id: u64, error: CallError) {
+        let Some(batch) = self.batches.get_mut(&id) else {
+            return;
+        };
+        for _ in batch.rest.by_ref() {
+            batch.results[batch.next] = Some(Err(error));
+            batch.next += 1;
+            batch.outstanding -= 1;
+            self.batch_outstanding -= 1;
+        }
+        self.maybe_finish_batch(id);
+    }
+
+    /// Sends the batch's results if none is missing.
+    fn maybe_finish_batch(&mut self, id: u64) {
+        if self.batches.get(&id).is_some_and(|b| b.outstanding == 0) {
+            if let Some(b) = self.batches.remove(&id) {
+                let results = b
+                    .results
+                    .into_iter()
+                    .map(|r| r.unwrap_or(Err(CallError::TimedOut)))
+                    .collect();
+                let _ = b.reply.send(results);
+            }
+        }
+    }
+
+    /// The batch's future was dropped: its requests in the core are
+    /// abandoned, the unsent ones forgotten.
+    fn abandon_batch(&mut self, id: u64) {
+        let Some(b) = self.batches.remove(&id) else {
+            return;
+        };
+        self.batch_outstanding -= b.outstanding;
+        self.deferred
+            .retain(|d| !matches!(d, Deferred::Batch(bid, _) if *bid == id));
+        let conn = &mut self.conn;
+        self.ids.retain(|&(channel, tag), w| {
+            if matches!(w, Waiter::Batch(bid, _) if *bid == id) {
+                conn.abandon(channel, tag);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Ends every batch with `error` for each missing result.
+    fn fail_batches(&mut self, error: CallError) {
+        for (_, b) in self.batches.drain() {
+            let results = b
+                .results
+                .into_iter()
+                .map(|r| r.unwrap_or(Err(error)))
+                .collect();
+            let _ = b.reply.send(results);
+        }
+        self.batch_outstanding = 0;
+        self.ids.retain(|_, w| matches!(w, Waiter::Call(_)));
     }
 
     // ----- handlers -----
@@ -566,7 +781,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
 
     fn next_deadline(&self) -> Option<Instant> {
         let core = self.conn.poll_timeout().map(|t| self.tokio_instant(t));
-        let deferred = self.deferred.iter().filter_map(|s| s.deadline).min();
+        let deferred = self.deferred.iter().filter_map(Deferred::deadline).min();
         match (core, deferred) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -589,10 +804,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             let (expired, waiting): (VecDeque<_>, VecDeque<_>) = self
                 .deferred
                 .drain(..)
-                .partition(|s| s.deadline.is_some_and(|d| d <= now));
+                .partition(|s| s.deadline().is_some_and(|d| d <= now));
             self.deferred = waiting;
             for s in expired {
-                let _ = s.reply.send(Err(CallError::TimedOut));
+                match s {
+                    Deferred::Call(s) => {
+                        let _ = s.reply.send(Err(CallError::TimedOut));
+                    }
+                    Deferred::Batch(id, _) => self.fail_unsent(id, CallError::TimedOut),
+                }
             }
             self.timer_at = None;
             progress = true;
@@ -607,10 +827,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     // ----- events -----
 
     fn complete(&mut self, key: (u64, u64), outcome: Outcome) {
-        if let Some(id) = self.ids.remove(&key) {
-            if let Some((_, reply)) = self.calls.remove(&id) {
-                let _ = reply.send(outcome);
+        match self.ids.remove(&key) {
+            Some(Waiter::Call(id)) => {
+                if let Some((_, reply)) = self.calls.remove(&id) {
+                    let _ = reply.send(outcome);
+                }
             }
+            Some(Waiter::Batch(id, index)) => {
+                if let Some(b) = self.batches.get_mut(&id) {
+                    b.results[index] = Some(outcome);
+                    b.outstanding -= 1;
+                    self.batch_outstanding -= 1;
+                    if b.outstanding == 0 {
+                        self.maybe_finish_batch(id);
+                    }
+                }
+            }
+            None => {}
         }
     }
 
@@ -674,11 +907,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         // Calls still waiting for transmit room can never be sent now.
         if !self.deferred.is_empty() && self.rx_over() {
             let cause = self.end().unwrap_or(EndCause::TransportEof);
-            for s in self.deferred.drain(..) {
-                let _ = s.reply.send(Err(CallError::Cancelled { cause }));
-            }
+            self.cancel_deferred(CallError::Cancelled { cause });
         }
         progress
+    }
+
+    /// Ends every call and batch request still waiting for room with `error`.
+    fn cancel_deferred(&mut self, error: CallError) {
+        for d in std::mem::take(&mut self.deferred) {
+            match d {
+                Deferred::Call(s) => {
+                    let _ = s.reply.send(Err(error));
+                }
+                Deferred::Batch(id, _) => self.fail_unsent(id, error),
+            }
+        }
     }
 
     // ----- output -----
@@ -748,10 +991,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         for (_, (_, reply)) in self.calls.drain() {
             let _ = reply.send(Err(CallError::Cancelled { cause }));
         }
+        self.cancel_deferred(CallError::Cancelled { cause });
+        self.fail_batches(CallError::Cancelled { cause });
         self.ids.clear();
-        for s in self.deferred.drain(..) {
-            let _ = s.reply.send(Err(CallError::Cancelled { cause }));
-        }
         self.handlers.abort_all();
         self.handler_keys.clear();
         self.finish(finish);
@@ -761,10 +1003,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         self.phase = Phase::Finished;
         // Calls that have not reached the driver fail at once.
         self.shared.call_permits.close();
+        let cause = self.status.borrow().end.unwrap_or(EndCause::TransportEof);
         for (_, (_, reply)) in self.calls.drain() {
-            let cause = self.status.borrow().end.unwrap_or(EndCause::TransportEof);
             let _ = reply.send(Err(CallError::Cancelled { cause }));
         }
+        self.cancel_deferred(CallError::Cancelled { cause });
+        self.fail_batches(CallError::Cancelled { cause });
         self.ids.clear();
         // The getters show the final counters once `wait` returns.
         self.publish();
@@ -775,7 +1019,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     fn publish(&self) {
         let snapshot = Snapshot {
             stats: *self.conn.stats(),
-            pending: self.calls.len() + self.deferred.len(),
+            pending: self.calls.len()
+                + self.batch_outstanding
+                + self
+                    .deferred
+                    .iter()
+                    .filter(|d| matches!(d, Deferred::Call(_)))
+                    .count(),
             inflight: self.conn.inflight_inbound(),
             state: self.conn.state(),
             peer_ended_requests: self.conn.peer_ended_requests(),

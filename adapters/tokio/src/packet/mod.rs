@@ -21,6 +21,11 @@
 //!   once: the next caller waits for a slot instead of failing, as it does
 //!   while the core's transmit queue is full. Dropping a call abandons the
 //!   request in the core.
+//! * **Batches** ([`call_batch`](PacketConnection::call_batch)): many
+//!   requests in one command, their outcomes delivered together with one
+//!   wakeup — the fast path for pipelined small requests (no future, channel
+//!   message or wakeup per request). Same limits, timeouts and abandon on
+//!   drop as calls.
 //! * **Time**: Tokio's clock relative to the connection's start is the core's
 //!   clock. The driver arms one timer from the core's `poll_timeout` and
 //!   calls `handle_timeout` when it fires, which ends the calls whose
@@ -74,6 +79,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod batch;
 mod connection;
 mod driver;
 mod error;
@@ -82,6 +88,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+pub use self::batch::{Batch, BatchRequest};
 pub use self::connection::{
     Builder, Call, CallBuilder, PacketConnection, Response, DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_HANDLERS, DEFAULT_READ_BUFFER,
