@@ -42,7 +42,9 @@ use bson::spec::BinarySubtype;
 use bson::{
     Binary, Bson, DateTime, Decimal128, Document, JavaScriptCodeWithScope, Regex, Timestamp,
 };
-use framewire::message::bson::{from_slice_with_max, to_vec_with_max, DEFAULT_MAX_DOCUMENT_LEN};
+use framewire::message::bson::{
+    document_from_slice_with_max, to_vec_with_max, DEFAULT_MAX_DOCUMENT_LEN,
+};
 use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -269,7 +271,7 @@ pub fn decode_bson(bytes: &[u8], options: &JsValue) -> Result<JsValue, Failure> 
             }
         }
     }
-    let doc: Document = from_slice_with_max(bytes, opts.max_len).map_err(|e| bson_error(&e))?;
+    let doc = document_from_slice_with_max(bytes, opts.max_len).map_err(|e| bson_error(&e))?;
     TYPES.with(|cell| {
         let types = cell.borrow();
         let Some(types) = types.as_ref() else {
