@@ -817,7 +817,7 @@ fn indexed(i: u32) -> BatchRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_and_calls_at_once_each_answer_reaches_its_caller() {
     deadline(async {
-        const SEED: u64 = 0xba7c_4e5;
+        const SEED: u64 = 0x0ba7_c4e5;
         // Answers out of order: each request sleeps a pseudo-random time.
         let server = serve(
             listener().await,

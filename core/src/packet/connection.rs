@@ -359,7 +359,7 @@ impl Connection {
         }
         let deadline = timeout.map(|d| now + d);
         ch.next_tag = tag.checked_add(1);
-        ch.pending.insert(tag, deadline);
+        ch.pending.add(tag, deadline);
         self.pending += 1;
         if let Some(d) = deadline {
             self.deadlines.push(Reverse((d, channel, tag)));
@@ -745,7 +745,7 @@ impl Connection {
         // In (channel, tag) order.
         let mut cancelled = VecDeque::new();
         for (&channel, ch) in &mut self.channels {
-            if ch.pending.len() > 0 {
+            if !ch.pending.is_empty() {
                 cancelled.extend(
                     ch.pending
                         .drain_sorted()
@@ -923,7 +923,10 @@ impl Connection {
     /// Removes the packet of `len` bytes from the front of `rx` and returns
     /// its payload (its last `payload_len` bytes) without copying.
     fn take_payload(&mut self, len: usize, payload_len: usize) -> Bytes {
-        self.rx.split_to(len).freeze().slice(len - payload_len..)
+        // The header is skipped in place: one split, no extra reference
+        // count traffic for a slice.
+        self.rx.advance(len - payload_len);
+        self.rx.split_to(payload_len).freeze()
     }
 
     /// Ends our waiting request `(channel, tag)`; returns whether it was
@@ -972,7 +975,7 @@ impl Connection {
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };
-        ch.inflight.insert(tag, ());
+        ch.inflight.add(tag, ());
         self.inflight += 1;
         let delta = ch.seen.insert(tag);
         self.remembered = self.remembered.saturating_add_signed(delta);

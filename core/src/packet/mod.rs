@@ -70,9 +70,9 @@ mod tags;
 mod tests;
 #[cfg(feature = "alloc")]
 mod transmit;
-pub mod wire;
 #[cfg(feature = "alloc")]
 mod window;
+pub mod wire;
 
 pub use self::borrowed::{
     BorrowedConfig, BorrowedConnection, BorrowedEvent, CHANNEL_ENTRY_BYTES, INFLIGHT_ENTRY_BYTES,
@@ -93,3 +93,5 @@ pub use self::event::{
 };
 #[cfg(feature = "alloc")]
 pub use self::transmit::TransmitChunks;
+#[cfg(feature = "alloc")]
+pub use self::window::TagWindow;

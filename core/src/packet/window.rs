@@ -1,6 +1,8 @@
-//! Per-channel tables keyed by tag for the alloc
-//! [`Connection`](super::Connection): our requests waiting for responses and
-//! the peer's requests in flight.
+//! A map keyed by tag, O(1) for tags that count up: the alloc
+//! [`Connection`](super::Connection) keeps our requests waiting for
+//! responses and the peer's requests in flight in one per channel, and a
+//! driver can keep its own per-request state (who waits for a response) in
+//! one the same way.
 //!
 //! Tags nearly always count up (ours always do; every original client's do),
 //! so most entries live in a window of slots indexed by `tag - base`: insert,
@@ -15,9 +17,25 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
-/// Entries of type `V` keyed by tag.
+/// Entries of type `V` keyed by a `u64` tag: a window of slots indexed by
+/// `tag - base` (O(1), no hashing) for tags that count up, and an ordered
+/// spill for the rest (O(log n)). The window never exceeds the length given
+/// to [`new`](Self::new); a tag that would stretch it further moves the
+/// window on and the oldest entries to the spill.
+///
+/// ```
+/// use framewire::packet::TagWindow;
+/// let mut w = TagWindow::new(64);
+/// for tag in 2..10 {
+///     w.insert(tag, tag * 10);
+/// }
+/// assert_eq!(w.remove(5), Some(50));
+/// assert_eq!(w.get(6), Some(&60));
+/// assert_eq!(w.insert(u64::MAX, 1), None); // far away: spilled, still found
+/// assert_eq!(w.len(), 8);
+/// ```
 #[derive(Debug)]
-pub(crate) struct TagWindow<V> {
+pub struct TagWindow<V> {
     /// The tag of `slots[0]`.
     base: u64,
     /// `slots[i]` holds the entry of tag `base + i`, if any. Never starts with
@@ -32,8 +50,8 @@ pub(crate) struct TagWindow<V> {
 }
 
 impl<V> TagWindow<V> {
-    /// An empty table whose window holds at most `cap` slots (at least 1).
-    pub(crate) fn new(cap: usize) -> Self {
+    /// An empty map whose window holds at most `cap` slots (at least 1).
+    pub fn new(cap: usize) -> Self {
         TagWindow {
             base: 0,
             slots: VecDeque::new(),
@@ -43,9 +61,14 @@ impl<V> TagWindow<V> {
         }
     }
 
-    /// Live entries.
-    pub(crate) fn len(&self) -> usize {
+    /// Entries held.
+    pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// The window index of `tag`, if the window covers it.
@@ -55,7 +78,7 @@ impl<V> TagWindow<V> {
     }
 
     /// The entry of `tag`.
-    pub(crate) fn get(&self, tag: u64) -> Option<&V> {
+    pub fn get(&self, tag: u64) -> Option<&V> {
         if let Some(i) = self.index(tag) {
             if let Some(v) = &self.slots[i] {
                 return Some(v);
@@ -69,13 +92,37 @@ impl<V> TagWindow<V> {
     }
 
     /// Whether `tag` has an entry.
-    pub(crate) fn contains(&self, tag: u64) -> bool {
+    pub fn contains(&self, tag: u64) -> bool {
         self.get(tag).is_some()
     }
 
-    /// Adds the entry of `tag`, which must have none.
-    pub(crate) fn insert(&mut self, tag: u64, value: V) {
-        debug_assert!(!self.contains(tag), "tag {tag} inserted twice");
+    /// The entry of `tag`, mutably.
+    pub fn get_mut(&mut self, tag: u64) -> Option<&mut V> {
+        if let Some(i) = self.index(tag) {
+            if self.slots[i].is_some() {
+                return self.slots[i].as_mut();
+            }
+        }
+        if self.spill.is_empty() {
+            None
+        } else {
+            self.spill.get_mut(&tag)
+        }
+    }
+
+    /// Sets the entry of `tag`; returns the one it replaces.
+    pub fn insert(&mut self, tag: u64, value: V) -> Option<V> {
+        if let Some(old) = self.get_mut(tag) {
+            return Some(core::mem::replace(old, value));
+        }
+        self.add(tag, value);
+        None
+    }
+
+    /// Adds the entry of `tag`, which must have none (unchecked: for
+    /// callers that know, such as a connection adding a fresh tag).
+    pub(crate) fn add(&mut self, tag: u64, value: V) {
+        debug_assert!(!self.contains(tag), "tag {tag} added twice");
         self.len += 1;
         if self.slots.is_empty() {
             self.base = tag;
@@ -134,7 +181,7 @@ impl<V> TagWindow<V> {
     }
 
     /// Removes and returns the entry of `tag`.
-    pub(crate) fn remove(&mut self, tag: u64) -> Option<V> {
+    pub fn remove(&mut self, tag: u64) -> Option<V> {
         if let Some(i) = self.index(tag) {
             if let Some(v) = self.slots[i].take() {
                 self.len -= 1;
@@ -153,7 +200,7 @@ impl<V> TagWindow<V> {
     }
 
     /// Removes every entry; returns them in tag order.
-    pub(crate) fn drain_sorted(&mut self) -> Vec<(u64, V)> {
+    pub fn drain_sorted(&mut self) -> Vec<(u64, V)> {
         let mut out: Vec<(u64, V)> = core::mem::take(&mut self.spill).into_iter().collect();
         let base = self.base;
         let from_window = core::mem::take(&mut self.slots)
@@ -218,6 +265,20 @@ mod tests {
         );
         assert_eq!(w.len(), 0);
         assert_eq!(w.get(10), None);
+    }
+
+    #[test]
+    fn insert_replaces_and_get_mut_changes() {
+        let mut w = TagWindow::new(4);
+        assert_eq!(w.insert(7, 'a'), None);
+        assert_eq!(w.insert(100, 'b'), None);
+        assert_eq!(w.insert(7, 'c'), Some('a'));
+        assert_eq!(w.insert(100, 'd'), Some('b'));
+        *w.get_mut(100).unwrap() = 'e';
+        assert_eq!(w.len(), 2);
+        assert!(!w.is_empty());
+        assert_eq!(w.drain_sorted(), [(7, 'c'), (100, 'e')].to_vec());
+        assert!(w.is_empty() && w.get_mut(7).is_none());
     }
 
     proptest! {

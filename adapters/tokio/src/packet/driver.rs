@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use framewire::packet::{
-    reason, ChannelError, Connection, Event, PeerCloseReason, State, SubmitError,
+    reason, ChannelError, Connection, Event, PeerCloseReason, State, SubmitError, TagWindow,
 };
 use framewire::time::{Duration as CoreDuration, Instant as CoreInstant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -133,6 +133,60 @@ enum Waiter {
     Batch(u64, usize),
 }
 
+/// Who waits for each of our requests in the core, by `(channel, tag)`: a
+/// [`TagWindow`] per channel (our tags count up on each), so O(1) without
+/// hashing.
+struct Waiters {
+    channels: Vec<(u64, TagWindow<Waiter>)>,
+    /// The window length of each channel's map.
+    window: usize,
+}
+
+impl Waiters {
+    fn new(max_pending: usize) -> Self {
+        Waiters {
+            channels: Vec::new(),
+            window: max_pending.saturating_mul(2).clamp(16, 1 << 16),
+        }
+    }
+
+    fn channel(&mut self, channel: u64) -> Option<&mut TagWindow<Waiter>> {
+        self.channels
+            .iter_mut()
+            .find(|(c, _)| *c == channel)
+            .map(|(_, w)| w)
+    }
+
+    fn insert(&mut self, (channel, tag): (u64, u64), waiter: Waiter) {
+        if let Some(w) = self.channel(channel) {
+            w.insert(tag, waiter);
+            return;
+        }
+        let mut w = TagWindow::new(self.window);
+        w.insert(tag, waiter);
+        self.channels.push((channel, w));
+    }
+
+    fn remove(&mut self, (channel, tag): (u64, u64)) -> Option<Waiter> {
+        self.channel(channel)?.remove(tag)
+    }
+
+    /// Keeps the entries for which `keep` is true (rare: abandons, ends).
+    fn retain(&mut self, mut keep: impl FnMut((u64, u64), &Waiter) -> bool) {
+        for (channel, w) in &mut self.channels {
+            for (tag, waiter) in w.drain_sorted() {
+                if keep((*channel, tag), &waiter) {
+                    w.insert(tag, waiter);
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.channels.clear();
+    }
+}
+
 /// Requests waiting for room in the core, in order.
 enum Deferred {
     Call(SubmitCmd),
@@ -168,7 +222,7 @@ pub(crate) struct Driver<S> {
     /// Our calls in the core, by call id, and who waits for each
     /// `(channel, tag)`.
     calls: IdMap<u64, ((u64, u64), oneshot::Sender<Outcome>)>,
-    ids: IdMap<(u64, u64), Waiter>,
+    ids: Waiters,
     /// Batches not fully answered, by id.
     batches: IdMap<u64, BatchState>,
     /// Results the batches still miss, all together.
@@ -181,6 +235,9 @@ pub(crate) struct Driver<S> {
     handler_keys: IdMap<TaskId, (u64, u64)>,
     /// Poll each handler once in the driver before spawning it.
     inline_handlers: bool,
+    /// Handler slots held across the inline handlers of one dispatch (so
+    /// each does not take and release them), released when it ends.
+    inline_permits: Option<HandlerPermits>,
     conn_limit: Arc<Semaphore>,
     shared_limit: Option<Arc<Semaphore>>,
 
@@ -226,6 +283,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         builder: &Builder,
     ) -> Self {
         let now = Instant::now();
+        let max_pending = conn.config().max_pending_outbound;
         Driver {
             io,
             conn,
@@ -238,7 +296,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             read_hi: 0,
             transport_eof: false,
             calls: IdMap::default(),
-            ids: IdMap::default(),
+            ids: Waiters::new(max_pending),
             batches: IdMap::default(),
             batch_outstanding: 0,
             deferred: VecDeque::new(),
@@ -246,6 +304,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             handlers: JoinSet::new(),
             handler_keys: IdMap::default(),
             inline_handlers: builder.inline_handlers,
+            inline_permits: None,
             conn_limit: Arc::new(Semaphore::new(builder.max_concurrent_handlers)),
             shared_limit: builder.shared_handler_limit.clone(),
             timer: Box::pin(tokio::time::sleep_until(now)),
@@ -349,7 +408,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             }
             Command::Abandon { id } => {
                 if let Some((key, _)) = self.calls.remove(&id) {
-                    self.ids.remove(&key);
+                    self.ids.remove(key);
                     self.conn.abandon(key.0, key.1);
                 } else {
                     self.deferred
@@ -554,7 +613,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         self.deferred
             .retain(|d| !matches!(d, Deferred::Batch(bid, _) if *bid == id));
         let conn = &mut self.conn;
-        self.ids.retain(|&(channel, tag), w| {
+        self.ids.retain(|(channel, tag), w| {
             if matches!(w, Waiter::Batch(bid, _) if *bid == id) {
                 conn.abandon(channel, tag);
                 false
@@ -589,7 +648,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         flags: u64,
         payload: Bytes,
     ) {
-        let Some(handler) = self.handler.clone() else {
+        // Taken out for the inline call (no reference count traffic), put
+        // back below.
+        let Some(handler) = self.handler.take() else {
             // accept_requests is false without a handler, so the core
             // answers such requests itself; this is unreachable in practice.
             let _ = self.conn.reject(channel, tag, reason::NO_REQUEST_HANDLER);
@@ -604,11 +665,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             connection: PacketConnection::non_owning(Arc::clone(&self.shared)),
         };
         if self.inline_handlers {
-            if let Some(permits) = self.try_handler_permits() {
+            let permits = match self.inline_permits.take() {
+                Some(p) => Some(p),
+                None => self.try_handler_permits(),
+            };
+            if let Some(permits) = permits {
                 self.run_inline(cx, &*handler, request, permits);
+                self.handler = Some(handler);
                 return;
             }
         }
+        self.handler = Some(Arc::clone(&handler));
         let conn_limit = Arc::clone(&self.conn_limit);
         let shared_limit = self.shared_limit.clone();
         let handle = self.handlers.spawn(async move {
@@ -652,7 +719,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         }));
         match polled {
             Ok(Ok(reply)) => {
-                drop(permits);
+                // The slots are kept for the next inline handler of this
+                // step (released at its end).
+                self.inline_permits = Some(permits);
                 self.send_reply(channel, tag, reply);
             }
             Ok(Err(fut)) => {
@@ -664,7 +733,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             }
             Err(_) => {
                 tracing::warn!("request handler panicked");
-                drop(permits);
+                self.inline_permits = Some(permits);
                 self.send_reply(channel, tag, Reply::exception());
             }
         }
@@ -827,7 +896,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     // ----- events -----
 
     fn complete(&mut self, key: (u64, u64), outcome: Outcome) {
-        match self.ids.remove(&key) {
+        match self.ids.remove(key) {
             Some(Waiter::Call(id)) => {
                 if let Some((_, reply)) = self.calls.remove(&id) {
                     let _ = reply.send(outcome);
@@ -904,6 +973,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 _ => {}
             }
         }
+        // Free the slots the inline handlers held for the others.
+        self.inline_permits = None;
         // Calls still waiting for transmit room can never be sent now.
         if !self.deferred.is_empty() && self.rx_over() {
             let cause = self.end().unwrap_or(EndCause::TransportEof);
