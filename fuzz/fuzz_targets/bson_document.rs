@@ -1,16 +1,24 @@
 //! BSON document decoding against the `bson` crate: whatever framewire's
 //! `message::bson` accepts, the `bson` crate's own `RawDocument` validation
 //! and decoding accept too, with the same value; framewire's two decoders
-//! (serde `from_slice` and the dynamic `document_from_slice`) agree; the
-//! envelope check agrees with the `BsonDocument` framing; decoded documents
-//! re-encode to bytes that decode to the same value.
+//! (serde `from_slice` and the dynamic `document_from_slice`) refuse the same
+//! malformed documents with the same error and give the same value, except
+//! that `from_slice::<Document>` refuses (`ExtendedJsonKey`, naming a key and
+//! a path that are really there) documents whose extended-JSON keys the
+//! `bson` crate's serde visitor would reinterpret; a target that reads keys as
+//! written gets every valid document exactly; the envelope check agrees with
+//! the `BsonDocument` framing; decoded documents re-encode to bytes that
+//! decode to the same value.
 #![no_main]
 #![allow(clippy::match_same_arms)]
+
+use std::fmt;
 
 use bson::{Document, RawDocument};
 use framewire::framing::{BsonDocument, Decode, Framing};
 use framewire::message::bson::{self as fw, BsonError};
 use libfuzzer_sys::fuzz_target;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A value's canonical bytes (the `bson` crate's encoding), or its debug
 /// form if it cannot be encoded.
@@ -19,17 +27,47 @@ fn canonical(doc: &Document) -> Vec<u8> {
         .unwrap_or_else(|e| format!("unencodable {e}: {doc:?}").into_bytes())
 }
 
-/// Whether any key, at any depth, starts with `$`.
-fn has_dollar_key(doc: &Document) -> bool {
-    fn value(v: &bson::Bson) -> bool {
-        match v {
-            bson::Bson::Document(d) => has_dollar_key(d),
-            bson::Bson::Array(a) => a.iter().any(value),
-            bson::Bson::JavaScriptCodeWithScope(c) => has_dollar_key(&c.scope),
+/// The first key of `doc` (in wire order) that is one of
+/// `EXTENDED_JSON_KEYS`.
+fn first_extended_json_key(doc: &RawDocument) -> Option<&str> {
+    doc.iter_elements()
+        .filter_map(Result::ok)
+        .map(|e| e.key().as_str())
+        .find(|k| fw::EXTENDED_JSON_KEYS.contains(k))
+}
+
+/// Whether some document at the dotted `path` below `doc` (keys may hold
+/// dots and repeat, so every reading is tried; a JavaScript scope is
+/// `key.$scope`) has `key` as its first extended-JSON key.
+fn holds_at(doc: &RawDocument, path: &str, key: &str) -> bool {
+    if path.is_empty() {
+        return first_extended_json_key(doc) == Some(key);
+    }
+    doc.iter_elements().filter_map(Result::ok).any(|element| {
+        let k = element.key().as_str();
+        let rest = if path == k {
+            ""
+        } else if let Some(rest) = path.strip_prefix(k).and_then(|r| r.strip_prefix('.')) {
+            rest
+        } else {
+            return false;
+        };
+        match element.value() {
+            Ok(bson::RawBsonRef::Document(d)) => holds_at(d, rest, key),
+            Ok(bson::RawBsonRef::Array(a)) => {
+                RawDocument::from_bytes(a.as_bytes()).is_ok_and(|d| holds_at(d, rest, key))
+            }
+            Ok(bson::RawBsonRef::JavaScriptCodeWithScope(c)) => {
+                let scope_rest = if rest == "$scope" {
+                    Some("")
+                } else {
+                    rest.strip_prefix("$scope.")
+                };
+                scope_rest.is_some_and(|r| holds_at(c.scope, r, key))
+            }
             _ => false,
         }
-    }
-    doc.iter().any(|(k, v)| k.starts_with('$') || value(v))
+    })
 }
 
 /// A typed target with the py-bson integer helpers, to run the serde paths.
@@ -44,6 +82,121 @@ struct Typed {
     s: Option<String>,
     #[serde(default)]
     v: Option<Vec<bson::Bson>>,
+}
+
+/// A dynamic value whose visitor takes every key as written (not one of the
+/// `bson` crate's visitors): framewire must never refuse it, and must give it
+/// exactly the raw document's structure.
+#[derive(Debug, PartialEq)]
+enum Literal {
+    Map(Vec<(String, Literal)>),
+    Seq(Vec<Literal>),
+    Str(String),
+    Bytes(Vec<u8>),
+    Int(i128),
+    Float(u64),
+    Bool(bool),
+    Null,
+}
+
+impl Literal {
+    /// The literal form of a raw document (duplicate keys and all) holding
+    /// only the types serde sees directly (None if it holds another type,
+    /// which the `bson` crate hands over as a map of its own making).
+    fn of_raw(doc: &RawDocument) -> Option<Literal> {
+        doc.iter_elements()
+            .map(|e| {
+                let e = e.ok()?;
+                Some((
+                    e.key().as_str().to_owned(),
+                    Literal::of_value(e.value().ok()?)?,
+                ))
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Literal::Map)
+    }
+
+    fn of_value(value: bson::RawBsonRef<'_>) -> Option<Literal> {
+        use bson::RawBsonRef as R;
+        Some(match value {
+            R::Document(d) => Literal::of_raw(d)?,
+            R::Array(a) => {
+                let Literal::Map(entries) =
+                    Literal::of_raw(RawDocument::from_bytes(a.as_bytes()).ok()?)?
+                else {
+                    return None;
+                };
+                Literal::Seq(entries.into_iter().map(|(_, v)| v).collect())
+            }
+            R::String(s) => Literal::Str(s.to_owned()),
+            R::Binary(b) if b.subtype == bson::spec::BinarySubtype::Generic => {
+                Literal::Bytes(b.bytes.to_vec())
+            }
+            R::Int32(n) => Literal::Int(i128::from(n)),
+            R::Int64(n) => Literal::Int(i128::from(n)),
+            R::Double(x) => Literal::Float(x.to_bits()),
+            R::Boolean(b) => Literal::Bool(b),
+            R::Null => Literal::Null,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Literal {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct LiteralVisitor;
+        impl<'de> Visitor<'de> for LiteralVisitor {
+            type Value = Literal;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("anything")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Literal, E> {
+                Ok(Literal::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Literal, E> {
+                Ok(Literal::Int(i128::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Literal, E> {
+                Ok(Literal::Int(i128::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Literal, E> {
+                Ok(Literal::Float(v.to_bits()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Literal, E> {
+                Ok(Literal::Str(v.to_owned()))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Literal, E> {
+                Ok(Literal::Bytes(v.to_vec()))
+            }
+            fn visit_unit<E>(self) -> Result<Literal, E> {
+                Ok(Literal::Null)
+            }
+            fn visit_none<E>(self) -> Result<Literal, E> {
+                Ok(Literal::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Literal, D::Error> {
+                Literal::deserialize(d)
+            }
+            fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Literal, D::Error> {
+                Literal::deserialize(d)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Literal, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Literal::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Literal, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Literal::Map(entries))
+            }
+        }
+        de.deserialize_any(LiteralVisitor)
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -65,37 +218,23 @@ fuzz_target!(|data: &[u8]| {
     let ours: Result<Document, BsonError> = fw::from_slice(data);
     let ours_dyn = fw::document_from_slice(data);
     let theirs = raw.ok().map(Document::try_from);
-    let theirs_serde: Option<Result<Document, _>> =
-        bson::deserialize_from_slice(data).ok().map(Ok::<_, ()>);
+    let theirs_serde = bson::deserialize_from_slice::<Document>(data);
 
     if let Ok(doc) = &ours {
         let Some(Ok(reference)) = &theirs else {
-            // The serde path does not check the length of an embedded
-            // document it reads as extended JSON (`{"$numberLong": "5"}`
-            // declared one byte too long becomes 5; seed
-            // crash-extjson-inner-length): a `bson` crate leniency that
-            // `from_slice` inherits (fuzz/README.md).
-            assert!(
-                data.contains(&b'$'),
-                "framewire decodes {doc:?} but bson's RawDocument refuses: {theirs:?}"
-            );
-            return;
+            panic!("framewire decodes {doc:?} but bson's RawDocument refuses: {theirs:?}");
         };
-        // The serde path turns embedded documents whose keys look like
-        // extended JSON into those types (`{"a": {"$oid": "…"}}` becomes an
-        // ObjectId): a `bson` crate behaviour `from_slice::<Document>`
-        // inherits (fuzz/README.md). Everything else must be identical.
-        if !has_dollar_key(reference) {
-            assert_eq!(
-                canonical(doc),
-                canonical(reference),
-                "framewire {doc:?} vs bson {reference:?}"
-            );
-        }
-        assert!(
-            theirs_serde.is_some(),
-            "bson's serde decoder refuses what framewire accepts"
+        assert_eq!(
+            canonical(doc),
+            canonical(reference),
+            "framewire {doc:?} vs bson {reference:?}"
         );
+        // Accepted without extended-JSON keys: exactly the bson crate's serde
+        // decoder, so it accepts it too, with the same value.
+        let Ok(serde_doc) = &theirs_serde else {
+            panic!("bson's serde decoder refuses what framewire accepts: {theirs_serde:?}");
+        };
+        assert_eq!(canonical(serde_doc), canonical(doc));
     }
     if let Ok(doc) = &ours_dyn {
         let Some(Ok(reference)) = &theirs else {
@@ -104,35 +243,62 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(canonical(doc), canonical(reference));
     }
     match (&ours, &ours_dyn) {
-        (Ok(a), Ok(b)) if !has_dollar_key(b) => {
-            assert_eq!(
-                canonical(a),
-                canonical(b),
-                "from_slice and document_from_slice disagree"
+        (Ok(a), Ok(b)) => assert_eq!(
+            canonical(a),
+            canonical(b),
+            "from_slice and document_from_slice disagree"
+        ),
+        (Ok(a), Err(e)) => panic!("from_slice gives {a:?}, document_from_slice {e:?}"),
+        // The one refusal of from_slice::<Document> alone: a document that
+        // really holds an extended-JSON key, at the path named.
+        (Err(BsonError::ExtendedJsonKey { key, path }), Ok(b)) => {
+            assert!(fw::EXTENDED_JSON_KEYS.contains(&key.as_str()), "{key:?}");
+            let root = RawDocument::from_bytes(data).expect("validated");
+            assert!(
+                holds_at(root, path, key),
+                "no document at {path:?} starting with {key:?} in {b:?}"
             );
         }
-        (Ok(_), Ok(_)) => {}
-        (Ok(a), Err(e)) => panic!("from_slice gives {a:?}, document_from_slice {e:?}"),
-        // The `bson` crate's serde deserializer reads a document whose keys
-        // look like extended JSON (`$scope`, `$oid`, `$date`, ...) as that
-        // type, and refuses it when the shape is wrong; its raw decoder
-        // takes it as a plain document. A known difference of the `bson`
-        // crate, which `from_slice::<Document>` inherits (fuzz/README.md).
-        (Err(_), Ok(b)) if has_dollar_key(b) => {}
         (Err(e), Ok(b)) => panic!("document_from_slice gives {b:?}, from_slice {e:?}"),
-        (Err(_), Err(_)) => {}
+        // Validation comes first in both: the same error.
+        (Err(a), Err(b)) => assert_eq!(a, b, "from_slice and document_from_slice fail differently"),
     }
 
-    if let Ok(doc) = ours {
+    // A target that reads keys as written is never refused, and gets the
+    // raw decoder's structure.
+    let literal = fw::from_slice::<Literal>(data);
+    match (&literal, &ours_dyn) {
+        (Ok(value), Ok(_)) => {
+            let root = RawDocument::from_bytes(data).expect("validated");
+            if let Some(expected) = Literal::of_raw(root) {
+                assert_eq!(value, &expected, "literal target vs raw decoder");
+            }
+        }
+        (Err(e), Ok(doc)) => panic!("literal target refused ({e:?}) a valid document {doc:?}"),
+        (Ok(value), Err(e)) => {
+            panic!("literal target read {value:?} where the raw decoder fails {e:?}")
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "literal target fails differently"),
+    }
+
+    if let Ok(doc) = ours_dyn {
         // Re-encoding gives a document that decodes to the same value.
         if let Ok(bytes) = fw::document_to_vec(&doc) {
-            let again: Document = fw::from_slice(&bytes).expect("re-encoded document must decode");
+            let again = fw::document_from_slice(&bytes).expect("re-encoded document must decode");
             assert_eq!(canonical(&again), canonical(&doc));
             assert_eq!(
                 fw::to_vec(&doc).as_deref().ok(),
                 Some(&bytes[..]),
                 "to_vec and document_to_vec differ"
             );
+            // Through serde, the same value or the refusal seen above.
+            match fw::from_slice::<Document>(&bytes) {
+                Ok(typed) => assert_eq!(canonical(&typed), canonical(&doc)),
+                Err(BsonError::ExtendedJsonKey { .. }) => {
+                    assert!(matches!(ours, Err(BsonError::ExtendedJsonKey { .. })));
+                }
+                Err(e) => panic!("re-encoded document refused by from_slice: {e:?}"),
+            }
         }
         // py-bson normalisation never panics, and is idempotent.
         let mut norm = doc.clone();
