@@ -19,26 +19,41 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# (CSV group, title, [(tokio-util contender, short name, dash)], bare splitter or None)
 PANELS = [
-    ("length", "LengthPrefixed (u32 BE)", "tokio-util LengthDelimitedCodec"),
-    ("lines", "Delimited (\\n lines)", "tokio-util AnyDelimiterCodec (Bytes)"),
-    ("bson", "BsonDocument", "tokio-util LengthDelimitedCodec (BSON: u32 LE, adj 0, skip 0)"),
-    ("fixed", "Fixed", None),
-    ("json_header", "JsonHeader", None),
-    ("packet", "PacketFraming (cs.packetstream)", None),
+    ("length", "LengthPrefixed (u32 BE)",
+     [("tokio-util LengthDelimitedCodec", "LengthDelimitedCodec", "")],
+     "bare length decoder (slices)"),
+    ("lines", "Delimited (\\n lines)",
+     [("tokio-util AnyDelimiterCodec (Bytes)", "AnyDelimiterCodec", ""),
+      ("tokio-util LinesCodec (String)", "LinesCodec", "6,4")],
+     "bare memchr splitter (slices)"),
+    ("bson", "BsonDocument",
+     [("tokio-util LengthDelimitedCodec (BSON: u32 LE, adj 0, skip 0)", "LengthDelimitedCodec u32 LE", "")],
+     None),
+    ("fixed", "Fixed", [], None),
+    ("json_header", "JsonHeader", [], None),
+    ("packet", "PacketFraming (cs.packetstream)", [], None),
 ]
 
-# (legend label, CSV contender or None for the panel's tokio-util codec, colour, dash)
-SERIES = [
-    ("framewire FramedStream, Bytes frames", "framewire FramedStream poll_event (Bytes)", "#1f5fbf", ""),
-    ("framewire FramedStream, lent &[u8] (poll_event_with)", "framewire FramedStream poll_event_with (&[u8])", "#1f5fbf", "6,4"),
-    ("tokio-util (length: LengthDelimitedCodec; lines: AnyDelimiterCodec; BSON: LengthDelimitedCodec u32 LE)", None, "#d03a2a", ""),
-    ("memcpy of the same bytes (physical limit)", "memcpy of each chunk (reference)", "#777777", "2,3"),
+FW_BYTES = "framewire FramedStream poll_event (Bytes)"
+FW_LEND = "framewire FramedStream poll_event_with (&[u8])"
+MEMCPY = "memcpy of each chunk (reference)"
+
+BLUE, RED, GREEN, GREY = "#1f5fbf", "#d03a2a", "#2e9e44", "#777777"
+
+# Legend: (label, colour, dash)
+LEGEND = [
+    ("framewire FramedStream, Bytes frames (poll_event)", BLUE, ""),
+    ("framewire FramedStream, frames lent as &[u8] (poll_event_with)", BLUE, "6,4"),
+    ("tokio-util equivalent (named in the panel; dashed: LinesCodec)", RED, ""),
+    ("bare hand-written splitter (length: slices; lines: memchr)", GREEN, "1,3"),
+    ("memcpy of the same bytes (physical limit)", GREY, "2,3"),
 ]
 
-W, H = 960, 640
+W, H = 960, 660
 COLS, ROWS = 3, 2
-LEFT, TOP, RIGHT, BOTTOM = 60, 70, 20, 110
+LEFT, TOP, RIGHT, BOTTOM = 60, 70, 20, 130
 GAP_X, GAP_Y = 50, 70
 
 
@@ -88,7 +103,15 @@ def main():
         "best of interleaved rounds</text>",
     ]
 
-    for i, (group, title, tokio) in enumerate(PANELS):
+    def line(points, colour, dash, px, py, width=2):
+        path = " ".join(f"{px(s):.1f},{py(v):.1f}" for s, v in points if v > 0)
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="{width}"{dash_attr}/>')
+        for s, v in points:
+            if v > 0:
+                out.append(f'<circle cx="{px(s):.1f}" cy="{py(v):.1f}" r="2.5" fill="{colour}"/>')
+
+    for i, (group, title, tokio, bare) in enumerate(PANELS):
         col, row = i % COLS, i // COLS
         x0 = LEFT + col * (pw + GAP_X)
         y0 = TOP + row * (ph + GAP_Y)
@@ -105,12 +128,10 @@ def main():
         while decade <= y_hi * 1.0001:
             y = py(decade)
             out.append(f'<line x1="{x0}" x2="{x0 + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e4e4"/>')
-            label = f"{decade:g}"
-            out.append(f'<text x="{x0 - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{label}</text>')
+            out.append(f'<text x="{x0 - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{decade:g}</text>')
             for k in range(2, 10):
-                minor = decade * k
-                if minor < y_hi:
-                    ym = py(minor)
+                if decade * k < y_hi:
+                    ym = py(decade * k)
                     out.append(f'<line x1="{x0}" x2="{x0 + 4}" y1="{ym:.1f}" y2="{ym:.1f}" stroke="#bbb"/>')
             decade *= 10
         for s in sizes:
@@ -121,23 +142,19 @@ def main():
             out.append(
                 f'<text transform="translate({x0 - 42},{y0 + ph / 2}) rotate(-90)" text-anchor="middle" fill="#444">GB/s</text>'
             )
-        for _, contender, colour, dash in SERIES:
-            name = contender or tokio
-            if name is None or (group, name) not in data:
-                continue
-            points = sorted(data[(group, name)].items())
-            path = " ".join(f"{px(s):.1f},{py(v):.1f}" for s, v in points if v > 0)
-            dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-            out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}/>')
-            for s, v in points:
-                out.append(f'<circle cx="{px(s):.1f}" cy="{py(v):.1f}" r="2.5" fill="{colour}"/>')
-        if tokio is None:
-            out.append(
-                f'<text x="{x0 + pw - 6}" y="{y0 + ph - 8}" text-anchor="end" fill="#888">no tokio-util equivalent</text>'
-            )
+        series = [(MEMCPY, GREY, "2,3", 2)]
+        if bare:
+            series.append((bare, GREEN, "1,3", 2))
+        series += [(name, RED, dash, 2) for name, _, dash in tokio]
+        series += [(FW_BYTES, BLUE, "", 2), (FW_LEND, BLUE, "6,4", 2)]
+        for name, colour, dash, width in series:
+            if (group, name) in data:
+                line(sorted(data[(group, name)].items()), colour, dash, px, py, width)
+        note = "tokio-util: " + ", ".join(short for _, short, _ in tokio) if tokio else "no tokio-util equivalent"
+        out.append(f'<text x="{x0 + pw - 6}" y="{y0 + ph - 8}" text-anchor="end" fill="#888">{esc(note)}</text>')
 
-    ly = H - BOTTOM + 52
-    for k, (label, _, colour, dash) in enumerate(SERIES):
+    ly = H - BOTTOM + 50
+    for k, (label, colour, dash) in enumerate(LEGEND):
         lx = LEFT + (k % 2) * (W - LEFT - RIGHT) / 2
         y = ly + (k // 2) * 20
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""

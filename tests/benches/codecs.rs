@@ -8,7 +8,8 @@
 //! cargo bench -p framewire-tests --bench codecs -- --quick      # ~15 s, noisier
 //! cargo bench -p framewire-tests --bench codecs -- --only decode,memory --csv /tmp/c.csv
 //! cargo bench -p framewire-tests --bench codecs -- --strict     # exit 1 on a MISS
-//! # profiling: --framing length,lines (decode/encode framings), --filter TEXT (contender names)
+//! # profiling: --framing length,lines and --size 16,65536 (decode/encode), --filter TEXT
+//! # (contender names), --rounds N, --turn-ms MS (how long each contender runs per round)
 //! python3 scripts/plot-codecs.py target/codecs.csv docs/decode-throughput.svg
 //! ```
 //!
@@ -111,6 +112,8 @@ struct Plan {
     /// Only contenders whose name contains this (`--filter`, for
     /// profiling); targets that need a missing contender are left out.
     filter: Option<String>,
+    /// The payload sizes of the decode and encode sections (`--size`).
+    sizes: Vec<usize>,
 }
 
 impl Plan {
@@ -132,6 +135,7 @@ impl Plan {
                 memory_bytes: 256 << 20,
                 kinds: Kind::ALL.to_vec(),
                 filter: None,
+                sizes: SIZES.to_vec(),
             }
         } else {
             Plan {
@@ -140,6 +144,7 @@ impl Plan {
                 memory_bytes: 1 << 30,
                 kinds: Kind::ALL.to_vec(),
                 filter: None,
+                sizes: SIZES.to_vec(),
             }
         }
     }
@@ -1105,6 +1110,9 @@ fn decode_section(plan: &Plan, report: &mut Report) {
     for &kind in &plan.kinds {
         let mut table = SizeTable::new();
         for (col, size) in SIZES.into_iter().enumerate() {
+            if !plan.sizes.contains(&size) {
+                continue;
+            }
             let w = build(kind, size);
             let list = plan.keep(decode_contenders(kind, size, &w));
             let rates = measure(
@@ -1312,6 +1320,9 @@ fn encode_section(plan: &Plan, report: &mut Report) {
     for &kind in &plan.kinds {
         let mut table = SizeTable::new();
         for (col, size) in SIZES.into_iter().enumerate() {
+            if !plan.sizes.contains(&size) {
+                continue;
+            }
             let w = build(kind, size);
             let want = Count::plain(w.payloads.len(), w.bytes.len());
             let list = plan.keep(encode_contenders(kind, size, &w));
@@ -2128,6 +2139,18 @@ fn main() -> ExitCode {
     }
     let mut plan = Plan::new(quick);
     plan.filter = value("--filter");
+    if let Some(n) = value("--rounds") {
+        plan.rounds = n.parse().expect("--rounds takes a count");
+    }
+    if let Some(ms) = value("--turn-ms") {
+        plan.turn = Duration::from_millis(ms.parse().expect("--turn-ms takes milliseconds"));
+    }
+    if let Some(list) = value("--size") {
+        plan.sizes = list
+            .split(',')
+            .map(|n| n.parse().expect("--size takes sizes in bytes"))
+            .collect();
+    }
     if let Some(list) = value("--framing") {
         plan.kinds = list
             .split(',')
