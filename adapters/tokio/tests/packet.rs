@@ -1069,3 +1069,34 @@ async fn batch_requests_outstanding_when_the_peer_goes_away_are_cancelled() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_aborted_connection_fails_its_batches() {
+    deadline(async {
+        // A peer that reads and never answers; at most 2 requests waiting,
+        // so most of the batch is not even sent when the abort comes.
+        let (a, mut b) = tokio::io::duplex(4096);
+        let client = Builder::new()
+            .config(Config {
+                max_pending_outbound: 2,
+                ..Config::default()
+            })
+            .start(a)
+            .unwrap();
+        let batch = tokio::spawn(client.call_batch((0..10).map(indexed)));
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        while got < 2 * 8 {
+            got += b.read(&mut buf[got..]).await.unwrap();
+        }
+        eventually("two requests sent", || client.stats().requests_sent == 2).await;
+        client.abort();
+        let results = batch.await.unwrap();
+        let aborted = Err(CallError::Cancelled {
+            cause: EndCause::Aborted,
+        });
+        assert_eq!(results, vec![aborted; 10]);
+        assert_eq!(client.pending_calls(), 0);
+    })
+    .await;
+}

@@ -113,8 +113,10 @@ pub(crate) struct BatchCmd {
 /// handed to the core.
 struct BatchState {
     reply: oneshot::Sender<Vec<Outcome>>,
-    /// One per request, in the caller's order.
-    results: Vec<Option<Outcome>>,
+    /// One per request, in the caller's order; a request not answered yet
+    /// holds a placeholder (its index is then in `ids`, or at or past
+    /// `next`), so the vector goes to the caller as it is.
+    results: Vec<Outcome>,
     /// Requests not yet in the core (waiting for room), the first of them
     /// at index `next`.
     rest: std::vec::IntoIter<BatchRequest>,
@@ -505,8 +507,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             let _ = b.reply.send(Vec::new());
             return;
         }
-        let mut results = Vec::with_capacity(n);
-        results.resize_with(n, || None);
+        let results = vec![Err(CallError::TimedOut); n];
         self.batches.insert(
             b.id,
             BatchState {
@@ -561,7 +562,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                     break;
                 }
                 Err(e) => {
-                    batch.results[batch.next] = Some(Err(CallError::Submit(e)));
+                    batch.results[batch.next] = Err(CallError::Submit(e));
                     batch.outstanding -= 1;
                     self.batch_outstanding -= 1;
                 }
@@ -581,7 +582,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             return;
         };
         for _ in batch.rest.by_ref() {
-            batch.results[batch.next] = Some(Err(error));
+            batch.results[batch.next] = Err(error);
             batch.next += 1;
             batch.outstanding -= 1;
             self.batch_outstanding -= 1;
@@ -593,12 +594,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     fn maybe_finish_batch(&mut self, id: u64) {
         if self.batches.get(&id).is_some_and(|b| b.outstanding == 0) {
             if let Some(b) = self.batches.remove(&id) {
-                let results = b
-                    .results
-                    .into_iter()
-                    .map(|r| r.unwrap_or(Err(CallError::TimedOut)))
-                    .collect();
-                let _ = b.reply.send(results);
+                let _ = b.reply.send(b.results);
             }
         }
     }
@@ -625,16 +621,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
 
     /// Ends every batch with `error` for each missing result.
     fn fail_batches(&mut self, error: CallError) {
-        for (_, b) in self.batches.drain() {
-            let results = b
-                .results
-                .into_iter()
-                .map(|r| r.unwrap_or(Err(error)))
-                .collect();
-            let _ = b.reply.send(results);
+        // The requests in the core ...
+        let batches = &mut self.batches;
+        self.ids.retain(|_, w| match *w {
+            Waiter::Call(_) => true,
+            Waiter::Batch(id, index) => {
+                if let Some(b) = batches.get_mut(&id) {
+                    b.results[index] = Err(error);
+                }
+                false
+            }
+        });
+        // ... and those not sent yet.
+        for (_, mut b) in self.batches.drain() {
+            for r in &mut b.results[b.next..] {
+                *r = Err(error);
+            }
+            let _ = b.reply.send(b.results);
         }
         self.batch_outstanding = 0;
-        self.ids.retain(|_, w| matches!(w, Waiter::Call(_)));
     }
 
     // ----- handlers -----
@@ -904,7 +909,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             }
             Some(Waiter::Batch(id, index)) => {
                 if let Some(b) = self.batches.get_mut(&id) {
-                    b.results[index] = Some(outcome);
+                    b.results[index] = outcome;
                     b.outstanding -= 1;
                     self.batch_outstanding -= 1;
                     if b.outstanding == 0 {
