@@ -557,7 +557,7 @@ enum BsonRun {
 }
 
 /// Every BSON contender, in run order, with its name.
-const BSON_RUNS: [(&str, BsonRun); 8] = [
+const BSON_RUNS: [(&str, BsonRun); 10] = [
     ("py-bson sendobj/recvobj, round trips", BsonRun::Py("rtt")),
     (
         "py-bson sendobj/recvobj, pipelined x64",
@@ -586,6 +586,15 @@ const BSON_RUNS: [(&str, BsonRun); 8] = [
     (
         "bare bytes (no BSON), pipelined x64, one write per window",
         BsonRun::Bare(Mode::Batched),
+    ),
+    // Bound analysis only (not py-bson's sendobj/recvobj, no target).
+    (
+        "py-bson dumps/loads, batched by hand x64 (not sendobj)",
+        BsonRun::Py("batched"),
+    ),
+    (
+        "py-bson dumps+loads only, no socket (1 encode + 1 decode)",
+        BsonRun::Py("codec"),
     ),
 ];
 
@@ -642,7 +651,8 @@ fn bson_report(
     targets: &mut Vec<Target>,
 ) {
     for (&(place, c, s), &best) in placements.iter().zip(best) {
-        let [py_rtt, py_pipe, rs_rtt, rs_pipe, rs_batch, bare_rtt, bare_pipe, bare_batch] = best;
+        let [py_rtt, py_pipe, rs_rtt, rs_pipe, rs_batch, bare_rtt, bare_pipe, bare_batch, py_batch, py_codec] =
+            best;
         let section = if c == s {
             "BSON loopback, same CPU"
         } else {
@@ -689,6 +699,30 @@ fn bson_report(
                     num,
                     den,
                     need,
+                });
+            }
+        }
+        // Like for like: both sides batched by hand; and the share of
+        // py-bson's pipelined time per object that is its encoder and
+        // decoder (an echoed object is encoded and decoded twice).
+        for (what, num, den) in [
+            (
+                "framewire batched / py-bson dumps/loads batched by hand",
+                rs_batch,
+                py_batch,
+            ),
+            (
+                "py-bson pipelined: share of the time in dumps+loads",
+                py_pipe,
+                py_codec / 2.0,
+            ),
+        ] {
+            if num > 0.0 && den > 0.0 {
+                targets.push(Target {
+                    what: format!("BSON {place}: {what}"),
+                    num,
+                    den,
+                    need: 0.0,
                 });
             }
         }

@@ -10,6 +10,20 @@ MODE is `rtt` (send one object, wait for its echo, N times) or `pipelined`
 (send W objects, then receive their W echoes, until N have gone). The echo
 server is a forked process (no GIL shared with the client) that answers every
 object with `sendobj(recvobj())`, as an application of the original would.
+Per object, `sendobj` is `dumps` + one `sendall`, and `recvobj` two `recv`
+calls (the 4-byte length, then the rest) + `loads`: three syscalls per object
+on each side.
+
+Two more modes, for the bound analysis only (they are not py-bson's
+`sendobj`/`recvobj`, so no target is measured against them):
+
+* `batched`: py-bson's `dumps`/`loads` with the batching done by hand, like
+  framewire's `queue`+`flush`: each window is one `sendall` of the W
+  documents joined; both sides read with `recv(65536)` into a buffer and cut
+  documents out of it; the echo server answers everything one read brought
+  with one `sendall`.
+* `codec`: no sockets: `loads(dumps(obj))` N times in one process (one
+  encode and one decode; an echoed object costs two of each).
 Each process pins itself to its CPU with `os.sched_setaffinity` when one is
 given, so the Rust side can be measured with the same placement. Both sockets
 have TCP_NODELAY, as the Rust side does, so Nagle's algorithm does not decide
@@ -25,6 +39,7 @@ import os
 import socket
 import sys
 import time
+from struct import unpack_from
 
 import bson
 
@@ -55,6 +70,66 @@ def serve(listener, cpu):
     conn.close()
 
 
+def take_docs(buf):
+    """Cut every complete document off the front of `buf` (a bytearray)."""
+    docs, pos = [], 0
+    while len(buf) - pos >= 4:
+        size = unpack_from("<i", buf, pos)[0]
+        if len(buf) - pos < size:
+            break
+        docs.append(bytes(buf[pos : pos + size]))
+        pos += size
+    del buf[:pos]
+    return docs
+
+
+def serve_batched(listener, cpu):
+    pin(cpu)
+    conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.close()
+    buf = bytearray()
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        out = [bson.dumps(bson.loads(doc)) for doc in take_docs(buf)]
+        if out:
+            conn.sendall(b"".join(out))
+    conn.close()
+
+
+def batched(conn, start, n, window):
+    seq = start
+    end = start + n
+    buf = bytearray()
+    while seq < end:
+        batch = min(window, end - seq)
+        conn.sendall(b"".join(bson.dumps(small(seq + k)) for k in range(batch)))
+        got = 0
+        while got < batch:
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise SystemExit("echo server closed early")
+            buf += chunk
+            for doc in take_docs(buf):
+                back = bson.loads(doc)
+                if back["seq"] != seq + got:
+                    raise SystemExit(f"bad echo for seq {seq + got}: {back!r}")
+                got += 1
+        seq += batch
+
+
+def codec(n):
+    t0 = time.perf_counter()
+    for seq in range(n):
+        back = bson.loads(bson.dumps(small(seq)))
+        if back["seq"] != seq:
+            raise SystemExit(f"bad codec round trip for {seq}")
+    return time.perf_counter() - t0
+
+
 def rtt(conn, start, n):
     for seq in range(start, start + n):
         conn.sendobj(small(seq))
@@ -79,7 +154,7 @@ def pipelined(conn, start, n, window):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["rtt", "pipelined"])
+    ap.add_argument("mode", choices=["rtt", "pipelined", "batched", "codec"])
     ap.add_argument("n", type=int)
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--client-cpu", type=int)
@@ -90,13 +165,22 @@ def main():
     if len(doc) != 50:
         raise SystemExit(f"benchmark document is {len(doc)} bytes, WIRE.md says 50")
 
+    if args.mode == "codec":
+        pin(args.client_cpu)
+        codec(WARMUP)
+        secs = codec(args.n)
+        out = {"impl": "py-bson", "mode": "codec", "n": args.n, "window": 1, "secs": secs,
+               "rate": args.n / secs, "client_cpu": args.client_cpu, "server_cpu": None}
+        print(json.dumps(out), flush=True)
+        return 0
+
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     pid = os.fork()
     if pid == 0:
         try:
-            serve(listener, args.server_cpu)
+            (serve_batched if args.mode == "batched" else serve)(listener, args.server_cpu)
         finally:
             os._exit(0)
     port = listener.getsockname()[1]
@@ -105,7 +189,12 @@ def main():
     conn = socket.create_connection(("127.0.0.1", port))
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    run = rtt if args.mode == "rtt" else (lambda c, s, n: pipelined(c, s, n, args.window))
+    if args.mode == "rtt":
+        run = rtt
+    elif args.mode == "batched":
+        run = lambda c, s, n: batched(c, s, n, args.window)  # noqa: E731
+    else:
+        run = lambda c, s, n: pipelined(c, s, n, args.window)  # noqa: E731
     run(conn, 0, WARMUP)
     t0 = time.perf_counter()
     run(conn, WARMUP, args.n)
@@ -119,7 +208,7 @@ def main():
         "impl": "py-bson",
         "mode": args.mode,
         "n": args.n,
-        "window": args.window if args.mode == "pipelined" else 1,
+        "window": 1 if args.mode == "rtt" else args.window,
         "secs": secs,
         "rate": args.n / secs,
         "client_cpu": args.client_cpu,
