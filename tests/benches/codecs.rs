@@ -646,6 +646,7 @@ fn fw_in_place<F: Framing>(s: &mut FramedStream<F>, input: &[u8]) -> Count {
         while off < chunk.len() {
             let spare = s.receive_buffer();
             let n = spare.len().min(chunk.len() - off);
+            assert!(n > 0, "receive_buffer offered no room after a drain");
             spare[..n].copy_from_slice(&chunk[off..off + n]);
             s.commit_received(n).expect("valid input");
             off += n;
@@ -914,6 +915,7 @@ fn copy_check<F: Framing>(framing: F, w: &Wire, lend: bool) -> (usize, usize, us
         while off < chunk.len() {
             let spare = s.receive_buffer();
             let n = spare.len().min(chunk.len() - off);
+            assert!(n > 0, "receive_buffer offered no room after a drain");
             spare[..n].copy_from_slice(&chunk[off..off + n]);
             reads.push((stream_off, spare.as_ptr() as usize, n));
             s.commit_received(n).expect("valid input");
