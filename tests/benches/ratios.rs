@@ -29,6 +29,12 @@
 //!    through bare sockets in each mode, without any BSON or framing work
 //!    (`bare bytes, ...`): what the loopback and the syscalls alone allow.
 //!
+//! Every BSON run also reports objects per CPU-second: the CPU time of its
+//! client and server together during the timed part (per thread, from
+//! `/proc/.../schedstat`). With both ends on one CPU that is the rate an idle
+//! machine would show, and it hardly moves when other processes take the
+//! CPU away, which the wall-clock rates do.
+//!
 //! `--only framing|bson` runs one section; `--filter TEXT` runs only the
 //! BSON contenders whose name contains TEXT (for profiling; ratios whose
 //! two sides did not both run are left out).
@@ -419,31 +425,100 @@ fn client_run(conn: &mut Framed<TcpStream, BsonDocument>, mode: Mode, start: usi
     }
 }
 
+/// What one BSON loopback run measured.
+#[derive(Clone, Copy, Default)]
+struct Speed {
+    /// Objects per second (wall clock).
+    wall: f64,
+    /// Objects per CPU-second of client and server together (0 if the CPU
+    /// time is not available).
+    cpu: f64,
+}
+
+impl Speed {
+    fn new(objects: usize, wall: Duration, cpu: Option<Duration>) -> Speed {
+        Speed {
+            wall: objects as f64 / wall.as_secs_f64(),
+            cpu: cpu
+                .filter(|c| !c.is_zero())
+                .map_or(0.0, |c| objects as f64 / c.as_secs_f64()),
+        }
+    }
+
+    fn max(self, other: Speed) -> Speed {
+        Speed {
+            wall: self.wall.max(other.wall),
+            cpu: self.cpu.max(other.cpu),
+        }
+    }
+}
+
+/// The calling thread's id (from `/proc/thread-self`), for [`threads_cpu`].
+fn thread_id() -> Option<String> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    Some(link.file_name()?.to_str()?.to_owned())
+}
+
+/// CPU time so far of these threads of this process together, from their
+/// `schedstat` (nanoseconds); `None` if any is unavailable.
+fn threads_cpu(tids: &[Option<String>]) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    for tid in tids {
+        let path = format!("/proc/self/task/{}/schedstat", tid.as_ref()?);
+        let stat = std::fs::read_to_string(path).ok()?;
+        total += Duration::from_nanos(stat.split_whitespace().next()?.parse().ok()?);
+    }
+    Some(total)
+}
+
+/// Runs `server` and `client` on their own threads; `client` gets a
+/// function that reads the CPU time of both threads so far.
+fn client_server<R: Send>(
+    server: impl FnOnce() + Send,
+    client: impl FnOnce(&dyn Fn() -> Option<Duration>) -> R + Send,
+) -> R {
+    thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server = scope.spawn(move || {
+            let _ = tx.send(thread_id());
+            server();
+        });
+        let server_tid = rx.recv().expect("server thread id");
+        let result = scope
+            .spawn(move || {
+                let tids = [thread_id(), server_tid];
+                client(&|| threads_cpu(&tids))
+            })
+            .join()
+            .expect("client");
+        server.join().expect("server");
+        result
+    })
+}
+
 /// Objects per second of a Rust client + echo server pair over loopback.
-fn rust_bson(mode: Mode, n: usize, client_cpu: usize, server_cpu: usize) -> f64 {
+fn rust_bson(mode: Mode, n: usize, client_cpu: usize, server_cpu: usize) -> Speed {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = thread::spawn(move || echo_server(&listener, server_cpu, mode == Mode::Batched));
-    let client = thread::spawn(move || {
-        pin(client_cpu);
-        let sock = TcpStream::connect(addr).expect("connect");
-        nodelay(&sock);
-        let mut conn = Framed::new(sock, BsonDocument::new());
-        client_run(&mut conn, mode, 0, WARMUP);
-        let start = Instant::now();
-        client_run(&mut conn, mode, WARMUP, n);
-        let secs = start.elapsed().as_secs_f64();
-        drop(conn);
-        n as f64 / secs
-    });
-    let rate = client.join().expect("client");
-    server.join().expect("server");
-    rate
+    client_server(
+        move || echo_server(&listener, server_cpu, mode == Mode::Batched),
+        move |cpu| {
+            pin(client_cpu);
+            let sock = TcpStream::connect(addr).expect("connect");
+            nodelay(&sock);
+            let mut conn = Framed::new(sock, BsonDocument::new());
+            client_run(&mut conn, mode, 0, WARMUP);
+            let (cpu0, start) = (cpu(), Instant::now());
+            client_run(&mut conn, mode, WARMUP, n);
+            let (wall, cpu1) = (start.elapsed(), cpu());
+            Speed::new(n, wall, cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)))
+        },
+    )
 }
 
 /// Objects per second of py-bson's `sendobj`/`recvobj`, measured by the
 /// Python helper itself.
-fn python_bson(mode: &str, n: usize, client_cpu: usize, server_cpu: usize) -> f64 {
+fn python_bson(mode: &str, n: usize, client_cpu: usize, server_cpu: usize) -> Speed {
     let (n, c, s) = (
         n.to_string(),
         client_cpu.to_string(),
@@ -463,7 +538,10 @@ fn python_bson(mode: &str, n: usize, client_cpu: usize, server_cpu: usize) -> f6
     let peer = PythonPeer::start("pybson_bench.py", &args, false);
     let (summary, ok) = peer.finish(Duration::from_secs(120));
     assert!(ok, "pybson_bench.py failed: {summary}");
-    summary["rate"].as_f64().expect("rate in the summary")
+    Speed {
+        wall: summary["rate"].as_f64().expect("rate in the summary"),
+        cpu: summary["cpu_rate"].as_f64().unwrap_or(0.0),
+    }
 }
 
 /// The 50-byte benchmark document (`seq 0`) as bare bytes, for the bound
@@ -507,13 +585,12 @@ fn bare_echo_server(listener: &TcpListener, cpu: usize, batched: bool) {
 /// [`bare_echo_server`]: `Rtt` writes one message and reads it back;
 /// `Pipelined` writes `WINDOW` messages with one `write` each, then reads the
 /// window back; `Batched` writes the window with one `write`.
-fn bare_bson(mode: Mode, n: usize, client_cpu: usize, server_cpu: usize) -> f64 {
+fn bare_bson(mode: Mode, n: usize, client_cpu: usize, server_cpu: usize) -> Speed {
     use std::io::{Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server =
-        thread::spawn(move || bare_echo_server(&listener, server_cpu, mode == Mode::Batched));
-    let client = thread::spawn(move || {
+    let server = move || bare_echo_server(&listener, server_cpu, mode == Mode::Batched);
+    client_server(server, move |cpu| {
         pin(client_cpu);
         let mut sock = TcpStream::connect(addr).expect("connect");
         nodelay(&sock);
@@ -535,14 +612,16 @@ fn bare_bson(mode: Mode, n: usize, client_cpu: usize, server_cpu: usize) -> f64 
             }
         };
         run(WARMUP);
-        let start = Instant::now();
+        let (cpu0, start) = (cpu(), Instant::now());
         run(n);
-        let secs = start.elapsed().as_secs_f64();
-        n.div_ceil(window) as f64 * window as f64 / secs
-    });
-    let rate = client.join().expect("client");
-    server.join().expect("server");
-    rate
+        let (wall, cpu1) = (start.elapsed(), cpu());
+        let objects = n.div_ceil(window) * window;
+        Speed::new(
+            objects,
+            wall,
+            cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
+        )
+    })
 }
 
 /// One BSON loopback contender.
@@ -614,7 +693,7 @@ fn bson_section(plan: &Plan, filter: &str, rates: &mut Vec<Rate>, targets: &mut 
     let runs: Vec<bool> = BSON_RUNS.iter().map(|(n, _)| n.contains(filter)).collect();
     // Every run is repeated `bson_rounds` times, interleaved with the others;
     // the best of each counts (interference only ever slows a run down).
-    let mut best = vec![[0f64; BSON_RUNS.len()]; placements.len()];
+    let mut best = vec![[Speed::default(); BSON_RUNS.len()]; placements.len()];
     for _ in 0..plan.bson_rounds {
         for (&(_, c, s), best) in placements.iter().zip(best.iter_mut()) {
             for (i, &(_, run)) in BSON_RUNS.iter().enumerate() {
@@ -642,15 +721,89 @@ fn bson_section(plan: &Plan, filter: &str, rates: &mut Vec<Rate>, targets: &mut 
     bson_report(&placements, &best, &runs, rates, targets);
 }
 
-/// The BSON rates, targets and bounds of `bson_section`'s best runs.
-fn bson_report(
-    placements: &[(&'static str, usize, usize)],
-    best: &[[f64; BSON_RUNS.len()]],
+/// The per-CPU-second figures of one placement: rates, and the framewire /
+/// py-bson and bound ratios on that basis (information, not targets).
+fn bson_cpu_report(
+    place: &str,
+    same_cpu: bool,
+    speeds: &[Speed; BSON_RUNS.len()],
     runs: &[bool],
     rates: &mut Vec<Rate>,
     targets: &mut Vec<Target>,
 ) {
-    for (&(place, c, s), &best) in placements.iter().zip(best) {
+    let section = if same_cpu {
+        "BSON per CPU-second (client + server), same CPU"
+    } else {
+        "BSON per CPU-second (client + server), cross CPU"
+    };
+    for (i, &(name, _)) in BSON_RUNS.iter().enumerate() {
+        if runs[i] && speeds[i].cpu > 0.0 {
+            rates.push(Rate {
+                section,
+                name: name.into(),
+                per_sec: speeds[i].cpu,
+                unit: "objects/CPU-s",
+            });
+        }
+    }
+    let cpu = speeds.map(|b| b.cpu);
+    let [py_rtt, py_pipe, rs_rtt, rs_pipe, rs_batch, bare_rtt, bare_pipe, bare_batch, py_batch, py_codec] =
+        cpu;
+    for (what, num, den) in [
+        ("round trips / py-bson", rs_rtt, py_rtt),
+        (
+            "pipelined x64, one write per object / py-bson",
+            rs_pipe,
+            py_pipe,
+        ),
+        (
+            "pipelined x64, framewire batched writes / py-bson",
+            rs_batch,
+            py_pipe,
+        ),
+        ("bound: bare bytes round trips / py-bson", bare_rtt, py_rtt),
+        (
+            "bound: bare bytes, one write each / py-bson",
+            bare_pipe,
+            py_pipe,
+        ),
+        (
+            "bound: bare bytes, one write per window / py-bson",
+            bare_batch,
+            py_pipe,
+        ),
+        (
+            "framewire batched / py-bson batched by hand",
+            rs_batch,
+            py_batch,
+        ),
+        (
+            "py-bson pipelined: share of the CPU in dumps+loads",
+            py_pipe,
+            py_codec / 2.0,
+        ),
+    ] {
+        if num > 0.0 && den > 0.0 {
+            targets.push(Target {
+                what: format!("BSON {place}, per CPU-second: {what}"),
+                num,
+                den,
+                need: 0.0,
+            });
+        }
+    }
+}
+
+/// The BSON rates, targets and bounds of `bson_section`'s best runs.
+fn bson_report(
+    placements: &[(&'static str, usize, usize)],
+    best: &[[Speed; BSON_RUNS.len()]],
+    runs: &[bool],
+    rates: &mut Vec<Rate>,
+    targets: &mut Vec<Target>,
+) {
+    for (&(place, c, s), speeds) in placements.iter().zip(best) {
+        let best = speeds.map(|b| b.wall);
         let [py_rtt, py_pipe, rs_rtt, rs_pipe, rs_batch, bare_rtt, bare_pipe, bare_batch, py_batch, py_codec] =
             best;
         let section = if c == s {
@@ -742,6 +895,9 @@ fn bson_report(
                 });
             }
         }
+    }
+    for (&(place, c, s), speeds) in placements.iter().zip(best) {
+        bson_cpu_report(place, c == s, speeds, runs, rates, targets);
     }
 }
 

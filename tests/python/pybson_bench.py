@@ -31,7 +31,9 @@ the pipelined rate.
 
 Output: {"impl": "py-bson", "mode": ..., "n": ..., "window": ..., "secs": ...,
 "rate": objects per second, "rtt_us": mean round trip (rtt mode),
-"client_cpu": ..., "server_cpu": ...}
+"cpu_secs": CPU time of client and server together during the timed part
+(from /proc/<pid>/schedstat, both single-threaded; null if unavailable),
+"cpu_rate": objects per CPU-second, "client_cpu": ..., "server_cpu": ...}
 """
 import argparse
 import json
@@ -50,6 +52,29 @@ WARMUP = 200
 
 def small(seq):
     return {"seq": seq, "pad": b"x" * 26}
+
+
+def cpu_ns(pid):
+    """CPU time of process `pid`'s main thread so far, in ns, or None."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_sum(pids):
+    values = [cpu_ns(p) for p in pids]
+    return None if None in values else sum(values)
+
+
+def with_cpu(out, before, after):
+    """Adds cpu_secs and cpu_rate to `out` (null when /proc has no schedstat)."""
+    if before is None or after is None or after <= before:
+        out.update(cpu_secs=None, cpu_rate=None)
+    else:
+        out.update(cpu_secs=(after - before) / 1e9, cpu_rate=out["n"] / ((after - before) / 1e9))
+    return out
 
 
 def pin(cpu):
@@ -168,10 +193,12 @@ def main():
     if args.mode == "codec":
         pin(args.client_cpu)
         codec(WARMUP)
+        before = cpu_sum([os.getpid()])
         secs = codec(args.n)
+        after = cpu_sum([os.getpid()])
         out = {"impl": "py-bson", "mode": "codec", "n": args.n, "window": 1, "secs": secs,
                "rate": args.n / secs, "client_cpu": args.client_cpu, "server_cpu": None}
-        print(json.dumps(out), flush=True)
+        print(json.dumps(with_cpu(out, before, after)), flush=True)
         return 0
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -196,9 +223,11 @@ def main():
     else:
         run = lambda c, s, n: pipelined(c, s, n, args.window)  # noqa: E731
     run(conn, 0, WARMUP)
+    cpu_before = cpu_sum([os.getpid(), pid])
     t0 = time.perf_counter()
     run(conn, WARMUP, args.n)
     secs = time.perf_counter() - t0
+    cpu_after = cpu_sum([os.getpid(), pid])
 
     conn.close()
     _, status = os.waitpid(pid, 0)
@@ -216,7 +245,7 @@ def main():
     }
     if args.mode == "rtt":
         out["rtt_us"] = secs / args.n * 1e6
-    print(json.dumps(out), flush=True)
+    print(json.dumps(with_cpu(out, cpu_before, cpu_after)), flush=True)
 
 
 if __name__ == "__main__":
