@@ -73,8 +73,8 @@
 //! as `{}`).
 //!
 //! Every decoder ([`from_slice`], [`document_from_slice`] and their variants) first validates
-//! the whole document with the `bson` crate's raw decoder, without recursion: every element's
-//! type, length, terminator and UTF-8, at every depth, and the nesting depth against
+//! the whole document with the `bson` crate's raw decoder: every element's type, length,
+//! terminator and UTF-8, at every depth, and the nesting depth against
 //! [`DEFAULT_MAX_DEPTH`] (100, MongoDB's limit; [`DecodeLimits`]). Only a document that passes
 //! goes on to serde, so both decoders refuse exactly the same malformed documents, with the
 //! same [`BsonError`]. (The `bson` crate's serde deserializer alone reads embedded documents
@@ -541,44 +541,47 @@ struct Scan {
 }
 
 /// Validate a whole document the way the `bson` crate's raw decoder (`Document::try_from`)
-/// does, without recursion: the envelope ([`check_document`]), then every element's type,
-/// length and value (UTF-8 of strings, lengths of binaries, terminators of embedded
-/// documents, arrays and JavaScript scopes), at every depth up to `limits.max_depth`.
+/// does: the envelope ([`check_document`]), then every element's type, length and value
+/// (UTF-8 of strings, lengths of binaries, terminators of embedded documents, arrays and
+/// JavaScript scopes), at every depth up to `limits.max_depth`.
 fn validate(bytes: &[u8], limits: DecodeLimits) -> Result<(&RawDocument, Scan), BsonError> {
     check_document(bytes, limits.max_len)?;
     let root = RawDocument::from_bytes(bytes).map_err(|e| decode_error(&e))?;
-    if limits.max_depth == 0 {
-        return Err(BsonError::TooDeep { max: 0 });
-    }
     let mut scan = Scan {
         extended_json_keys: false,
     };
-    // One iterator per open document or array (`true` for a document), innermost last.
-    let mut open: Vec<(RawIter<'_>, bool)> = Vec::new();
-    open.push((root.iter_elements(), true));
-    while let Some((elements, is_document)) = open.last_mut() {
-        let Some(element) = elements.next() else {
-            open.pop();
-            continue;
-        };
+    validate_elements(root.iter_elements(), true, 1, limits.max_depth, &mut scan)?;
+    Ok((root, scan))
+}
+
+/// Validate the elements of a document (`is_document`) or array at nesting level `depth`.
+/// The recursion stops at `max_depth` (one small frame per level, far less than what the
+/// decoders that run afterwards use per level), so a deep document cannot exhaust the stack
+/// here.
+fn validate_elements(
+    elements: RawIter<'_>,
+    is_document: bool,
+    depth: usize,
+    max_depth: usize,
+    scan: &mut Scan,
+) -> Result<(), BsonError> {
+    if depth > max_depth {
+        return Err(BsonError::TooDeep { max: max_depth });
+    }
+    for element in elements {
         let element = element.map_err(|e| decode_error(&e))?;
-        if *is_document && is_extended_json_key(element.key().as_str()) {
+        if is_document && is_extended_json_key(element.key().as_str()) {
             scan.extended_json_keys = true;
         }
-        let inner = match element.value().map_err(|e| decode_error(&e))? {
+        let (inner, inner_is_document) = match element.value().map_err(|e| decode_error(&e))? {
             RawBsonRef::Document(doc) => (doc.iter_elements(), true),
             RawBsonRef::Array(array) => (array.iter_elements(), false),
             RawBsonRef::JavaScriptCodeWithScope(code) => (code.scope.iter_elements(), true),
             _ => continue,
         };
-        if open.len() >= limits.max_depth {
-            return Err(BsonError::TooDeep {
-                max: limits.max_depth,
-            });
-        }
-        open.push(inner);
+        validate_elements(inner, inner_is_document, depth + 1, max_depth, scan)?;
     }
-    Ok((root, scan))
+    Ok(())
 }
 
 /// Encode a dynamic [`Document`] (at most [`DEFAULT_MAX_DOCUMENT_LEN`] bytes).
