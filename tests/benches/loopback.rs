@@ -17,7 +17,7 @@
 //!
 //! * **Pipelined**: windows of `W` requests (default 128) are sent, then all
 //!   `W` answers awaited, for a fixed time. framewire: `W` `call` futures
-//!   joined; the anchor: tokio-util `Framed<TcpStream, LengthDelimitedCodec>`
+//!   joined, or (the `call_batch` contender) one `call_batch` of `W`; the anchor: tokio-util `Framed<TcpStream, LengthDelimitedCodec>`
 //!   (`feed` x W, `flush`, `next` x W) against a `FramedRead`/`FramedWrite`
 //!   echo (`send_all`, which flushes whenever its input runs dry). The
 //!   anchor does no request bookkeeping at all.
