@@ -170,12 +170,19 @@ impl Delimited {
     fn find(&self, buf: &[u8], from: usize) -> Result<usize, usize> {
         let delimiter = self.delimiter();
         let first = delimiter[0];
+        if delimiter.len() == 1 {
+            // The common case (`\n`, `\0`): one byte, no window to compare.
+            return match buf.get(from..).and_then(|rest| memchr::memchr(first, rest)) {
+                Some(k) => Ok(from + k),
+                None => Err(buf.len()),
+            };
+        }
         let mut at = from;
         loop {
             let Some(rest) = buf.get(at..) else {
                 return Err(buf.len());
             };
-            let Some(k) = find_byte(first, rest) else {
+            let Some(k) = memchr::memchr(first, rest) else {
                 return Err(buf.len());
             };
             let start = at + k;
@@ -341,32 +348,6 @@ impl Framing for Delimited {
         self.scanned = 0;
         self.discarding = false;
     }
-}
-
-/// The first `needle` in `hay`, eight bytes at a time (SWAR, no `unsafe`).
-fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let repeated = LO * u64::from(needle);
-    let mut chunks = hay.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        // Zero bytes where the needle is; the lowest flagged byte is exact
-        // (false flags only appear above a true zero).
-        let x = u64::from_le_bytes(word) ^ repeated;
-        let zeros = x.wrapping_sub(LO) & !x & HI;
-        if zeros != 0 {
-            return Some(base + (zeros.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|i| base + i)
 }
 
 #[cfg(test)]
@@ -782,14 +763,6 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn find_byte_is_position(
-            hay in proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(0x80), Just(0xff), any::<u8>()], 0..40),
-            needle in prop_oneof![Just(0u8), Just(1), Just(0x80), Just(0xff), any::<u8>()],
-        ) {
-            prop_assert_eq!(find_byte(needle, &hay), hay.iter().position(|&b| b == needle));
-        }
-
         #[test]
         fn matches_reference_in_any_chunking(f in configs(), input in small_alphabet(80), c in cuts(8)) {
             let expected = reference(&f, &input);
