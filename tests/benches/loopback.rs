@@ -656,7 +656,7 @@ fn python_comparisons(
     let mut rows = Vec::new();
     for (p, (place, _)) in placements.iter().enumerate() {
         for py in [Server::PyGrace0, Server::PyGraceDefault] {
-            for kind in [Server::FwTokioInline, Server::FwStd] {
+            for kind in [Server::FwTokioInline, Server::FwTokioBatch, Server::FwStd] {
                 if let (Some(fw), Some(orig)) =
                     (find(p, Mode::Pipelined, kind), find(p, Mode::Pipelined, py))
                 {
