@@ -51,7 +51,11 @@
 //! request waits for room before it reads further, so with its output kept
 //! it would never reach the peer's EOF, even after `handle_eof`.
 #![no_main]
-#![allow(clippy::struct_excessive_bools, clippy::single_match_else)]
+#![allow(
+    clippy::struct_excessive_bools,
+    clippy::single_match_else,
+    clippy::too_many_lines
+)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
