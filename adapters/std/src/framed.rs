@@ -23,8 +23,9 @@ const OBJ_COPY_MAX: usize = 16 * 1024;
 /// much as needed (partial reads are fine: any chunking gives the same
 /// frames). Frames are `Bytes` that share the receive buffer.
 ///
-/// To batch several frames into one write, [`queue`](Framed::queue) them and
-/// then [`flush`](Framed::flush).
+/// To batch several frames into one write, [`queue`](Framed::queue) them (or,
+/// with feature `bson`, `queue_obj` the objects) and then
+/// [`flush`](Framed::flush).
 pub struct Framed<S, F> {
     io: S,
     stream: FramedStream<F>,
