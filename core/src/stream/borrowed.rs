@@ -165,10 +165,14 @@ impl<'a, F: Framing> BorrowedFramedStream<'a, F> {
     // ----- inputs -----
 
     /// Copies as much of `bytes` as fits into the receive buffer and returns
-    /// how many bytes were taken. Fewer than `bytes.len()` means the buffer is
-    /// full: drain [`poll_event`](Self::poll_event), then offer the rest
-    /// again. Bytes of an over-long frame being skipped are taken and dropped
-    /// without being buffered.
+    /// how many bytes were taken. Fewer than `bytes.len()`: drain
+    /// [`poll_event`](Self::poll_event), then offer the rest again. That
+    /// happens when the buffer is full, and when the bytes complete a frame
+    /// whose length was known and at least 1 KiB more follows (the stream
+    /// stops at the frame's end so the rest lands at the front of the
+    /// emptied buffer instead of being moved there later). Bytes of an
+    /// over-long frame being skipped are taken and dropped without being
+    /// buffered.
     ///
     /// Errors: the terminal [`StreamError::Protocol`] error, or
     /// [`StreamError::InputAfterEof`] after [`handle_eof`](Self::handle_eof).

@@ -150,6 +150,14 @@ impl RecvBuffer for BytesRecv {
     fn append(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.max.saturating_sub(self.filled));
         self.thaw(0, n);
+        if self.filled == 0 {
+            // Nothing unconsumed: start again at the front of the
+            // allocation (moving nothing), so the bytes are never moved
+            // later to make room. `try_reclaim` only moves the start back
+            // when that copies nothing; it never allocates.
+            self.buf.clear();
+            let _ = self.buf.try_reclaim(self.buf.capacity() + 1);
+        }
         let k = n.min(self.buf.len() - self.filled);
         self.buf[self.filled..self.filled + k].copy_from_slice(&bytes[..k]);
         self.filled += k;
@@ -397,8 +405,13 @@ impl<F: Framing> FramedStream<F> {
 
     /// Copies as much of `bytes` as fits under `max_buffered` into the
     /// receive buffer and returns how many bytes were taken. Fewer than
-    /// `bytes.len()` means the buffer is full: drain
-    /// [`poll_event`](Self::poll_event), then offer the rest again.
+    /// `bytes.len()`: drain [`poll_event`](Self::poll_event), then offer the
+    /// rest again. That happens when the buffer is full, and when the bytes
+    /// complete a frame whose length was known and at least 1 KiB more
+    /// follows: the stream stops at the frame's end, so that after the
+    /// frame is polled the rest starts at the front of the emptied buffer
+    /// and is never moved (large frames then cost one copy, the one into
+    /// the buffer).
     ///
     /// Errors: the terminal [`StreamError::Protocol`] error, or
     /// [`StreamError::InputAfterEof`] after [`handle_eof`](Self::handle_eof).

@@ -44,6 +44,10 @@ pub(crate) trait RecvBuffer {
     fn commit(&mut self, n: usize);
 }
 
+/// `handle_input` stops at the end of a frame whose length is known when at
+/// least this many bytes would follow it (see `Core::handle_input`).
+pub(crate) const SPLIT_MIN_REST: usize = 1024;
+
 /// What the decode loop found; the buffer-specific wrapper turns it into an
 /// [`Event`] (cutting the frame out of its buffer).
 #[derive(Debug, PartialEq, Eq)]
@@ -164,7 +168,20 @@ impl<F: Framing> Core<F> {
         let skipped = self.skip_input(bytes.len());
         // A skip still owed means all of `bytes` went; else the buffer is
         // back in use.
-        let taken = skipped + buf.append(&bytes[skipped..]);
+        let mut rest = &bytes[skipped..];
+        // When the bytes complete a frame whose length is known and go on
+        // past it, take them only up to its end. Once the caller has polled
+        // that frame the buffer is empty, and the rest goes to its front
+        // rather than after the frame, from where it would have to be moved
+        // to make room (for frames about as long as the input chunks, a
+        // second copy of nearly every payload).
+        // Short tails are left alone: moving them costs less than a second
+        // round of `handle_input` and `poll_event`.
+        let want = self.want(buf.filled().len());
+        if want > 0 && rest.len().saturating_sub(want) >= SPLIT_MIN_REST {
+            rest = &rest[..want];
+        }
+        let taken = skipped + buf.append(rest);
         self.stats.bytes_received += taken as u64;
         Ok(taken)
     }
