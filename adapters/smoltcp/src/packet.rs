@@ -59,9 +59,12 @@ impl<const P: usize, const I: usize, const C: usize, const T: usize> Endpoint
     }
 
     fn connection_lost(&mut self) {
-        // No more bytes will come: the core cancels our waiting requests
-        // (`RequestCancelled`) instead of leaving them to hang.
-        self.conn.handle_eof();
+        // Nothing queued can be sent and no more bytes will come: the core
+        // drops its output, stops waiting for transmit room (a core stalled
+        // on a refusal would otherwise never see the end) and cancels our
+        // waiting requests (`RequestCancelled`) instead of leaving them to
+        // hang. (Found by the `borrowed_connection` fuzz target.)
+        self.conn.handle_transport_lost();
     }
 }
 

@@ -317,3 +317,71 @@ fn a_reset_cancels_waiting_requests() {
         Err(SubmitError::PeerGone)
     ));
 }
+
+/// A connection that stopped reading because its transmit buffer is full of
+/// refusals the peer never reads still cancels its waiting requests when the
+/// link is lost: what is queued is dropped first, so the EOF takes effect.
+/// (Found by the `borrowed_connection` fuzz target.)
+#[test]
+fn a_reset_cancels_requests_while_refusals_fill_the_transmit_buffer() {
+    use framewire::packet::wire::Packet;
+    use framewire::packet::MIN_TRANSMIT_BUFFER;
+
+    let mut sim = Sim::new(CheckedLoopback::new(1500), 1024);
+    establish(&mut sim);
+    let mut crx = [0u8; 512];
+    let mut ctx = vec![0u8; MIN_TRANSMIT_BUFFER];
+    let mut client = Conn::new(BorrowedConfig::default(), &mut crx, &mut ctx).unwrap();
+    let now = sim.now;
+    let a = client.submit(0, 0, 0, b"a", now, None).unwrap();
+    client.poll_socket(sim.socket(sim.client), now).unwrap();
+    // The peer sends requests on a channel the client never opened (each
+    // gets a refusal) and reads nothing, so the refusals back up: socket
+    // buffers, then the client's transmit buffer, then its input.
+    let mut flood = Vec::new();
+    for tag in 2..300u64 {
+        let p = Packet::request(5, tag, 1, 0, b"").unwrap();
+        let mut buf = vec![0u8; p.encoded_len()];
+        let n = p.encode(&mut buf).unwrap();
+        flood.extend_from_slice(&buf[..n]);
+    }
+    let mut sent = 0;
+    for _ in 0..2000 {
+        sim.poll_iface();
+        if sent < flood.len() {
+            sent += sim.socket(sim.server).send_slice(&flood[sent..]).unwrap();
+        }
+        let now = sim.now;
+        client.poll_socket(sim.socket(sim.client), now).unwrap();
+        while client.poll_event().is_some() {}
+        sim.advance(None);
+    }
+    assert!(
+        client.connection().transmit_len() + 8 > MIN_TRANSMIT_BUFFER - 24,
+        "the transmit buffer did not fill: {} queued",
+        client.connection().transmit_len()
+    );
+    assert!(
+        client.connection().receive_buffered() > 0,
+        "the client did not stall on its input"
+    );
+    // Now the link dies.
+    sim.socket(sim.server).abort();
+    let mut lost = None;
+    run_until(&mut sim, |sim| {
+        let now = sim.now;
+        if let Err(e) = client.poll_socket(sim.socket(sim.client), now) {
+            lost = Some(e);
+        }
+        lost.is_some()
+    });
+    assert!(matches!(lost, Some(Error::ConnectionLost(_))), "{lost:?}");
+    let mut cancelled = Vec::new();
+    while let Some(e) = client.poll_event() {
+        if let BorrowedEvent::RequestCancelled { tag, .. } = e {
+            cancelled.push(tag);
+        }
+    }
+    assert_eq!(cancelled, vec![a]);
+    assert_eq!(client.connection().pending_outbound(), 0);
+}

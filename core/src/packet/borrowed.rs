@@ -557,6 +557,18 @@ enum Source {
     Closed,
 }
 
+/// The transport as the driver reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    /// Bytes may still come.
+    Open,
+    /// `handle_eof`: no more bytes will come.
+    Eof,
+    /// `handle_transport_lost`: no more bytes either way; queued output is
+    /// dropped and nothing waits for transmit room.
+    Lost,
+}
+
 // The same flags as the alloc connection's; a state enum would not be
 // clearer.
 #[allow(clippy::struct_excessive_bools)]
@@ -567,7 +579,9 @@ struct Engine<'a> {
     rx: RxBuf<'a>,
     tx: TxBuf<'a>,
     rx_end: Option<RxEnd>,
-    transport_eof: bool,
+    /// What the driver said of the transport (one byte, so the state's
+    /// size, and the RAM figures in the docs, stay as they were).
+    transport: Transport,
     peer_erq: bool,
     /// Parsing stopped at a whole packet for lack of room; see `resume`.
     stalled: bool,
@@ -636,7 +650,7 @@ impl<'a> Engine<'a> {
                 sent_total: 0,
             },
             rx_end: None,
-            transport_eof: false,
+            transport: Transport::Open,
             peer_erq: false,
             stalled: false,
             send: SendState::Open,
@@ -673,7 +687,7 @@ impl<'a> Engine<'a> {
     // ----- inputs -----
 
     fn handle_input(&mut self, t: &mut Tables<'_>, data: &[u8]) -> Result<usize, InputError> {
-        if self.transport_eof {
+        if self.transport != Transport::Open {
             return Err(InputError::AfterTransportEof);
         }
         match self.rx_end {
@@ -692,10 +706,22 @@ impl<'a> Engine<'a> {
     }
 
     fn handle_eof(&mut self, t: &mut Tables<'_>) {
-        if !self.transport_eof {
-            self.transport_eof = true;
+        if self.transport == Transport::Open {
+            self.transport = Transport::Eof;
             self.pump(t);
         }
+    }
+
+    fn handle_transport_lost(&mut self, t: &mut Tables<'_>) {
+        let queued = self.tx.len();
+        self.tx.advance(queued);
+        // From here on the EOF, and the input stalled behind a refusal or a
+        // full in-flight table, are handled without waiting for room.
+        self.transport = Transport::Lost;
+        self.pump(t);
+        // What that queued (ERQ, EOF) cannot be sent either.
+        let queued = self.tx.len();
+        self.tx.advance(queued);
     }
 
     fn handle_timeout(&mut self, t: &mut Tables<'_>, now: Instant) {
@@ -1125,7 +1151,7 @@ impl<'a> Engine<'a> {
                     return;
                 }
                 Ok(None) => {
-                    if self.transport_eof {
+                    if self.transport != Transport::Open {
                         let end = if unparsed.is_empty() {
                             RxEnd::Closed(PeerCloseReason::TransportEof)
                         } else {
@@ -1256,9 +1282,10 @@ impl<'a> Engine<'a> {
     }
 
     /// Answers a peer request with a failure response of our own, or drops it
-    /// once our EOF is queued. False: no room to queue it yet.
+    /// once our EOF is queued or the transport is lost. False: no room to
+    /// queue it yet.
     fn refuse(&mut self, refusal: rules::Refusal, head: Head, len: usize) -> bool {
-        if self.send.eof_queued() {
+        if self.send.eof_queued() || self.transport == Transport::Lost {
             self.consume(len);
             self.stats.requests_dropped += 1;
             return true;
@@ -1292,10 +1319,15 @@ impl<'a> Engine<'a> {
         rq_type: u64,
         len: usize,
     ) -> bool {
-        if inflight_count(t.inflight) >= t.inflight.len() {
-            return false;
-        }
-        let Some(slot) = t.inflight.iter().position(|s| !s.used) else {
+        let full = inflight_count(t.inflight) >= t.inflight.len();
+        let free = t.inflight.iter().position(|s| !s.used);
+        let Some(slot) = free.filter(|_| !full) else {
+            if self.transport == Transport::Lost {
+                // It could never be answered: dropped, not waited for.
+                self.consume(len);
+                self.stats.requests_dropped += 1;
+                return true;
+            }
             return false;
         };
         let at = self.payload_at(&head, len);
@@ -1624,6 +1656,21 @@ impl<
     pub fn handle_eof(&mut self) {
         let (e, mut t) = self.split();
         e.handle_eof(&mut t);
+    }
+
+    /// The transport is gone both ways (a reset, a dead link): what is
+    /// queued can never be sent and no more bytes will come. Drops the
+    /// queued output (and the ERQ/EOF the end of input queues); from now on the refusals the connection would make
+    /// itself, and peer requests beyond the in-flight limit, are dropped
+    /// (counted in `requests_dropped`) instead of waiting for room, which
+    /// would never come. Buffered packets are still handled (responses are
+    /// delivered), then the receive side ends as with
+    /// [`handle_eof`](Self::handle_eof): waiting requests end with
+    /// `RequestCancelled`. A driver calls it instead of `handle_eof` when
+    /// the connection is lost, not merely half-closed. Idempotent.
+    pub fn handle_transport_lost(&mut self) {
+        let (e, mut t) = self.split();
+        e.handle_transport_lost(&mut t);
     }
 
     /// The clock reads `now`: every request whose deadline is at or before

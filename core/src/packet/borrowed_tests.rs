@@ -1146,3 +1146,50 @@ proptest! {
         prop_assert!(c.state() != State::Open);
     }
 }
+
+#[test]
+fn transport_lost_ends_a_connection_stalled_on_transmit_room() {
+    // The transmit buffer fills with refusals nobody sends; the input behind
+    // them waits. An EOF alone cannot end that (the half-closed peer might
+    // still read); a lost transport does: the queue is dropped, the rest of
+    // the input handled (the response still delivered, the refusals and the
+    // request beyond the in-flight limit dropped), waiting requests cancelled.
+    let mut c: BorrowedConnection<'static, 4, 1> = BorrowedConnection::new(
+        BorrowedConfig::default(),
+        leak(1024),
+        leak(MIN_TRANSMIT_BUFFER),
+    )
+    .unwrap();
+    let now = Instant::from_millis(0);
+    let waiting = c.submit(0, 0, 0, b"w", now, None).unwrap();
+    let answered = c.submit(0, 0, 0, b"a", now, None).unwrap();
+    let mut input = Vec::new();
+    for tag in 2..12 {
+        input.extend(req(5, tag, 0, 0, b"")); // unknown channel: refused
+    }
+    input.extend(req(0, 2, 0, 0, b"x")); // takes the one in-flight slot
+    input.extend(req(0, 3, 0, 0, b"y")); // over the in-flight limit
+    input.extend(resp(0, answered, true, 0, b"A"));
+    let taken = c.handle_input(&input).unwrap();
+    assert_eq!(taken, input.len(), "all buffered");
+    let _ = events(&mut c);
+    c.handle_eof();
+    let stalled = events(&mut c);
+    assert!(
+        !stalled.iter().any(|e| matches!(e, Ev::Cancelled(..))),
+        "{stalled:?}"
+    );
+    assert!(c.receive_buffered() > 0, "the input waits for room");
+    c.handle_transport_lost();
+    let after = events(&mut c);
+    assert!(
+        after.contains(&Ev::Response(0, answered, true, 0, b"A".to_vec())),
+        "{after:?}"
+    );
+    assert!(after.contains(&Ev::Cancelled(0, waiting)), "{after:?}");
+    assert_eq!(c.transmit_len(), 0);
+    assert_eq!(c.pending_outbound(), 0);
+    assert!(c.stats().requests_dropped >= 1);
+    c.handle_transport_lost();
+    assert_eq!(events(&mut c), vec![]);
+}
