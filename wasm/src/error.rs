@@ -242,6 +242,12 @@ pub fn bson_error(e: &BsonError) -> Failure {
                 .num("elementType", f64::from(*element_type))
                 .text("path", path.clone())
         }
+        BsonError::TooDeep { max } => {
+            Failure::new("ERR_BSON_TOO_DEEP", msg).num("max", n(*max as u64))
+        }
+        BsonError::ExtendedJsonKey { key, path } => Failure::new("ERR_BSON_EXTENDED_JSON_KEY", msg)
+            .text("key", key.clone())
+            .text("path", path.clone()),
         _ => Failure::new("ERR_BSON", msg),
     }
 }

@@ -174,3 +174,34 @@ test('errors are Errors with a code and a useful message', () => {
   throwsCode(() => new ObjectId('xyz'), 'ERR_INVALID_ARGUMENT', /24 hex digits/);
   throwsCode(() => new Decimal128('one'), 'ERR_INVALID_ARGUMENT', /decimal128/);
 });
+
+test('extended-JSON-looking keys stay keys, as in py-bson', () => {
+  // py-bson: {"a": {"$oid": "000102030405060708090a0b"}, "d": {"$date": {"$numberLong": "5"}}}
+  const value = { a: { $oid: '000102030405060708090a0b' }, d: { $date: { $numberLong: '5' } } };
+  const bytes = encodeBson(value);
+  assert.deepEqual(decodeBson(bytes), value);
+  assert.deepEqual(encodeBson(decodeBson(bytes)), bytes);
+});
+
+test('documents nested past the depth limit are refused with ERR_BSON_TOO_DEEP', () => {
+  // {"a": {"a": ... {} ...}}, `levels` documents deep, built by hand.
+  const nested = (levels) => {
+    let doc = Uint8Array.of(5, 0, 0, 0, 0);
+    for (let i = 1; i < levels; i++) {
+      const len = 4 + 3 + doc.length + 1;
+      const out = new Uint8Array(len);
+      new DataView(out.buffer).setInt32(0, len, true);
+      out.set([0x03, 0x61, 0x00], 4);
+      out.set(doc, 7);
+      doc = out;
+    }
+    return doc;
+  };
+  assert.doesNotThrow(() => decodeBson(nested(100)));
+  assert.throws(
+    () => decodeBson(nested(101)),
+    (e) => e instanceof Error && e.code === 'ERR_BSON_TOO_DEEP' && e.max === 100 && /deep|depth|nest/i.test(e.message),
+  );
+  // Deep enough to have overflowed the stack before the limit existed.
+  assert.throws(() => decodeBson(nested(3000)), (e) => e.code === 'ERR_BSON_TOO_DEEP');
+});
