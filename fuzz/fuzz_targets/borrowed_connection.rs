@@ -60,7 +60,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use arbitrary::Arbitrary;
-use framewire::packet::reason::{self, TagInUse};
+use framewire::packet::reason;
 use framewire::packet::wire::{Packet, ParseLimits};
 use framewire::packet::{
     BorrowedConfig, BorrowedConnection, ChannelError, Config, Connection, Event, InputError,
@@ -68,6 +68,7 @@ use framewire::packet::{
 };
 use framewire::time::{Duration, Instant};
 use framewire::varint::VarintRules;
+use framewire_fuzz::refusal_text;
 use libfuzzer_sys::fuzz_target;
 
 /// Our requests waiting for a response.
@@ -792,27 +793,6 @@ impl<'a> End<'a> {
             );
         }
     }
-}
-
-/// Whether `payload` is a failure text a connection with packet limit `max`
-/// sends by itself for `(channel, tag)`: whole, or cut to the longest prefix
-/// whose packet fits `max` when the whole one would not.
-fn refusal_text(channel: u64, tag: u64, payload: &[u8], max: usize) -> bool {
-    let mut buf = [0u8; TagInUse::MAX_LEN];
-    let n = TagInUse { channel, tag }.encode(&mut buf);
-    let texts: [&[u8]; 5] = [
-        reason::NO_REQUEST_HANDLER.as_bytes(),
-        reason::REQUESTS_NO_LONGER_ALLOWED.as_bytes(),
-        reason::SHUTTING_DOWN.as_bytes(),
-        reason::UNKNOWN_CHANNEL.as_bytes(),
-        &buf[..n],
-    ];
-    let len = |t: &[u8]| Packet::failure_bytes(channel, tag, t).encoded_len();
-    let cut_from = |t: &[u8]| {
-        let n = payload.len();
-        n < t.len() && t.starts_with(payload) && len(payload) <= max && len(&t[..=n]) > max
-    };
-    texts.iter().any(|t| t[..] == payload[..] || cut_from(t))
 }
 
 fn payload(len: u8, seed: u8) -> Vec<u8> {

@@ -26,11 +26,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use arbitrary::Arbitrary;
-use framewire::packet::reason::{self, TagInUse};
-use framewire::packet::wire::Packet;
+use framewire::packet::reason;
 use framewire::packet::{Config, Connection, Event, SubmitError};
 use framewire::time::{Duration, Instant};
 use framewire::varint::VarintRules;
+use framewire_fuzz::refusal_text;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -302,30 +302,11 @@ impl World {
                                 !ok && flags == 0,
                                 "{who:?}: response to {key:?} the peer never gave"
                             );
-                            let mut buf = [0u8; TagInUse::MAX_LEN];
-                            let n = TagInUse { channel, tag }.encode(&mut buf);
-                            let texts: [&[u8]; 5] = [
-                                reason::NO_REQUEST_HANDLER.as_bytes(),
-                                reason::REQUESTS_NO_LONGER_ALLOWED.as_bytes(),
-                                reason::SHUTTING_DOWN.as_bytes(),
-                                reason::UNKNOWN_CHANNEL.as_bytes(),
-                                &buf[..n],
-                            ];
-                            // Whole, or cut to the packet limit when whole
-                            // it would be over it.
-                            let whole_len = |t: &[u8]| {
-                                Packet::failure_bytes(channel, tag, t).encoded_len()
-                            };
+                            // Whole, or cut to the peer's packet limit when
+                            // whole it would be over it.
                             let max = peer.config.max_packet_len;
-                            let cut_from = |t: &[u8]| {
-                                let n = payload.len();
-                                n < t.len()
-                                    && t.starts_with(&payload)
-                                    && whole_len(&payload) <= max
-                                    && whole_len(&t[..=n]) > max
-                            };
                             assert!(
-                                texts.iter().any(|t| t[..] == payload[..] || cut_from(t)),
+                                refusal_text(channel, tag, &payload, max),
                                 "{who:?}: failure for {key:?} with unknown text {payload:?}"
                             );
                         }

@@ -34,6 +34,8 @@
 
 use arbitrary::Unstructured;
 use framewire::framing::{Decode, FrameError, Framing, Oversize};
+use framewire::packet::reason;
+use framewire::packet::wire::Packet;
 use framewire::stream::{BorrowedFramedStream, Event, FramedStream, ProtocolError, StreamError};
 
 /// Bytes of configuration at the start of every framing target's input.
@@ -548,4 +550,25 @@ pub fn check_encode<F: Framing + Clone>(fresh: &F, payload: &[u8]) {
     };
     let split = run_framing(&mut fresh.clone(), &frame, &cuts, usize::MAX);
     assert_eq!(run, split);
+}
+
+/// Whether `payload` is a failure text a connection with packet limit `max`
+/// sends by itself for `(channel, tag)`: whole, or cut to the longest prefix
+/// whose packet fits `max` when the whole one would not.
+pub fn refusal_text(channel: u64, tag: u64, payload: &[u8], max: usize) -> bool {
+    let mut buf = [0u8; reason::TagInUse::MAX_LEN];
+    let n = reason::TagInUse { channel, tag }.encode(&mut buf);
+    let texts: [&[u8]; 5] = [
+        reason::NO_REQUEST_HANDLER.as_bytes(),
+        reason::REQUESTS_NO_LONGER_ALLOWED.as_bytes(),
+        reason::SHUTTING_DOWN.as_bytes(),
+        reason::UNKNOWN_CHANNEL.as_bytes(),
+        &buf[..n],
+    ];
+    let len = |t: &[u8]| Packet::failure_bytes(channel, tag, t).encoded_len();
+    let cut_from = |t: &[u8]| {
+        let n = payload.len();
+        n < t.len() && t.starts_with(payload) && len(payload) <= max && len(&t[..=n]) > max
+    };
+    texts.iter().any(|t| t[..] == payload[..] || cut_from(t))
 }
