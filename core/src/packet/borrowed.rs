@@ -713,13 +713,11 @@ impl<'a> Engine<'a> {
     }
 
     fn handle_transport_lost(&mut self, t: &mut Tables<'_>) {
-        let queued = self.tx.len();
-        self.tx.advance(queued);
         // From here on the EOF, and the input stalled behind a refusal or a
         // full in-flight table, are handled without waiting for room.
         self.transport = Transport::Lost;
         self.pump(t);
-        // What that queued (ERQ, EOF) cannot be sent either.
+        // Nothing queued, before or by that (ERQ, EOF), can be sent.
         let queued = self.tx.len();
         self.tx.advance(queued);
     }
@@ -1319,9 +1317,11 @@ impl<'a> Engine<'a> {
         rq_type: u64,
         len: usize,
     ) -> bool {
-        let full = inflight_count(t.inflight) >= t.inflight.len();
-        let free = t.inflight.iter().position(|s| !s.used);
-        let Some(slot) = free.filter(|_| !full) else {
+        let room = inflight_count(t.inflight) < t.inflight.len();
+        let Some(slot) = room
+            .then(|| t.inflight.iter().position(|s| !s.used))
+            .flatten()
+        else {
             if self.transport == Transport::Lost {
                 // It could never be answered: dropped, not waited for.
                 self.consume(len);

@@ -746,6 +746,43 @@ mod tests {
     }
 
     #[test]
+    fn large_frames_start_at_the_front_of_one_buffer() {
+        // 64 KiB frames (plus a 4-byte header) in 64 KiB chunks: a chunk
+        // completes one frame and starts the next. `handle_input` stops at
+        // the frame's end; once the frame is polled (and dropped) the rest
+        // goes to the front of the same allocation, so every frame lies at
+        // the same address and nothing has to be moved later to make room.
+        let mut s = FramedStream::new(LengthPrefixed::new());
+        let input: Vec<u8> = (0..6u8).flat_map(|i| lp(&[i; 65536])).collect();
+        let mut starts = Vec::new();
+        for chunk in input.chunks(65536) {
+            let mut off = 0;
+            while off < chunk.len() {
+                let before = s.buffered_len();
+                let taken = s.handle_input(&chunk[off..]).unwrap();
+                if before > 0 {
+                    assert_eq!(before + taken, 65540, "stopped at the frame's end");
+                } else if let Some(&last) = starts.last() {
+                    // The rest went straight to where the last frame began
+                    // (its header first), not after it.
+                    assert_eq!(s.rx.buf.as_ptr() as usize + 4, last, "at the front");
+                }
+                off += taken;
+                while let Some(f) = s.poll_frame().unwrap() {
+                    assert_eq!(f.len(), 65536);
+                    assert!(f.iter().all(|&b| b == f[0]));
+                    starts.push(f.as_ptr() as usize);
+                }
+            }
+        }
+        assert_eq!(starts.len(), 6);
+        assert!(
+            starts.windows(2).skip(1).all(|w| w[0] == w[1]),
+            "{starts:?}"
+        );
+    }
+
+    #[test]
     fn lent_frames_report_skips_and_close_like_poll_event() {
         use super::super::Event;
         let framing = LengthPrefixed::new()
