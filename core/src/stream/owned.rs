@@ -753,7 +753,7 @@ mod tests {
         // goes to the front of the same allocation, so every frame lies at
         // the same address and nothing has to be moved later to make room.
         let mut s = FramedStream::new(LengthPrefixed::new());
-        let input: Vec<u8> = (0..6u8).flat_map(|i| lp(&[i; 65536])).collect();
+        let input: Vec<u8> = (0..6u8).flat_map(|i| lp(&alloc::vec![i; 65536])).collect();
         let mut starts = Vec::new();
         for chunk in input.chunks(65536) {
             let mut off = 0;
