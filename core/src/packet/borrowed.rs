@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use super::config::ConfigError;
+use super::config::{check_packet_limit, ConfigError};
 use super::event::{
     ChannelError, InputError, PeerCloseReason, ProtocolError, RespondError, State, Stats,
     SubmitError,
@@ -34,7 +34,9 @@ pub const MIN_TRANSMIT_BUFFER: usize = 92 + MARKER_RESERVE;
 pub struct BorrowedConfig {
     /// The longest packet, length prefix included, accepted from the peer
     /// and allowed to be sent. `None` (default): the receive buffer's
-    /// length, which is also the most it may be.
+    /// length, which is also the most it may be. At least
+    /// [`MIN_MAX_PACKET_LEN`](super::MIN_MAX_PACKET_LEN) (4, the EOF and ERQ
+    /// markers).
     pub max_packet_len: Option<usize>,
     /// How varints are read. Default: the original's leniency.
     pub varint: VarintRules,
@@ -612,11 +614,7 @@ impl<'a> Engine<'a> {
                 max_packet_len,
             });
         }
-        if max_packet_len == 0 {
-            return Err(ConfigError::Zero {
-                field: "max_packet_len",
-            });
-        }
+        check_packet_limit(max_packet_len)?;
         if tx.len() < MIN_TRANSMIT_BUFFER {
             return Err(ConfigError::TransmitBufferTooSmall {
                 len: tx.len(),
@@ -1601,9 +1599,12 @@ impl<
 
     /// A new connection receiving into `rx` and queueing output in `tx`.
     ///
-    /// Errors: the packet limit exceeds `rx` (or is 0), `tx` is shorter than
-    /// [`MIN_TRANSMIT_BUFFER`], or `MAX_INFLIGHT` is 0 while requests are
-    /// accepted.
+    /// Errors: the packet limit exceeds `rx`
+    /// ([`ReceiveBufferTooSmall`](ConfigError::ReceiveBufferTooSmall)) or is
+    /// under [`MIN_MAX_PACKET_LEN`](super::MIN_MAX_PACKET_LEN)
+    /// ([`PacketLimitTooSmall`](ConfigError::PacketLimitTooSmall)), `tx` is
+    /// shorter than [`MIN_TRANSMIT_BUFFER`], or `MAX_INFLIGHT` is 0 while
+    /// requests are accepted.
     pub fn new(
         config: BorrowedConfig,
         rx: &'a mut [u8],

@@ -920,12 +920,26 @@ fn config_is_validated() {
             max_packet_len: 65
         })
     );
-    assert_eq!(
-        new(d, 0, 128),
-        Some(ConfigError::Zero {
-            field: "max_packet_len"
-        })
-    );
+    // Under the EOF/ERQ markers' 4 bytes, from the receive buffer or the
+    // configured limit.
+    for len in 0..MIN_MAX_PACKET_LEN {
+        let err = Some(ConfigError::PacketLimitTooSmall {
+            max_packet_len: len,
+            min: MIN_MAX_PACKET_LEN,
+        });
+        assert_eq!(new(d, len, 128), err);
+        let limited = BorrowedConfig {
+            max_packet_len: Some(len),
+            ..d
+        };
+        assert_eq!(new(limited, 64, 128), err);
+    }
+    assert_eq!(new(d, MIN_MAX_PACKET_LEN, 128), None);
+    let least = BorrowedConfig {
+        max_packet_len: Some(MIN_MAX_PACKET_LEN),
+        ..d
+    };
+    assert_eq!(new(least, 64, 128), None);
     assert_eq!(
         new(d, 64, 99),
         Some(ConfigError::TransmitBufferTooSmall { len: 99, min: 100 })
@@ -937,6 +951,122 @@ fn config_is_validated() {
         })
     );
     assert_eq!(new(d, 64, 100), None);
+}
+
+/// Moves bytes both ways in `chunk`-byte pieces, polling events after
+/// every piece, until nothing moves; returns each side's events and bytes
+/// sent.
+fn shuttle<const P: usize, const I: usize>(
+    a: &mut BorrowedConnection<'_, P, I>,
+    b: &mut BorrowedConnection<'_, P, I>,
+    chunk: usize,
+    log: &mut [(Vec<Ev>, Vec<u8>); 2],
+) {
+    fn one_way<const P: usize, const I: usize>(
+        from: &mut BorrowedConnection<'_, P, I>,
+        to: &mut BorrowedConnection<'_, P, I>,
+        chunk: usize,
+        sent: &mut Vec<u8>,
+        to_events: &mut Vec<Ev>,
+    ) -> bool {
+        let Some(q) = from.poll_transmit() else {
+            return false;
+        };
+        let piece = q[..q.len().min(chunk)].to_vec();
+        let n = to.handle_input(&piece).unwrap();
+        from.advance_transmit(n);
+        sent.extend_from_slice(&piece[..n]);
+        to_events.extend(events(to));
+        n > 0
+    }
+    let [(a_events, a_sent), (b_events, b_sent)] = log;
+    for _ in 0..1000 {
+        a_events.extend(events(a));
+        b_events.extend(events(b));
+        let ab = one_way(a, b, chunk, a_sent, b_events);
+        let ba = one_way(b, a, chunk, b_sent, a_events);
+        if !ab && !ba {
+            a_events.extend(events(a));
+            b_events.extend(events(b));
+            return;
+        }
+    }
+    panic!("the connections did not settle");
+}
+
+/// The least packet limit is the whole receive buffer on both ends:
+/// requests, responses, the connection's own refusals (cut to the limit),
+/// over-limit packets refused with their numbers, and the orderly close
+/// work end to end.
+#[test]
+fn pair_with_the_least_packet_limit() {
+    type Tiny = BorrowedConnection<'static, 2, 1>;
+    let mut client = Tiny::new(
+        BorrowedConfig {
+            accept_requests: false,
+            ..BorrowedConfig::default()
+        },
+        leak(MIN_MAX_PACKET_LEN),
+        leak(MIN_TRANSMIT_BUFFER),
+    )
+    .unwrap();
+    let mut server = Tiny::new(
+        BorrowedConfig::default(),
+        leak(MIN_MAX_PACKET_LEN),
+        leak(MIN_TRANSMIT_BUFFER),
+    )
+    .unwrap();
+    assert_eq!(client.max_packet_len(), MIN_MAX_PACKET_LEN);
+    let now = Instant::from_millis(0);
+    let mut log: [(Vec<Ev>, Vec<u8>); 2] = Default::default();
+    assert_eq!(
+        client.submit(0, 0, 0, b"x", now, None),
+        Err(SubmitError::PayloadTooLong { len: 5, max: 4 })
+    );
+    assert_eq!(client.submit(0, 0, 0, b"", now, None), Ok(2));
+    shuttle(&mut client, &mut server, 3, &mut log);
+    assert_eq!(log[1].0, vec![rq(0, 2, 0, 0, b"")]);
+    assert_eq!(
+        server.respond(0, 2, 0, b"yy"),
+        Err(RespondError::PayloadTooLong { len: 5, max: 4 })
+    );
+    assert_eq!(server.respond(0, 2, 0, b"y"), Ok(()));
+    // Refused by the client itself: "no request handler" cut to a byte.
+    assert_eq!(server.submit(0, 5, 0, b"", now, None), Ok(2));
+    shuttle(&mut client, &mut server, 3, &mut log);
+    assert_eq!(log[0].0, vec![rs(0, 2, true, 0, b"y")]);
+    assert_eq!(
+        log[1].0,
+        vec![rq(0, 2, 0, 0, b""), rs(0, 2, false, 0, b"n")]
+    );
+    client.close();
+    shuttle(&mut client, &mut server, 3, &mut log);
+    let closed = [
+        Ev::PeerErq,
+        Ev::PeerClosed(PeerCloseReason::EofPacket),
+        Ev::Closed,
+    ];
+    assert_eq!(log[0].0[1..], closed);
+    assert_eq!(log[1].0[2..], closed);
+    assert_eq!(client.state(), State::Closed);
+    assert_eq!(server.state(), State::Closed);
+    assert_eq!(log[0].1, hex("03020201 0302006e 03010200 03000200"));
+    assert_eq!(log[1].1, hex("03020479 03020206 03010200 03000200"));
+    // Five bytes are too long for either, as soon as the prefix is read.
+    let mut c = Tiny::new(
+        BorrowedConfig::default(),
+        leak(MIN_MAX_PACKET_LEN),
+        leak(MIN_TRANSMIT_BUFFER),
+    )
+    .unwrap();
+    feed(&mut c, &hex("04"));
+    assert_eq!(
+        events(&mut c),
+        vec![Ev::Protocol(ProtocolError::Packet(PacketError::TooLong {
+            len: 5,
+            max: 4
+        }))]
+    );
 }
 
 // ----- timeouts -----

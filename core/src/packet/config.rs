@@ -3,10 +3,26 @@
 
 use core::fmt;
 
+use super::wire::EOF_BYTES;
 #[cfg(feature = "alloc")]
 use super::wire::{ParseLimits, DEFAULT_MAX_PACKET_LEN};
 #[cfg(feature = "alloc")]
 use crate::varint::VarintRules;
+
+/// The smallest packet limit (`max_packet_len` of [`Config`] and
+/// [`BorrowedConfig`](super::BorrowedConfig), length prefix included) a
+/// connection accepts: 4 bytes, the length of the EOF and ERQ markers
+/// (`03 00 02 00`, `03 01 02 00`), which every connection must be able to
+/// send and receive to end its stream.
+///
+/// With exactly this limit a connection still works in the small: a
+/// request with an empty payload on channel 0 with a tag and wire type
+/// under 128 is 4 bytes (`03 02 02 01`), and every response and refusal
+/// with an empty payload on channel 0 with a tag under 128 is 3 (the
+/// connection's own refusals are cut to the limit, down to no text). A
+/// smaller limit could never carry the end of the stream, so it is refused
+/// with [`ConfigError::PacketLimitTooSmall`].
+pub const MIN_MAX_PACKET_LEN: usize = EOF_BYTES.len();
 
 /// Memory charged for each queued event on top of its payload, so that a
 /// flood of empty packets is bounded by [`Config::max_receive_buffer`] too.
@@ -31,7 +47,8 @@ pub const EVENT_OVERHEAD: usize = 64;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
     /// The longest packet, length prefix included, accepted from the peer and
-    /// allowed to be sent. Default [`DEFAULT_MAX_PACKET_LEN`] (16 MiB). The
+    /// allowed to be sent. Default [`DEFAULT_MAX_PACKET_LEN`] (16 MiB); at
+    /// least [`MIN_MAX_PACKET_LEN`] (4, the EOF and ERQ markers). The
     /// original has no limit.
     pub max_packet_len: usize,
     /// How varints are read. Default: the original's leniency (leading `0x80`
@@ -115,6 +132,17 @@ pub enum ConfigError {
         /// The configured packet length.
         max_packet_len: usize,
     },
+    /// The packet limit is under [`MIN_MAX_PACKET_LEN`]: the EOF and ERQ
+    /// markers (4 bytes each), which end every stream, could neither be sent
+    /// nor received.
+    PacketLimitTooSmall {
+        /// The configured packet limit (for a
+        /// [`BorrowedConfig`](super::BorrowedConfig) without one: the
+        /// receive buffer's length).
+        max_packet_len: usize,
+        /// The least that works ([`MIN_MAX_PACKET_LEN`]).
+        min: usize,
+    },
     /// A limit that must be at least 1 is 0.
     Zero {
         /// The field's name.
@@ -142,6 +170,13 @@ impl fmt::Display for ConfigError {
                 f,
                 "max_receive_buffer {max_receive_buffer} is smaller than max_packet_len {max_packet_len}"
             ),
+            ConfigError::PacketLimitTooSmall {
+                max_packet_len,
+                min,
+            } => write!(
+                f,
+                "max_packet_len {max_packet_len} is under the minimum of {min} (the EOF and ERQ markers)"
+            ),
             ConfigError::Zero { field } => write!(f, "{field} must be at least 1"),
             ConfigError::TransmitBufferTooSmall { len, min } => {
                 write!(f, "transmit buffer of {len} bytes is under the minimum of {min}")
@@ -153,10 +188,28 @@ impl fmt::Display for ConfigError {
 #[cfg(feature = "std")]
 impl std::error::Error for ConfigError {}
 
+/// Refuses a packet limit under [`MIN_MAX_PACKET_LEN`] (both connections).
+pub(crate) fn check_packet_limit(max_packet_len: usize) -> Result<(), ConfigError> {
+    if max_packet_len < MIN_MAX_PACKET_LEN {
+        return Err(ConfigError::PacketLimitTooSmall {
+            max_packet_len,
+            min: MIN_MAX_PACKET_LEN,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(feature = "alloc")]
 impl Config {
-    /// Checks that the limits are consistent.
+    /// Checks that the limits are consistent: `max_packet_len` at least
+    /// [`MIN_MAX_PACKET_LEN`]
+    /// ([`PacketLimitTooSmall`](ConfigError::PacketLimitTooSmall)),
+    /// `max_receive_buffer` at least `max_packet_len`
+    /// ([`ReceiveBufferTooSmall`](ConfigError::ReceiveBufferTooSmall)), and
+    /// `max_remembered_tags`, `max_inflight_inbound`, `max_pending_outbound`
+    /// and `max_transmit_buffer` at least 1 ([`Zero`](ConfigError::Zero)).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        check_packet_limit(self.max_packet_len)?;
         if self.max_receive_buffer < self.max_packet_len {
             return Err(ConfigError::ReceiveBufferTooSmall {
                 max_receive_buffer: self.max_receive_buffer,
@@ -164,7 +217,6 @@ impl Config {
             });
         }
         for (field, value) in [
-            ("max_packet_len", self.max_packet_len),
             ("max_remembered_tags", self.max_remembered_tags),
             ("max_inflight_inbound", self.max_inflight_inbound),
             ("max_pending_outbound", self.max_pending_outbound),

@@ -78,9 +78,9 @@ pub use self::borrowed::{
     BorrowedConfig, BorrowedConnection, BorrowedEvent, CHANNEL_ENTRY_BYTES, INFLIGHT_ENTRY_BYTES,
     MIN_TRANSMIT_BUFFER, PENDING_ENTRY_BYTES, TAG_ENTRY_BYTES, UNKNOWN_RESPONSE_QUEUE,
 };
-pub use self::config::ConfigError;
 #[cfg(feature = "alloc")]
 pub use self::config::{Config, EVENT_OVERHEAD};
+pub use self::config::{ConfigError, MIN_MAX_PACKET_LEN};
 #[cfg(feature = "alloc")]
 pub use self::connection::Connection;
 #[cfg(feature = "std")]

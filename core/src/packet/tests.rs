@@ -980,6 +980,149 @@ fn config_is_validated() {
     );
 }
 
+#[test]
+fn packet_limit_under_the_markers_is_refused() {
+    // EOF and ERQ are 4 bytes: nothing shorter can end a stream.
+    assert_eq!(MIN_MAX_PACKET_LEN, 4);
+    assert_eq!(MIN_MAX_PACKET_LEN, wire::EOF_BYTES.len());
+    assert_eq!(MIN_MAX_PACKET_LEN, wire::ERQ_BYTES.len());
+    for max_packet_len in 0..MIN_MAX_PACKET_LEN {
+        let bad = Config {
+            max_packet_len,
+            max_receive_buffer: 64,
+            ..Config::default()
+        };
+        let err = ConfigError::PacketLimitTooSmall {
+            max_packet_len,
+            min: MIN_MAX_PACKET_LEN,
+        };
+        assert_eq!(bad.validate(), Err(err));
+        assert_eq!(Connection::new(bad).err(), Some(err));
+    }
+    let err = Config {
+        max_packet_len: 3,
+        ..Config::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert_eq!(
+        format!("{err}"),
+        "max_packet_len 3 is under the minimum of 4 (the EOF and ERQ markers)"
+    );
+    let least = Config {
+        max_packet_len: MIN_MAX_PACKET_LEN,
+        max_receive_buffer: MIN_MAX_PACKET_LEN,
+        ..Config::default()
+    };
+    assert_eq!(least.validate(), Ok(()));
+}
+
+/// The least packet limit, on both ends, with a receive budget and a
+/// transmit queue of the same size: requests, responses, the connection's
+/// own refusals (cut to no text), over-limit packets refused with their
+/// numbers, and the orderly close all work end to end.
+#[test]
+fn pair_with_the_least_packet_limit() {
+    let tiny = Config {
+        max_packet_len: MIN_MAX_PACKET_LEN,
+        max_receive_buffer: MIN_MAX_PACKET_LEN,
+        max_transmit_buffer: MIN_MAX_PACKET_LEN,
+        ..Config::default()
+    };
+    // The client serves nothing: the server's requests are refused.
+    let client = Config {
+        accept_requests: false,
+        ..tiny
+    };
+    let mut pair = Pair::new(client, tiny, 17);
+    pair.max_chunk = 3;
+    let now = pair.now;
+    // One byte of payload is one too many.
+    assert_eq!(
+        pair.client.conn.submit(0, 0, 0, &b"x"[..], now, None),
+        Err(SubmitError::PayloadTooLong { len: 5, max: 4 })
+    );
+    assert_eq!(pair.client.conn.submit(0, 0, 0, &b""[..], now, None), Ok(2));
+    pair.drive();
+    assert_eq!(
+        pair.server.take_events(),
+        vec![request_event(0, 2, 0, 0, b"")]
+    );
+    assert_eq!(
+        pair.server.conn.respond(0, 2, 0, &b"yy"[..]),
+        Err(RespondError::PayloadTooLong { len: 5, max: 4 })
+    );
+    assert_eq!(pair.server.conn.respond(0, 2, 0, &b"y"[..]), Ok(()));
+    pair.drive();
+    assert_eq!(
+        pair.client.take_events(),
+        vec![response_event(0, 2, true, 0, b"y")]
+    );
+    // The server's request is refused by the client itself: "no request
+    // handler" cut to its first byte fits.
+    assert_eq!(pair.server.conn.submit(0, 5, 0, &b""[..], now, None), Ok(2));
+    pair.drive();
+    assert_eq!(
+        pair.server.take_events(),
+        vec![response_event(0, 2, false, 0, b"n")]
+    );
+    assert_eq!(pair.client.conn.stats().requests_refused, 1);
+    // The orderly close: ERQ and EOF each way.
+    pair.client.conn.close();
+    pair.drive();
+    assert_eq!(
+        pair.client.take_events(),
+        vec![
+            Event::PeerEndedRequests,
+            Event::PeerClosed {
+                reason: PeerCloseReason::EofPacket
+            },
+            Event::Closed
+        ]
+    );
+    assert_eq!(
+        pair.server.take_events(),
+        vec![
+            Event::PeerEndedRequests,
+            Event::PeerClosed {
+                reason: PeerCloseReason::EofPacket
+            },
+            Event::Closed
+        ]
+    );
+    assert_eq!(pair.client.sent, hex("03020201 0302006e 03010200 03000200"));
+    assert_eq!(pair.server.sent, hex("03020479 03020206 03010200 03000200"));
+}
+
+/// A connection with the least packet limit refuses a duplicate tag with a
+/// failure cut to the limit and a 5-byte packet
+/// with `TooLong`.
+#[test]
+fn least_packet_limit_refusals_and_overlong_input() {
+    let mut c = conn_with(|c| {
+        c.max_packet_len = MIN_MAX_PACKET_LEN;
+        c.max_receive_buffer = MIN_MAX_PACKET_LEN;
+    });
+    feed(&mut c, &hex("03070201"));
+    assert_eq!(events(&mut c), vec![request_event(0, 7, 0, 0, b"")]);
+    // The same tag again, in flight: refused, the text cut to its first
+    // byte (every request that fits has a one-octet tag, so its failure has
+    // room for one byte of text).
+    feed(&mut c, &hex("03070201"));
+    assert_eq!(out(&mut c), hex("03070063"));
+    assert_eq!(c.stats().tags_reused, 1);
+    c.respond(0, 7, 0, &b""[..]).unwrap();
+    assert_eq!(out(&mut c), hex("020704"));
+    // Five bytes: too long, as soon as the prefix is read.
+    feed(&mut c, &hex("04"));
+    assert_eq!(
+        events(&mut c),
+        vec![Event::ProtocolError(ProtocolError::Packet(
+            PacketError::TooLong { len: 5, max: 4 }
+        ))]
+    );
+}
+
 // ----- timeouts -----
 
 /// The per-channel tables at scale: a request that is never answered while
