@@ -10,7 +10,7 @@ use super::event::{
     SubmitError,
 };
 use super::reason::{TagInUse, UNKNOWN_CHANNEL};
-use super::rules::{self, Head, Kind, RxEnd, SendState};
+use super::rules::{self, Head, Kind, RxEnd, SendState, Transport};
 use super::tags::{self, TagSet};
 use super::wire::{Packet, ParseLimits, EOF, EOF_BYTES, ERQ, ERQ_BYTES, MAX_HEADER_LEN};
 use crate::time::{Duration, Instant};
@@ -534,6 +534,13 @@ impl TxBuf<'_> {
         self.queued_total += total as u64;
     }
 
+    /// Drops everything queued without counting it as sent (the transport
+    /// is gone: `Closed`, which needs our EOF sent, must not follow).
+    fn discard(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
     fn advance(&mut self, n: usize) -> usize {
         let n = n.min(self.len());
         self.start += n;
@@ -557,18 +564,6 @@ enum Source {
     Erq,
     End,
     Closed,
-}
-
-/// The transport as the driver reported it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Transport {
-    /// Bytes may still come.
-    Open,
-    /// `handle_eof`: no more bytes will come.
-    Eof,
-    /// `handle_transport_lost`: no more bytes either way; queued output is
-    /// dropped and nothing waits for transmit room.
-    Lost,
 }
 
 // The same flags as the alloc connection's; a state enum would not be
@@ -716,8 +711,7 @@ impl<'a> Engine<'a> {
         self.transport = Transport::Lost;
         self.pump(t);
         // Nothing queued, before or by that (ERQ, EOF), can be sent.
-        let queued = self.tx.len();
-        self.tx.advance(queued);
+        self.tx.discard();
     }
 
     fn handle_timeout(&mut self, t: &mut Tables<'_>, now: Instant) {
@@ -1661,7 +1655,9 @@ impl<
 
     /// The transport is gone both ways (a reset, a dead link): what is
     /// queued can never be sent and no more bytes will come. Drops the
-    /// queued output (and the ERQ/EOF the end of input queues); from now on the refusals the connection would make
+    /// queued output (and the ERQ/EOF the end of input queues; none of it
+    /// counts as sent, so `Closed`, which needs our EOF transmitted, does
+    /// not follow); from now on the refusals the connection would make
     /// itself, and peer requests beyond the in-flight limit, are dropped
     /// (counted in `requests_dropped`) instead of waiting for room, which
     /// would never come. Buffered packets are still handled (responses are

@@ -1323,3 +1323,59 @@ fn transport_lost_ends_a_connection_stalled_on_transmit_room() {
     c.handle_transport_lost();
     assert_eq!(events(&mut c), vec![]);
 }
+
+/// Without a prior `handle_eof`, inside a packet, and with our EOF queued
+/// before the loss: the receive side ends (`Truncated`), and `Closed`,
+/// which needs our EOF transmitted, never follows (the dropped output does
+/// not count as sent).
+#[test]
+fn transport_lost_inside_a_packet_never_reports_closed() {
+    let mut c = conn();
+    let now = Instant::from_millis(0);
+    let waiting = c.submit(0, 0, 0, b"w", now, None).unwrap();
+    let _ = out(&mut c);
+    c.close(); // ERQ and EOF queued, not sent
+    feed(&mut c, &hex("08 02")); // a request's first two bytes
+    c.handle_transport_lost();
+    assert_eq!(
+        events(&mut c),
+        vec![
+            Ev::Protocol(ProtocolError::Truncated {
+                have: 2,
+                need: Some(9)
+            }),
+            Ev::Cancelled(0, waiting),
+        ]
+    );
+    assert_eq!(c.transmit_len(), 0);
+    c.advance_transmit(0);
+    let mut buf = [0u8; 8];
+    assert_eq!(c.fill_transmit(&mut buf), 0);
+    c.handle_eof();
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(c.state(), State::Closing);
+    assert_eq!(c.stats().bytes_sent, 5);
+}
+
+/// Requests in flight at the loss may still be answered (nothing fails),
+/// but a driver must not expect the answers to go anywhere; a second
+/// `handle_transport_lost` drops them.
+#[test]
+fn transport_lost_with_requests_in_flight() {
+    let mut c = conn();
+    feed(&mut c, &req(0, 2, 0, 0, b"q"));
+    assert_eq!(events(&mut c), vec![rq(0, 2, 0, 0, b"q")]);
+    c.handle_transport_lost();
+    assert_eq!(
+        events(&mut c),
+        vec![Ev::PeerClosed(PeerCloseReason::TransportEof)]
+    );
+    assert_eq!(c.transmit_len(), 0);
+    assert_eq!(c.respond(0, 2, 0, b"r"), Ok(()));
+    assert_eq!(c.inflight_inbound(), 0);
+    assert!(c.eof_queued());
+    c.handle_transport_lost();
+    assert_eq!(c.transmit_len(), 0);
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(c.state(), State::Closing);
+}

@@ -11,7 +11,7 @@ use super::event::{
     SubmitError,
 };
 use super::reason;
-use super::rules::{self, Head, Kind, RxEnd, SendState};
+use super::rules::{self, Head, Kind, RxEnd, SendState, Transport};
 use super::tags::TagMemory;
 use super::transmit::{TransmitChunks, TransmitQueue};
 use super::window::TagWindow;
@@ -29,7 +29,8 @@ use crate::time::{Duration, Instant};
 /// * **Inputs** — [`handle_input`](Self::handle_input) (bytes from the
 ///   transport, in any chunking; it may take fewer than offered: that is
 ///   backpressure), [`handle_eof`](Self::handle_eof) (the transport's end),
-///   [`handle_timeout`](Self::handle_timeout) (the clock reached
+///   [`handle_transport_lost`](Self::handle_transport_lost) (the transport
+///   is gone both ways), [`handle_timeout`](Self::handle_timeout) (the clock reached
 ///   [`poll_timeout`](Self::poll_timeout)).
 /// * **Commands** — [`submit`](Self::submit), [`respond`](Self::respond),
 ///   [`reject`](Self::reject), [`abandon`](Self::abandon),
@@ -123,7 +124,8 @@ pub struct Connection {
     /// Bytes of packets not yet parsed.
     rx: BytesMut,
     rx_end: Option<RxEnd>,
-    transport_eof: bool,
+    /// What the driver said of the transport.
+    transport: Transport,
     peer_erq: bool,
     /// Parsing stopped at a whole packet for lack of room; see `resume`.
     stalled: bool,
@@ -210,7 +212,7 @@ impl Connection {
             config,
             rx: BytesMut::new(),
             rx_end: None,
-            transport_eof: false,
+            transport: Transport::Open,
             peer_erq: false,
             stalled: false,
             events: VecDeque::new(),
@@ -240,9 +242,10 @@ impl Connection {
     /// After the peer's EOF packet every byte is taken and ignored, as the
     /// original stops reading. After a protocol error this fails with
     /// [`InputError::Failed`], and after [`handle_eof`](Self::handle_eof)
-    /// with [`InputError::AfterTransportEof`].
+    /// or [`handle_transport_lost`](Self::handle_transport_lost) with
+    /// [`InputError::AfterTransportEof`].
     pub fn handle_input(&mut self, data: &[u8]) -> Result<usize, InputError> {
-        if self.transport_eof {
+        if self.transport != Transport::Open {
             return Err(InputError::AfterTransportEof);
         }
         match self.rx_end {
@@ -267,11 +270,41 @@ impl Connection {
     /// processed; the receive side then ends with [`Event::PeerClosed`]
     /// (`TransportEof`), or [`Event::ProtocolError`] (`Truncated`) if it
     /// stopped inside a packet. Idempotent.
+    ///
+    /// Only the receive side ends: our output still waits to be transmitted
+    /// (a half-closed peer may still read it), and input stalled behind a
+    /// refusal waiting for transmit room is handled once room appears. If
+    /// the transport is gone both ways, call
+    /// [`handle_transport_lost`](Self::handle_transport_lost) instead, or
+    /// waiting requests may never end.
     pub fn handle_eof(&mut self) {
-        if !self.transport_eof {
-            self.transport_eof = true;
+        if self.transport == Transport::Open {
+            self.transport = Transport::Eof;
             self.pump();
         }
+    }
+
+    /// The transport is gone both ways (a reset, a dead link, a failed
+    /// write): what is queued can never be sent and no more bytes will come.
+    /// Drops the queued output (and the ERQ/EOF the end of input queues;
+    /// none of it counts as sent, so [`Event::Closed`], which needs our EOF
+    /// transmitted, does not follow); from now on the refusals the
+    /// connection would make itself, and peer requests beyond
+    /// [`Config::max_inflight_inbound`], are dropped (counted in
+    /// [`Stats::requests_dropped`]) instead of waiting for room, which would
+    /// never come. Buffered packets are still handled (responses are
+    /// delivered), then the receive side ends as with
+    /// [`handle_eof`](Self::handle_eof): waiting requests end with
+    /// [`Event::RequestCancelled`]. A driver calls it instead of
+    /// `handle_eof` when the connection is lost, not merely half-closed.
+    /// May follow `handle_eof`. Idempotent.
+    pub fn handle_transport_lost(&mut self) {
+        // From here on the end of input, and the input stalled behind a
+        // refusal or a full in-flight table, are handled without waiting.
+        self.transport = Transport::Lost;
+        self.pump();
+        // Nothing queued, before or by that (ERQ, EOF), can be sent.
+        self.tx.discard();
     }
 
     /// The clock reads `now`: every request whose deadline is at or before
@@ -785,7 +818,7 @@ impl Connection {
                     return;
                 }
                 Ok(None) => {
-                    if self.transport_eof {
+                    if self.transport != Transport::Open {
                         if self.rx.is_empty() {
                             self.end_rx(RxEnd::Closed(PeerCloseReason::TransportEof));
                         } else {
@@ -877,7 +910,9 @@ impl Connection {
             channel.map(|ch| ch.inflight.contains(head.tag) || ch.seen.contains(head.tag)),
         );
         if let Some(refusal) = refusal {
-            if self.send.eof_queued() {
+            // Once our EOF is queued the refusal cannot be sent; once the
+            // transport is lost it never will be: dropped, not waited for.
+            if self.send.eof_queued() || self.transport == Transport::Lost {
                 self.rx.advance(len);
                 self.stats.packets_received += 1;
                 self.stats.requests_dropped += 1;
@@ -904,6 +939,13 @@ impl Connection {
             return true;
         }
         if self.inflight >= self.config.max_inflight_inbound {
+            if self.transport == Transport::Lost {
+                // It could never be answered: dropped, not waited for.
+                self.rx.advance(len);
+                self.stats.packets_received += 1;
+                self.stats.requests_dropped += 1;
+                return true;
+            }
             return false;
         }
         let payload = self.take_payload(len, head.payload_len);

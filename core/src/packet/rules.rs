@@ -44,6 +44,18 @@ impl SendState {
     }
 }
 
+/// The transport as the driver reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Bytes may still come.
+    Open,
+    /// `handle_eof`: no more bytes will come.
+    Eof,
+    /// `handle_transport_lost`: no more bytes either way; queued output is
+    /// dropped and nothing waits for transmit room.
+    Lost,
+}
+
 /// How the peer's stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RxEnd {

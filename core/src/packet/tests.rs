@@ -1585,6 +1585,234 @@ fn pair_transport_eof_cancels_pending() {
     assert_eq!(pair.client.conn.stats().cancelled, 5);
 }
 
+// ----- a lost transport -----
+
+/// A connection whose transmit queue is full of its own refusals, with a
+/// waiting request (`waiting`), one whose response is buffered behind the
+/// refusals (`answered`), a request that takes the one in-flight slot and
+/// one beyond it, all taken and buffered but not yet handled.
+fn stalled_on_transmit_room() -> (Connection, u64, u64) {
+    let mut c = conn_with(|c| {
+        c.max_inflight_inbound = 1;
+        // Two requests (10 bytes) and one refusal (22 bytes) fill it.
+        c.max_transmit_buffer = 32;
+    });
+    let waiting = c.submit(0, 0, 0, &b"w"[..], T0, None).unwrap();
+    let answered = c.submit(0, 0, 0, &b"a"[..], T0, None).unwrap();
+    let mut input = Vec::new();
+    for tag in 2..12 {
+        input.extend(req(5, tag, 0, 0, b"")); // unknown channel: refused
+    }
+    input.extend(req(0, 2, 0, 0, b"x")); // takes the one in-flight slot
+    input.extend(req(0, 3, 0, 0, b"y")); // over the in-flight limit
+    input.extend(resp(0, answered, true, 0, b"A"));
+    feed(&mut c, &input);
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(c.stats().requests_refused, 1);
+    assert!(c.transmit_len() >= 32);
+    (c, waiting, answered)
+}
+
+/// What the alloc connection did before `handle_transport_lost` (and still
+/// does on `handle_eof`, rightly for a half-close): the input behind a
+/// refusal waits for transmit room, so a transport end alone leaves the
+/// waiting request waiting. A driver whose link died could never make that
+/// room: its callers hung. Once room is made (the peer still reads) the
+/// rest is handled and the request is cancelled.
+#[test]
+fn transport_eof_alone_waits_for_transmit_room() {
+    let (mut c, waiting, answered) = stalled_on_transmit_room();
+    c.handle_eof();
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(c.pending_outbound(), 2);
+    assert!(c.receive_buffered() > 0, "the input waits for room");
+    assert_eq!(c.state(), State::Open);
+    // However long the clock runs: no deadline, no event.
+    c.handle_timeout(T0 + Duration::from_secs(3600));
+    assert_eq!(events(&mut c), vec![]);
+    // A half-closed peer that still reads: room is made, the rest handled
+    // (the request over the in-flight limit waits for the first's answer).
+    let transmit = |c: &mut Connection| {
+        while c.transmit_len() > 0 {
+            let _ = out(c);
+        }
+    };
+    transmit(&mut c);
+    assert_eq!(events(&mut c), vec![request_event(0, 2, 0, 0, b"x")]);
+    c.respond(0, 2, 0, &b""[..]).unwrap();
+    transmit(&mut c);
+    assert_eq!(
+        events(&mut c),
+        vec![
+            request_event(0, 3, 0, 0, b"y"),
+            response_event(0, answered, true, 0, b"A"),
+            Event::PeerClosed {
+                reason: PeerCloseReason::TransportEof
+            },
+            Event::RequestCancelled {
+                channel: 0,
+                tag: waiting
+            },
+        ]
+    );
+    assert_eq!(c.stats().requests_refused, 10);
+    assert_eq!(c.stats().requests_dropped, 0);
+}
+
+/// The twin of the borrowed connection's test: a lost transport drops the
+/// queue, handles the rest of the input without waiting for room (the
+/// response still delivered, the refusals and the request beyond the
+/// in-flight limit dropped), and cancels the waiting request.
+#[test]
+fn transport_lost_ends_a_connection_stalled_on_transmit_room() {
+    let (mut c, waiting, answered) = stalled_on_transmit_room();
+    c.handle_eof();
+    assert_eq!(events(&mut c), vec![]);
+    c.handle_transport_lost();
+    assert_eq!(
+        events(&mut c),
+        vec![
+            request_event(0, 2, 0, 0, b"x"),
+            response_event(0, answered, true, 0, b"A"),
+            Event::PeerClosed {
+                reason: PeerCloseReason::TransportEof
+            },
+            Event::RequestCancelled {
+                channel: 0,
+                tag: waiting
+            },
+        ]
+    );
+    assert_eq!(c.transmit_len(), 0);
+    assert_eq!(c.poll_transmit(), None);
+    assert_eq!(c.pending_outbound(), 0);
+    assert_eq!(c.receive_buffered(), 0);
+    let stats = c.stats();
+    assert_eq!(stats.requests_refused, 1);
+    assert_eq!(stats.requests_dropped, 10); // 9 refusals, 1 over the limit
+    assert_eq!(stats.bytes_sent, 0, "nothing dropped counts as sent");
+    assert_eq!(stats.cancelled, 1);
+    assert_eq!(c.handle_input(b"\x03"), Err(InputError::AfterTransportEof));
+    assert_eq!(
+        c.submit(0, 0, 0, &b""[..], T0, None),
+        Err(SubmitError::PeerGone)
+    );
+    // Idempotent.
+    c.handle_transport_lost();
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(c.stats().requests_dropped, 10);
+}
+
+/// Without a prior `handle_eof`, inside a packet, and with our EOF queued
+/// before the loss: the receive side ends (`Truncated`), and `Closed`,
+/// which needs our EOF transmitted, never follows.
+#[test]
+fn transport_lost_inside_a_packet_never_reports_closed() {
+    let mut c = conn();
+    let waiting = c.submit(0, 0, 0, &b"w"[..], T0, None).unwrap();
+    let _ = out(&mut c);
+    c.close(); // ERQ and EOF queued, not sent
+    feed(&mut c, &hex("08 02")); // a request's first two bytes
+    c.handle_transport_lost();
+    assert_eq!(
+        events(&mut c),
+        vec![
+            Event::ProtocolError(ProtocolError::Truncated {
+                have: 2,
+                need: Some(9)
+            }),
+            Event::RequestCancelled {
+                channel: 0,
+                tag: waiting
+            },
+        ]
+    );
+    assert_eq!(c.transmit_len(), 0);
+    c.advance_transmit(0);
+    let mut buf = [0u8; 8];
+    assert_eq!(c.fill_transmit(&mut buf), 0);
+    c.handle_eof();
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(c.state(), State::Closing);
+}
+
+/// Requests in flight at the loss may still be answered (nothing fails),
+/// but a driver must not expect the answers to go anywhere; a second
+/// `handle_transport_lost` drops them.
+#[test]
+fn transport_lost_with_requests_in_flight() {
+    let mut c = conn();
+    feed(&mut c, &req(0, 2, 0, 0, b"q"));
+    assert_eq!(events(&mut c), vec![request_event(0, 2, 0, 0, b"q")]);
+    c.handle_transport_lost();
+    assert_eq!(
+        events(&mut c),
+        vec![Event::PeerClosed {
+            reason: PeerCloseReason::TransportEof
+        }]
+    );
+    assert_eq!(c.transmit_len(), 0);
+    assert_eq!(c.respond(0, 2, 0, &b"r"[..]), Ok(()));
+    assert_eq!(c.inflight_inbound(), 0);
+    assert!(c.eof_queued());
+    c.handle_transport_lost();
+    assert_eq!(c.transmit_len(), 0);
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(c.state(), State::Closing);
+}
+
+/// In the pair harness: the server's link dies while the client's transmit
+/// queue is full of refusals the server will never read; the client's
+/// waiting requests end.
+#[test]
+fn pair_transport_lost_cancels_requests_behind_refusals() {
+    let client = Config {
+        max_transmit_buffer: 32,
+        ..Config::default()
+    };
+    let mut pair = Pair::new(client, Config::default(), 23);
+    let now = pair.now;
+    let tags: Vec<u64> = (0..3)
+        .map(|_| {
+            pair.client
+                .conn
+                .submit(0, 0, 0, &b"q"[..], now, None)
+                .unwrap()
+        })
+        .collect();
+    pair.drive();
+    assert_eq!(pair.server.take_events().len(), 3);
+    // The server stops reading (its socket is gone) after sending many
+    // requests on a channel the client never opened.
+    pair.shutdown_write(Which::Client);
+    for _ in 0..20 {
+        let t = pair.server.conn.submit(0, 0, 0, &b""[..], now, None);
+        assert!(t.is_ok(), "{t:?}");
+    }
+    let mut junk = Vec::new();
+    for tag in 100..140 {
+        junk.extend(req(7, tag, 0, 0, b""));
+    }
+    // The client takes everything; its refusals pile up unsent.
+    let taken = pair.client.conn.handle_input(&junk).unwrap();
+    assert_eq!(taken, junk.len());
+    pair.drive();
+    assert_eq!(pair.client.conn.pending_outbound(), 3);
+    pair.client.conn.handle_transport_lost();
+    pair.drive();
+    let ev = pair.client.take_events();
+    let cancelled: Vec<u64> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::RequestCancelled { channel: 0, tag } => Some(*tag),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancelled, tags, "{ev:?}");
+    assert_eq!(pair.client.conn.pending_outbound(), 0);
+    assert_eq!(pair.client.conn.transmit_len(), 0);
+}
+
 #[test]
 fn pair_timeouts_fire_on_the_simulated_clock() {
     let mut pair = Pair::new(Config::default(), Config::default(), 3);

@@ -129,6 +129,14 @@ impl TransmitQueue {
         n
     }
 
+    /// Drops everything queued without counting it as sent (the transport
+    /// is gone).
+    pub(crate) fn discard(&mut self) {
+        self.chunks.clear();
+        self.head = 0;
+        self.len = 0;
+    }
+
     /// Copies as many queued bytes as fit into `out`, marks them sent, and
     /// returns how many.
     pub(crate) fn fill(&mut self, out: &mut [u8]) -> usize {
