@@ -18,6 +18,15 @@ struct SliceRecv<'a> {
 }
 
 impl SliceRecv<'_> {
+    /// Moves an empty window back to the front (moving no bytes).
+    #[inline]
+    fn restart_if_empty(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
     fn compact(&mut self) {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
@@ -43,11 +52,9 @@ impl RecvBuffer for SliceRecv<'_> {
 
     #[inline]
     fn discard(&mut self, n: usize) {
+        // An emptied buffer starts again at the front, but only in `append`
+        // and `spare`: a spare space offered before this must stay put.
         self.start += n;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
     }
 
     #[inline]
@@ -57,6 +64,7 @@ impl RecvBuffer for SliceRecv<'_> {
 
     #[inline]
     fn append(&mut self, bytes: &[u8]) -> usize {
+        self.restart_if_empty();
         let n = bytes.len().min(self.buf.len() - (self.end - self.start));
         if self.buf.len() - self.end < n {
             self.compact();
@@ -67,6 +75,7 @@ impl RecvBuffer for SliceRecv<'_> {
     }
 
     fn spare(&mut self, want: usize) -> &mut [u8] {
+        self.restart_if_empty();
         let free = self.buf.len() - (self.end - self.start);
         let tail = self.buf.len() - self.end;
         // Compact only when the back holds less than half the free space (so
@@ -77,11 +86,6 @@ impl RecvBuffer for SliceRecv<'_> {
             self.compact();
         }
         &mut self.buf[self.end..]
-    }
-
-    #[inline]
-    fn spare_len(&self) -> usize {
-        self.buf.len() - self.end
     }
 
     #[inline]

@@ -23,37 +23,40 @@ const INLINE_MAX: usize = 64;
 /// The least the coalescing buffer grows by.
 const TAIL_CHUNK: usize = 4 * 1024;
 
-/// A receive buffer in a `BytesMut`, in one of two modes:
+/// A receive buffer in one `BytesMut` allocation, always addressed from
+/// the allocation's start: `start..start + filled` are received and not yet
+/// consumed bytes, and the initialised bytes after them are spare space
+/// (zeroed once, when the buffer grew, and reused from then on). It is in
+/// one of two modes:
 ///
-/// * mutable (`frozen` empty): `buf[..filled]` is received and not yet
-///   consumed, `buf[filled..]` is spare space that was already zeroed (kept
-///   between calls so it is initialised only once);
+/// * mutable (`frozen` empty): the allocation is `buf`;
 /// * frozen (after a frame was cut, until more input arrives): `buf` is
-///   empty and the whole buffer, spare space included, is the `Bytes`
-///   `frozen`; `frozen[start..start + filled]` is received and not yet
-///   consumed. Frames are `slice`s of it: one reference count each, no
-///   `BytesMut` bookkeeping per frame.
+///   empty and the allocation is the `Bytes` `frozen`. Frames are `slice`s
+///   of it: one reference count each, no `BytesMut` bookkeeping per frame.
 ///
 /// New input makes it mutable again ([`BytesRecv::thaw`]): in place if no
 /// frame is still alive, else by copying the unconsumed bytes into a new
-/// allocation (the frames keep the old one). `buf.len() <= max` (in frozen
-/// mode, `frozen.len() - start <= max`).
+/// allocation (the frames keep the old one). Consuming bytes only moves
+/// `start`; an emptied buffer starts again at the front when the next
+/// bytes arrive (moving nothing), and unconsumed bytes are moved to the
+/// front only when the space after them runs short. The buffer grows only
+/// after moving them to the front, and to no more than `max`.
 struct BytesRecv {
     buf: BytesMut,
-    filled: usize,
-    max: usize,
     frozen: Bytes,
     start: usize,
+    filled: usize,
+    max: usize,
 }
 
 impl BytesRecv {
     fn new(max: usize) -> Self {
         BytesRecv {
             buf: BytesMut::new(),
-            filled: 0,
-            max,
             frozen: Bytes::new(),
             start: 0,
+            filled: 0,
+            max,
         }
     }
 
@@ -72,7 +75,6 @@ impl BytesRecv {
         if self.frozen.is_empty() {
             // `filled >= len > 0`, so the frozen buffer is not empty.
             self.frozen = core::mem::take(&mut self.buf).freeze();
-            self.start = 0;
         }
         let base = self.start;
         self.start += len;
@@ -81,13 +83,28 @@ impl BytesRecv {
     }
 
     /// Consumes the frame `filled()[..len]` and returns its payload as a
-    /// slice. Freezes the buffer as [`cut`](Self::cut) does (consuming from a
-    /// frozen buffer is an index step, where `BytesMut::advance` would later
-    /// cost a compaction), but takes no reference count.
+    /// slice. Freezes the buffer as [`cut`](Self::cut) does, so that both
+    /// can be mixed, but takes no reference count.
     #[inline]
     fn lend(&mut self, len: usize, payload: Range<usize>) -> &[u8] {
         let base = self.consume_frozen(len);
         &self.frozen[base + payload.start..base + payload.end]
+    }
+
+    /// The end of the received bytes: where the spare space starts.
+    #[inline]
+    fn end(&self) -> usize {
+        self.start + self.filled
+    }
+
+    /// The initialised length of the allocation.
+    #[inline]
+    fn initialised(&self) -> usize {
+        if self.frozen.is_empty() {
+            self.buf.len()
+        } else {
+            self.frozen.len()
+        }
     }
 
     /// Makes the buffer mutable again (a no-op unless frozen). The `keep`
@@ -102,42 +119,52 @@ impl BytesRecv {
 
     fn thaw_frozen(&mut self, keep: usize, room: usize) {
         let whole = core::mem::take(&mut self.frozen);
-        let start = core::mem::take(&mut self.start);
         self.buf = match whole.try_into_mut() {
             // No frame is alive: the same allocation, spare space included.
-            Ok(mut buf) => {
-                buf.advance(start);
-                buf
-            }
+            Ok(buf) => buf,
             // Frames share the allocation: they keep it, and the unconsumed
-            // bytes move to a new one.
+            // bytes move to the front of a new one.
             Err(whole) => {
-                let end = start + self.filled + keep;
-                let mut buf = BytesMut::with_capacity(end - start + room);
-                buf.extend_from_slice(&whole[start..end]);
+                let from = self.start;
+                let to = from + self.filled + keep;
+                let mut buf = BytesMut::with_capacity(to - from + room);
+                buf.extend_from_slice(&whole[from..to]);
+                self.start = 0;
                 buf
             }
         };
+    }
+
+    /// Mutable mode: an empty buffer starts again at the front; else, when
+    /// fewer than `need` bytes of space follow the received ones, those
+    /// move to the front. Returns the space now after them.
+    #[inline]
+    fn make_room(&mut self, need: usize) -> usize {
+        if self.filled == 0 {
+            self.start = 0;
+        } else if self.buf.len() - self.end() < need && self.start > 0 {
+            let end = self.end();
+            self.buf.copy_within(self.start..end, 0);
+            self.start = 0;
+        }
+        self.buf.len() - self.end()
     }
 }
 
 impl RecvBuffer for BytesRecv {
     #[inline]
     fn filled(&self) -> &[u8] {
+        let window = self.start..self.end();
         if self.frozen.is_empty() {
-            &self.buf[..self.filled]
+            &self.buf[window]
         } else {
-            &self.frozen[self.start..self.start + self.filled]
+            &self.frozen[window]
         }
     }
 
     #[inline]
     fn discard(&mut self, n: usize) {
-        if self.frozen.is_empty() {
-            self.buf.advance(n);
-        } else {
-            self.start += n;
-        }
+        self.start += n;
         self.filled -= n;
     }
 
@@ -150,22 +177,17 @@ impl RecvBuffer for BytesRecv {
     fn append(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.max.saturating_sub(self.filled));
         self.thaw(0, n);
-        if self.filled == 0 {
-            // Nothing unconsumed: start again at the front of the
-            // allocation (moving nothing), so the bytes are never moved
-            // later to make room. `try_reclaim` only moves the start back
-            // when that copies nothing; it never allocates.
-            self.buf.clear();
-            let _ = self.buf.try_reclaim(self.buf.capacity() + 1);
-        }
-        let k = n.min(self.buf.len() - self.filled);
-        self.buf[self.filled..self.filled + k].copy_from_slice(&bytes[..k]);
-        self.filled += k;
+        let spare = self.make_room(n);
+        let end = self.end();
+        let k = n.min(spare);
+        self.buf[end..end + k].copy_from_slice(&bytes[..k]);
         if k < n {
-            // The spare space is used up: `buf.len() == filled`.
+            // The spare space is used up (`buf.len() == end`); `make_room`
+            // moved the received bytes to the front first, so the buffer
+            // grows to no more than `max`.
             self.buf.extend_from_slice(&bytes[k..n]);
-            self.filled = self.buf.len();
         }
+        self.filled += n;
         n
     }
 
@@ -173,20 +195,22 @@ impl RecvBuffer for BytesRecv {
         // Grow geometrically with what has actually arrived, never by a
         // length the peer announced.
         let room = self.max.saturating_sub(self.filled);
-        self.thaw(0, RECV_CHUNK.max(self.filled).min(room));
-        if self.buf.len() - self.filled < RECV_CHUNK.min(room) {
-            let target = RECV_CHUNK.max(self.filled).min(room);
-            self.buf.resize(self.filled + target, 0);
+        let least = RECV_CHUNK.min(room);
+        let target = RECV_CHUNK.max(self.filled).min(room);
+        self.thaw(0, target);
+        if self.make_room(least) < least {
+            // `make_room` moved the received bytes to the front.
+            let len = self.filled + target;
+            if len > self.buf.capacity() {
+                // A reallocation copies the initialised length: drop the
+                // stale spare space first.
+                self.buf.truncate(self.filled);
+            }
+            self.buf.resize(len, 0);
         }
-        &mut self.buf[self.filled..]
-    }
-
-    fn spare_len(&self) -> usize {
-        if self.frozen.is_empty() {
-            self.buf.len() - self.filled
-        } else {
-            self.frozen.len() - self.start - self.filled
-        }
+        let end = self.end();
+        let stop = self.buf.len().min(end + room);
+        &mut self.buf[end..stop]
     }
 
     fn commit(&mut self, n: usize) {
@@ -387,9 +411,9 @@ impl<F: Framing> FramedStream<F> {
     pub fn with_max_buffered(mut self, max: usize) -> Self {
         assert!(max > 0, "max_buffered must be at least 1");
         self.rx.max = max;
-        let spare = self.rx.spare_len();
+        let spare = self.rx.initialised() - self.rx.end();
         self.rx.thaw(spare, 0);
-        let keep = self.rx.filled.max(self.rx.buf.len().min(max));
+        let keep = self.rx.end().max(self.rx.buf.len().min(max));
         self.rx.buf.truncate(keep);
         self
     }
@@ -774,6 +798,56 @@ mod tests {
                     starts.push(f.as_ptr() as usize);
                 }
             }
+        }
+        assert_eq!(starts.len(), 6);
+        assert!(
+            starts.windows(2).skip(1).all(|w| w[0] == w[1]),
+            "{starts:?}"
+        );
+    }
+
+    #[test]
+    fn large_frames_read_in_place_are_never_moved() {
+        // The same stream read in place, as a socket would fill it, from a
+        // peer whose 64 KiB chunks cut every frame: reads stop at a large
+        // frame's end, so each frame is read to where it is delivered from
+        // (the front of one allocation) and never moved after.
+        let mut s = FramedStream::new(LengthPrefixed::new());
+        let input: Vec<u8> = (0..6u8).flat_map(|i| lp(&alloc::vec![i; 65536])).collect();
+        // (stream offset, buffer address) of every read.
+        let mut reads: Vec<(usize, usize)> = Vec::new();
+        let mut starts = Vec::new();
+        let mut at = 0;
+        for chunk in input.chunks(65536) {
+            let mut off = 0;
+            while off < chunk.len() {
+                let spare = s.receive_buffer();
+                let n = spare.len().min(chunk.len() - off);
+                assert!(n > 0);
+                spare[..n].copy_from_slice(&chunk[off..off + n]);
+                reads.push((at + off, spare.as_ptr() as usize));
+                s.commit_received(n).unwrap();
+                off += n;
+                while let Some(f) = s.poll_frame().unwrap() {
+                    assert_eq!(f.len(), 65536);
+                    assert!(f.iter().all(|&b| b == f[0]));
+                    // Where the frame's first payload byte was read to.
+                    let first = starts.len() * 65540 + 4;
+                    // The first frame arrives while the buffer grows, and
+                    // a reallocation may move it (once per stream).
+                    let &(o, addr) = reads.iter().rev().find(|&&(o, _)| o <= first).unwrap();
+                    if !starts.is_empty() {
+                        assert_eq!(
+                            f.as_ptr() as usize,
+                            addr + (first - o),
+                            "frame {} moved",
+                            f[0]
+                        );
+                    }
+                    starts.push(f.as_ptr() as usize);
+                }
+            }
+            at += chunk.len();
         }
         assert_eq!(starts.len(), 6);
         assert!(

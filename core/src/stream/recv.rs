@@ -37,16 +37,23 @@ pub(crate) trait RecvBuffer {
     /// Spare space to receive into, making room (compacting or growing) when
     /// little is left. `want` is how many more bytes the current frame needs,
     /// 0 if unknown; an implementation may use it to avoid compacting.
+    ///
+    /// The spare space must stay where it is until the next `append` or
+    /// `spare` call: `discard` may not move it (the caller may poll frames
+    /// between reading into it and committing).
     fn spare(&mut self, want: usize) -> &mut [u8];
-    /// The length of the spare space [`RecvBuffer::spare`] last offered.
-    fn spare_len(&self) -> usize;
-    /// Marks `n <= spare_len()` bytes at the start of the spare space as received.
+    /// Marks `n` bytes at the start of the spare space (no more than
+    /// [`RecvBuffer::spare`] last offered) as received.
     fn commit(&mut self, n: usize);
 }
 
 /// `handle_input` stops at the end of a frame whose length is known when at
 /// least this many bytes would follow it (see `Core::handle_input`).
 pub(crate) const SPLIT_MIN_REST: usize = 1024;
+
+/// `receive_buffer` offers no more than the rest of a frame at least this
+/// long (16 KiB) whose length is known (see `Core::receive_buffer`).
+pub(crate) const LARGE_FRAME: usize = 16 * 1024;
 
 /// What the decode loop found; the buffer-specific wrapper turns it into an
 /// [`Event`] (cutting the frame out of its buffer).
@@ -94,6 +101,9 @@ pub(crate) struct Core<F> {
     discarded_in_frame: u64,
     /// The framing's last `Incomplete { need }`, while still undecided.
     need: Option<usize>,
+    /// The length of the spare space `receive_buffer` last offered, less
+    /// what was committed of it since: the most `commit_received` accepts.
+    offered: usize,
     /// `close()` was called: no more sends.
     pub(crate) send_closed: bool,
     pub(crate) stats: Stats,
@@ -122,6 +132,7 @@ impl<F: Framing> Core<F> {
             skip_len: 0,
             discarded_in_frame: 0,
             need: None,
+            offered: 0,
             send_closed: false,
             stats: Stats::default(),
         }
@@ -181,17 +192,34 @@ impl<F: Framing> Core<F> {
         if want > 0 && rest.len().saturating_sub(want) >= SPLIT_MIN_REST {
             rest = &rest[..want];
         }
+        // The bytes go where an offered spare space was: the offer is void.
+        self.offered = 0;
         let taken = skipped + buf.append(rest);
         self.stats.bytes_received += taken as u64;
         Ok(taken)
     }
 
-    pub(crate) fn receive_buffer<'b, B: RecvBuffer>(&self, buf: &'b mut B) -> &'b mut [u8] {
+    /// Spare space to read into. For a frame of at least [`LARGE_FRAME`]
+    /// bytes whose length is known, no more than the rest of the frame is
+    /// offered, so that a read ends at the frame's end: once the frame is
+    /// polled the buffer is empty and the next frame starts at its front,
+    /// and is never moved to make room (the same reason `handle_input`
+    /// stops at a large frame's end). That costs at most one more read per
+    /// large frame, against moving up to a frame's length.
+    pub(crate) fn receive_buffer<'b, B: RecvBuffer>(&mut self, buf: &'b mut B) -> &'b mut [u8] {
         if self.phase != StreamState::Open {
+            self.offered = 0;
             return &mut [];
         }
         let want = self.want(buf.filled().len());
-        buf.spare(want)
+        let spare = buf.spare(want);
+        let offer = if want > 0 && self.need.is_some_and(|n| n >= LARGE_FRAME) {
+            want.min(spare.len())
+        } else {
+            spare.len()
+        };
+        self.offered = offer;
+        &mut spare[..offer]
     }
 
     pub(crate) fn commit_received<B: RecvBuffer>(
@@ -200,13 +228,14 @@ impl<F: Framing> Core<F> {
         n: usize,
     ) -> Result<(), StreamError> {
         self.check_input()?;
-        let spare = buf.spare_len();
+        let spare = self.offered;
         if n > spare {
             return Err(StreamError::CommitExceedsSpare {
                 committed: n,
                 spare,
             });
         }
+        self.offered -= n;
         buf.commit(n);
         self.stats.bytes_received += n as u64;
         // While skipping the buffer was empty, so the front is the new bytes.

@@ -702,6 +702,87 @@ fn commit_beyond_the_spare_space_is_refused() {
 }
 
 #[test]
+fn borrowed_poll_between_receive_buffer_and_commit_keeps_the_written_bytes() {
+    // Polling the last buffered frame empties the buffer; the spare space
+    // offered before must not move, or the commit would mark stale bytes.
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 1]);
+    let mut s = BorrowedFramedStream::new(Fixed::new(3), &mut rx, &mut tx);
+    s.handle_input(b"abc").unwrap();
+    s.receive_buffer()[..3].copy_from_slice(b"def");
+    assert_eq!(s.poll_frame(), Ok(Some(&b"abc"[..])));
+    s.commit_received(3).unwrap();
+    assert_eq!(s.poll_frame(), Ok(Some(&b"def"[..])));
+    assert_eq!(s.poll_frame(), Ok(None));
+}
+
+#[test]
+fn input_voids_an_offered_spare_space() {
+    // Bytes handed in through handle_input go where the offered spare space
+    // was: committing into it afterwards would mark them twice.
+    let (mut rx, mut tx) = ([0u8; 8], [0u8; 1]);
+    let mut s = BorrowedFramedStream::new(Fixed::new(2), &mut rx, &mut tx);
+    assert_eq!(s.receive_buffer().len(), 8);
+    s.handle_input(b"ab").unwrap();
+    assert_eq!(
+        s.commit_received(1),
+        Err(StreamError::CommitExceedsSpare {
+            committed: 1,
+            spare: 0
+        })
+    );
+    // A commit uses up that much of the offer.
+    assert_eq!(s.receive_buffer().len(), 6);
+    s.commit_received(4).unwrap();
+    assert_eq!(
+        s.commit_received(3),
+        Err(StreamError::CommitExceedsSpare {
+            committed: 3,
+            spare: 2
+        })
+    );
+    assert_eq!(s.buffered_len(), 6);
+}
+
+#[test]
+fn receive_buffer_offers_no_more_than_the_rest_of_a_large_frame() {
+    fn check<D: Driver>(d: &mut D, spare_len: impl Fn(&mut D) -> usize) {
+        // The header of a 40,000-byte frame and 1,000 bytes of it.
+        let payload: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let wire = [lp(&payload), lp(b"next")].concat();
+        assert_eq!(d.input_zero_copy(&wire[..1_004]), Ok(1_004));
+        assert_eq!(d.next(), Ok(None));
+        // Reads are offered exactly the rest of the frame (in as many
+        // pieces as the buffer grows by), never its successor's bytes.
+        let mut off = 1_004;
+        while off < 40_004 {
+            let offered = spare_len(d);
+            assert!(
+                offered > 0 && off + offered <= 40_004,
+                "offered {offered} at {off}"
+            );
+            off += d.input_zero_copy(&wire[off..]).unwrap();
+            if off < 40_004 {
+                assert_eq!(d.next(), Ok(None));
+            }
+        }
+        assert_eq!(d.next(), Ok(Some(Rec::Frame(payload))));
+        // A small frame's rest is not a reason to limit the read.
+        assert!(spare_len(d) > 8);
+        assert_eq!(d.input_zero_copy(&wire[40_004..]), Ok(8));
+        assert_eq!(d.next(), Ok(Some(Rec::Frame(b"next".to_vec()))));
+    }
+    let (mut rx, mut tx) = (vec![0u8; 64 * 1024], [0u8; 1]);
+    check(
+        &mut BorrowedFramedStream::new(TestLp::UNLIMITED, &mut rx, &mut tx),
+        |d| d.receive_buffer().len(),
+    );
+    #[cfg(feature = "alloc")]
+    check(&mut FramedStream::new(TestLp::UNLIMITED), |d| {
+        d.receive_buffer().len()
+    });
+}
+
+#[test]
 fn borrowed_receive_buffer_compacts_when_needed() {
     let (mut rx, mut tx) = ([0u8; 8], [0u8; 1]);
     let mut s = BorrowedFramedStream::new(Fixed::new(3), &mut rx, &mut tx);
