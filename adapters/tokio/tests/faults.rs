@@ -661,3 +661,69 @@ async fn packet_requests_after_erq_are_refused() {
     })
     .await;
 }
+
+/// A peer that floods requests the connection refuses itself, never reads,
+/// answers our call behind the flood, then resets: the refusals fill the
+/// socket and the core's transmit queue, so the core holds the rest of the
+/// input (the answer included) waiting for transmit room. The reset hands
+/// the core `handle_transport_lost`: the refusals are dropped, the answer
+/// still reaches the call (before, the call was cancelled), and the
+/// connection ends with the I/O error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_reset_while_refusals_wait_for_room_still_delivers_the_answer() {
+    deadline(async {
+        // Small socket buffers: the refusals fill them quickly.
+        let listener = tokio::net::TcpSocket::new_v4().unwrap();
+        listener.set_recv_buffer_size(4096).unwrap();
+        listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listener.listen(1).unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(4096).unwrap();
+        let client = socket
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut raw, _) = listener.accept().await.unwrap();
+        let conn = Builder::new()
+            .config(Config {
+                max_packet_len: 1024,
+                max_receive_buffer: 256 * 1024,
+                max_transmit_buffer: 64,
+                ..Config::default()
+            })
+            .start(client)
+            .unwrap();
+        let call = tokio::spawn(conn.request(0, &b"q"[..]).no_timeout().send());
+        eventually("the request is sent", || conn.stats().requests_sent == 1).await;
+        // Requests on a channel nobody opened (refused, about 22 bytes
+        // each), then the answer to our call (channel 0, tag 2).
+        let mut input = Vec::new();
+        for tag in 0..4000u64 {
+            input.extend(packet(&Packet::request(9, tag, 0, 0, b"").unwrap()));
+        }
+        input.extend(packet(&Packet::response(0, 2, true, 0, b"late").unwrap()));
+        raw.write_all(&input).await.unwrap();
+        let total = input.len() as u64;
+        eventually("the connection took every byte", || {
+            conn.stats().bytes_received == total
+        })
+        .await;
+        let stats = conn.stats();
+        assert!(
+            stats.requests_refused < 4000,
+            "the refusals did not wait for room: {stats:?}"
+        );
+        assert!(!call.is_finished());
+        reset(raw);
+        let response = call.await.unwrap().expect("the answer is delivered");
+        assert!(response.ok);
+        assert_eq!(&response.payload[..], b"late");
+        assert!(conn.wait().await.is_err());
+        assert!(
+            matches!(conn.end_cause(), Some(EndCause::Io(_))),
+            "{:?}",
+            conn.end_cause()
+        );
+    })
+    .await;
+}

@@ -358,7 +358,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             progress |= self.retry_deferred();
             match self.poll_output(cx) {
                 Ok(p) => progress |= p,
-                Err(e) => self.fail(EndCause::Io(e.kind())),
+                Err(e) => self.transport_lost(cx, EndCause::Io(e.kind())),
             }
             if self.phase == Phase::ShuttingDown {
                 progress |= self.poll_finish_close(cx);
@@ -828,7 +828,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
             Poll::Ready(Err(e)) => {
                 self.transport_eof = true;
-                self.fail(EndCause::Io(e.kind()));
+                self.transport_lost(cx, EndCause::Io(e.kind()));
                 true
             }
             Poll::Pending => progress,
@@ -1053,6 +1053,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     }
 
     // ----- the end -----
+
+    /// The transport failed (reset, broken pipe): nothing queued will go
+    /// out and nothing more will come. The core handles what it still
+    /// holds without waiting for transmit room (responses stalled behind
+    /// its own refusals reach their callers), then everything left fails.
+    fn transport_lost(&mut self, cx: &mut Context<'_>, cause: EndCause) {
+        self.set_end(cause);
+        self.conn.handle_transport_lost();
+        self.dispatch(cx);
+        self.fail(cause);
+    }
 
     fn fail(&mut self, cause: EndCause) {
         self.fail_with(cause, Finish::Failed(cause));
