@@ -51,6 +51,8 @@ pub(crate) struct Slot {
 struct SlotState {
     outcome: Option<Outcome>,
     waiting: bool,
+    /// The read role was offered to this slot's caller.
+    offered: bool,
 }
 
 impl Slot {
@@ -73,6 +75,55 @@ impl Slot {
 
     fn peek(&self) -> Option<Outcome> {
         self.lock().outcome.clone()
+    }
+
+    /// The outcome is in.
+    pub(crate) fn is_done(&self) -> bool {
+        self.lock().outcome.is_some()
+    }
+
+    /// Offers the read role to the waiting caller; false (no offer) if the
+    /// outcome is in already.
+    pub(crate) fn offer(&self) -> bool {
+        let mut state = self.lock();
+        if state.outcome.is_some() {
+            return false;
+        }
+        state.offered = true;
+        if state.waiting {
+            self.ready.notify_all();
+        }
+        true
+    }
+
+    /// Whether the role was offered (and forgets the offer).
+    pub(crate) fn take_offer(&self) -> bool {
+        std::mem::take(&mut self.lock().offered)
+    }
+
+    /// Blocks until the outcome is in, the read role is offered, or `wake`.
+    pub(crate) fn wait_for_outcome_or_offer(&self, wake: Option<Instant>) {
+        let mut state = self.lock();
+        while state.outcome.is_none() && !state.offered {
+            let now = Instant::now();
+            if wake.is_some_and(|w| w <= now) {
+                break;
+            }
+            state.waiting = true;
+            state = match wake {
+                None => self
+                    .ready
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                Some(wake) => {
+                    self.ready
+                        .wait_timeout(state, wake - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+            };
+            state.waiting = false;
+        }
     }
 }
 
@@ -142,14 +193,12 @@ impl PendingCall {
 
     fn wait_until(&self, limit: Option<Instant>) -> Option<Outcome> {
         loop {
-            let mut state = self.slot.lock();
-            if let Some(outcome) = &state.outcome {
-                return Some(outcome.clone());
+            if let Some(outcome) = self.slot.peek() {
+                return Some(outcome);
             }
             let now = Instant::now();
             if self.deadline.is_some_and(|d| d <= now) {
                 // The request's own deadline: tell the core, which ends it.
-                drop(state);
                 self.shared.handle_timeout();
                 continue;
             }
@@ -160,25 +209,8 @@ impl PendingCall {
             if wake.is_some_and(|w| w <= now) {
                 return None;
             }
-            state.waiting = true;
-            match wake {
-                None => {
-                    state = self
-                        .slot
-                        .ready
-                        .wait(state)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                }
-                Some(wake) => {
-                    state = self
-                        .slot
-                        .ready
-                        .wait_timeout(state, wake - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                }
-            }
-            state.waiting = false;
+            // Reads the stream itself if nobody else does, else waits.
+            self.shared.caller_read(&self.slot, wake);
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -19,6 +19,7 @@ use framewire::time::{Duration as CoreDuration, Instant as CoreInstant};
 use super::client::{PendingCall, Response, Slot};
 use super::error::{CallError, CloseError, EndCause};
 use super::handler::{Handler, IntoOutcome, Request};
+use super::reading::{reader_loop, ReadRole, ReadSide};
 use super::Split;
 
 /// Default number of handler threads per connection (the original runs its
@@ -166,11 +167,14 @@ impl Builder {
         let conn =
             Connection::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         stream.prepare()?;
-        let reader = stream.try_split()?;
+        let (read_side, read_timeouts) =
+            ReadSide::new(Box::new(stream.try_split()?), self.read_buffer);
         let control = stream.try_split()?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(conn)),
+            state: Mutex::new(State::new(conn, read_side, read_timeouts)),
             progress: Condvar::new(),
+            done: Condvar::new(),
+            reader_wake: Condvar::new(),
             jobs_ready: Condvar::new(),
             writer_ready: Condvar::new(),
             writer: Mutex::new(Box::new(stream)),
@@ -181,10 +185,9 @@ impl Builder {
             close_timeout: self.close_timeout,
         });
         let reader_shared = Arc::clone(&shared);
-        let buf_size = self.read_buffer;
         let reader = thread::Builder::new()
             .name("framewire-packet-reader".into())
-            .spawn(move || reader_loop(&reader_shared, reader, buf_size))?;
+            .spawn(move || reader_loop(&reader_shared))?;
         Ok(PacketConnection {
             shared,
             reader: Some(reader),
@@ -409,8 +412,14 @@ pub(crate) struct Shared {
     /// Signalled (when someone waits) after any change others may wait for:
     /// bytes written, requests answered, responses, the end.
     progress: Condvar,
+    /// Signalled when the connection finishes or a close begins (for
+    /// [`Shared::wait_done`], which needs nothing else).
+    done: Condvar,
     /// Wakes idle workers.
     pub(super) jobs_ready: Condvar,
+    /// Wakes the background reader: the read role was given back, the
+    /// connection is closing or failed, or reading ended.
+    pub(super) reader_wake: Condvar,
     /// Wakes the writer thread.
     writer_ready: Condvar,
     /// The write half. Only the holder of `State::writing` locks it.
@@ -447,6 +456,8 @@ pub(crate) struct State {
     /// Worker threads alive, and of those, waiting for a job.
     pub(super) workers: usize,
     pub(super) idle_workers: usize,
+    /// Who reads, and who waits to. See `reading`.
+    pub(super) read: ReadRole,
     /// Some thread is writing (holds the write half).
     writing: bool,
     /// The writer's staging buffer, kept between writes.
@@ -457,8 +468,8 @@ pub(crate) struct State {
     /// How the connection ended, once it has.
     finish: Option<Finish>,
     /// Why the peer's stream ended (the first cause seen).
-    end: Option<EndCause>,
-    close_deadline: Option<Instant>,
+    pub(super) end: Option<EndCause>,
+    pub(super) close_deadline: Option<Instant>,
 }
 
 /// How a connection ended.
@@ -473,13 +484,14 @@ enum Finish {
 }
 
 impl State {
-    fn new(conn: Connection) -> Self {
+    fn new(conn: Connection, read_side: Box<ReadSide>, read_timeouts: bool) -> Self {
         State {
             conn,
             calls: HashMap::new(),
             jobs: VecDeque::new(),
             workers: 0,
             idle_workers: 0,
+            read: ReadRole::new(read_side, read_timeouts),
             writing: false,
             write_buf: Vec::new(),
             writer_thread: None,
@@ -510,7 +522,7 @@ impl State {
     }
 
     /// The peer's stream has ended (nothing more to read).
-    fn rx_over(&self) -> bool {
+    pub(super) fn rx_over(&self) -> bool {
         self.conn.peer_closed().is_some() || self.conn.protocol_error().is_some()
     }
 }
@@ -525,7 +537,7 @@ impl Shared {
     }
 
     /// The core's clock: microseconds since the connection started.
-    fn now(&self) -> CoreInstant {
+    pub(super) fn now(&self) -> CoreInstant {
         CoreInstant::from_micros(
             u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX),
         )
@@ -543,7 +555,7 @@ impl Shared {
         }
     }
 
-    fn wait_progress<'a>(
+    pub(super) fn wait_progress<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         until: Option<Instant>,
@@ -623,6 +635,7 @@ impl Shared {
                 }
                 Event::Closed => {
                     st.finish = Some(Finish::Closed);
+                    self.done.notify_all();
                     // Our EOF is out and the peer's stream has ended.
                     let _ = (self.control)(Shutdown::Write);
                     self.jobs_ready.notify_all();
@@ -641,8 +654,8 @@ impl Shared {
     }
 
     /// Ends all I/O: records `cause`, shuts the transport down (which ends
-    /// the reader, and with it every call in flight) and wakes everyone.
-    pub(super) fn fail(&self, st: &mut State, cause: EndCause) {
+    /// the reading, and with it every call in flight) and wakes everyone.
+    pub(super) fn fail(self: &Arc<Self>, st: &mut State, cause: EndCause) {
         if st.finished() {
             return;
         }
@@ -650,9 +663,18 @@ impl Shared {
         st.end.get_or_insert(cause);
         st.jobs.clear();
         let _ = (self.control)(Shutdown::Both);
+        if st.read.is_done() {
+            // The reading ended before (the peer's EOF): the core may still
+            // hold input behind output that can now never go out.
+            st.conn.handle_transport_lost();
+            self.dispatch(st);
+            st.jobs.clear();
+        }
         self.progress.notify_all();
+        self.done.notify_all();
         self.jobs_ready.notify_all();
         self.writer_ready.notify_all();
+        self.reader_wake.notify_all();
     }
 
     /// Writes out everything queued, unless another thread is writing (it
@@ -812,8 +834,10 @@ impl Shared {
         st.conn.close();
         self.dispatch(&mut st);
         self.kick_writer(&mut st);
-        // Wake `wait` callers so they observe the deadline.
-        self.notify_progress(&st);
+        // Wake `wait` callers so they observe the deadline, and the
+        // background reader: a closing connection reads without its grace.
+        self.done.notify_all();
+        self.reader_wake.notify_all();
     }
 
     pub(super) fn wait_done(self: &Arc<Self>) -> Result<(), CloseError> {
@@ -834,63 +858,20 @@ impl Shared {
                     self.fail(&mut st, EndCause::Aborted);
                     st.finish = Some(Finish::CloseTimedOut);
                 }
-                until => st = self.wait_progress(st, until),
+                None => {
+                    st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                }
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    st = self
+                        .done
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
             }
         }
     }
-}
-
-/// The reader thread: feeds the core until the peer's stream ends.
-fn reader_loop<R: Read>(shared: &Arc<Shared>, mut io: R, buf_size: usize) {
-    let mut buf = vec![0u8; buf_size];
-    let mut io_error = None;
-    'read: loop {
-        let n = match io.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                io_error = Some(e.kind());
-                break;
-            }
-        };
-        let mut st = shared.lock();
-        let mut offset = 0;
-        loop {
-            if st.failed() {
-                break 'read;
-            }
-            // An error means the receive side ended already (a protocol error).
-            let Ok(taken) = st.conn.handle_input(&buf[offset..n]) else {
-                break 'read;
-            };
-            offset += taken;
-            let now = shared.now();
-            if st.conn.poll_timeout().is_some_and(|d| d <= now) {
-                st.conn.handle_timeout(now);
-            }
-            let events = shared.dispatch(&mut st);
-            shared.kick_writer(&mut st);
-            if st.rx_over() {
-                break 'read;
-            }
-            if offset == n {
-                break;
-            }
-            if taken == 0 && events == 0 {
-                // Backpressure: the core holds all it may. Wait for a
-                // response to go out, output to drain, or the end.
-                st = shared.wait_progress(st, None);
-            }
-        }
-    }
-    let mut st = shared.lock();
-    if let Some(kind) = io_error {
-        st.end.get_or_insert(EndCause::Io(kind));
-    }
-    st.conn.handle_eof();
-    shared.dispatch(&mut st);
-    shared.kick_writer(&mut st);
 }
 
 /// The writer thread: writes what the reader thread caused to be queued.

@@ -76,12 +76,14 @@ mod connection;
 mod error;
 mod handler;
 mod pool;
+mod reading;
 mod server;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 pub use self::client::{PendingCall, Response};
 pub use self::connection::{
@@ -90,6 +92,7 @@ pub use self::connection::{
 };
 pub use self::error::{CallError, CloseError, EndCause};
 pub use self::handler::{Handler, HandlerError, IntoOutcome, Reply, Request};
+pub use self::reading::READ_LINGER;
 pub use self::server::PacketServer;
 pub use framewire::packet::{Config, Stats};
 
@@ -111,6 +114,19 @@ pub trait Split: Read + Write + Send + Sync + Sized + 'static {
     fn prepare(&self) -> io::Result<()> {
         Ok(())
     }
+
+    /// Sets the read timeout of the stream (of every handle on it, as for
+    /// sockets): a read blocked longer returns `WouldBlock` or `TimedOut`.
+    /// `None` blocks without limit; `Some` is never zero.
+    ///
+    /// A caller waiting for its response with a deadline reads the stream
+    /// itself only if this works. The default returns
+    /// [`io::ErrorKind::Unsupported`]: such callers then leave reading to
+    /// other threads.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let _ = timeout;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 impl Split for TcpStream {
@@ -125,6 +141,10 @@ impl Split for TcpStream {
     fn prepare(&self) -> io::Result<()> {
         self.set_nodelay(true)
     }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
 }
 
 #[cfg(unix)]
@@ -135,5 +155,9 @@ impl Split for UnixStream {
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         UnixStream::shutdown(self, how)
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
     }
 }

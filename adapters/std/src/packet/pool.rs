@@ -14,6 +14,7 @@ use framewire::packet::reason;
 
 use super::connection::{Shared, State};
 use super::handler::{run_handler, Handler, HandlerOutcome};
+use super::reading::Holder;
 
 impl Shared {
     /// New requests were queued: wake idle workers, start more if allowed.
@@ -24,10 +25,12 @@ impl Shared {
             st.jobs.clear();
             return;
         };
-        for _ in 0..st.jobs.len().min(st.idle_workers) {
+        // A worker reading runs the first request itself (`worker_read`).
+        let own = usize::from(st.read.held_by(Holder::Worker));
+        for _ in 0..st.jobs.len().saturating_sub(own).min(st.idle_workers) {
             self.jobs_ready.notify_one();
         }
-        while st.jobs.len() > st.idle_workers && st.workers < self.max_workers {
+        while st.jobs.len() > st.idle_workers + own && st.workers < self.max_workers {
             let shared = Arc::clone(self);
             let handler = Arc::clone(handler);
             let spawned = thread::Builder::new()
@@ -89,6 +92,11 @@ fn worker_loop(shared: &Arc<Shared>, handler: &dyn Handler) {
         }
         if st.finished() {
             break;
+        }
+        // Nothing to run: read the next request ourselves if nobody reads.
+        if let Some(rs) = st.read.take(Holder::Worker) {
+            st = shared.worker_read(st, rs);
+            continue;
         }
         st.idle_workers += 1;
         st = shared
