@@ -382,23 +382,19 @@ impl CodecCore {
     /// Moves decoded frames to the packed output; returns how many events
     /// (frames or skips) were seen.
     fn drain(&mut self) -> Result<usize, Failure> {
-        let mut seen = 0;
         // Frames are lent (copied straight into the packed output from the
-        // receive buffer), not cut as `Bytes`: no reference count per frame.
+        // receive buffer), not cut as `Bytes`: no reference count per frame,
+        // and all of them in one call. On an error the frames before it are
+        // in the output.
         let (data, ends) = (&mut self.data, &mut self.ends);
-        while let Some(()) = self
-            .stream
-            .poll_event_with(|event| {
+        self.stream
+            .drain_events_with(|event| {
                 if let Event::Frame(payload) = event {
                     data.extend_from_slice(payload);
                     ends.push(data.len() as u32);
                 }
             })
-            .map_err(|e| stream_error(&e))?
-        {
-            seen += 1;
-        }
-        Ok(seen)
+            .map_err(|e| stream_error(&e))
     }
 
     /// The payloads waiting in the output, back to back.

@@ -89,6 +89,7 @@ impl BsonDocument {
 }
 
 impl Framing for BsonDocument {
+    #[inline]
     fn decode(&mut self, buf: &[u8]) -> Result<Decode, FrameError> {
         let Some(&[a, b, c, d]) = buf.first_chunk::<4>() else {
             return Ok(Decode::Incomplete { need: Some(4) });

@@ -149,6 +149,7 @@ impl Delimited {
     }
 
     /// The delimiter.
+    #[inline]
     pub fn delimiter(&self) -> &[u8] {
         &self.delimiter[..usize::from(self.delimiter_len)]
     }
@@ -167,6 +168,7 @@ impl Delimited {
     /// first delimiter starts at `i`. `Err(p)`: none starts before `p`, and
     /// one may still start at `p` once more bytes arrive (`buf[p..]` is a
     /// proper prefix of the delimiter), or `p == buf.len()`.
+    #[inline]
     fn find(&self, buf: &[u8], from: usize) -> Result<usize, usize> {
         let delimiter = self.delimiter();
         let first = delimiter[0];
@@ -252,6 +254,7 @@ impl Delimited {
 }
 
 impl Framing for Delimited {
+    #[inline]
     fn decode(&mut self, buf: &[u8]) -> Result<Decode, FrameError> {
         if self.discarding {
             return Ok(self.discard(buf));

@@ -33,6 +33,7 @@ impl Fixed {
 }
 
 impl Framing for Fixed {
+    #[inline]
     fn decode(&mut self, buf: &[u8]) -> Result<Decode, FrameError> {
         if buf.len() < self.size {
             Ok(Decode::Incomplete {

@@ -199,6 +199,7 @@ fn frame_error(e: PacketError) -> FrameError {
 }
 
 impl Framing for PacketFraming {
+    #[inline]
     fn decode(&mut self, buf: &[u8]) -> Result<Decode, FrameError> {
         let total = match Packet::peek_len(buf, &self.limits) {
             Ok(Some(total)) => total,

@@ -58,6 +58,11 @@ impl RecvBuffer for SliceRecv<'_> {
     }
 
     #[inline]
+    fn take(&mut self, len: usize, payload: Range<usize>) -> &[u8] {
+        self.cut(len, payload)
+    }
+
+    #[inline]
     fn capacity(&self) -> usize {
         self.buf.len()
     }
@@ -264,6 +269,37 @@ impl<'a, F: Framing> BorrowedFramedStream<'a, F> {
     pub fn poll_event(&mut self) -> Result<Option<Event<&[u8]>>, StreamError> {
         let step = self.core.poll_step(&mut self.rx)?;
         Ok(step.into_event(|len, payload| self.rx.cut(len, payload)))
+    }
+
+    /// Every event available now, in order, each lent to `f`; returns how
+    /// many there were (0 when more input or the EOF is needed). The same
+    /// as calling [`poll_event`](Self::poll_event) until `Ok(None)`, but
+    /// runs of whole frames go through a tight loop that checks the
+    /// stream's state and updates its counters once, not per frame.
+    ///
+    /// Errors: as `poll_event`; the events before the error were delivered
+    /// to `f`.
+    ///
+    /// ```
+    /// use framewire::framing::Fixed;
+    /// use framewire::stream::{BorrowedFramedStream, Event};
+    ///
+    /// let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
+    /// let mut s = BorrowedFramedStream::new(Fixed::new(2), &mut rx, &mut tx);
+    /// s.handle_input(b"abcde")?;
+    /// let mut frames = Vec::new();
+    /// let n = s.drain_events_with(|e| {
+    ///     if let Event::Frame(f) = e {
+    ///         frames.push(f.to_vec());
+    ///     }
+    /// })?;
+    /// assert_eq!((n, frames), (2, vec![b"ab".to_vec(), b"cd".to_vec()]));
+    /// assert_eq!(s.buffered_len(), 1);
+    /// # Ok::<(), framewire::stream::StreamError>(())
+    /// ```
+    #[inline]
+    pub fn drain_events_with(&mut self, f: impl FnMut(Event<&[u8]>)) -> Result<usize, StreamError> {
+        self.core.drain_with(&mut self.rx, f)
     }
 
     /// The next frame, passing over [`Event::Skipped`] (counted in

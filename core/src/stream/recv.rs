@@ -30,6 +30,9 @@ pub(crate) trait RecvBuffer {
     fn filled(&self) -> &[u8];
     /// Drops `n <= filled().len()` bytes from the front.
     fn discard(&mut self, n: usize);
+    /// Consumes the frame `filled()[..len]` and lends its `payload` (a
+    /// range within it), which stays in place until the next mutating call.
+    fn take(&mut self, len: usize, payload: Range<usize>) -> &[u8];
     /// The most bytes `filled` may ever hold.
     fn capacity(&self) -> usize;
     /// Copies as much of `bytes` as fits under the capacity; returns how much.
@@ -274,6 +277,93 @@ impl<F: Framing> Core<F> {
             }
         }
         self.poll_step_slow(buf)
+    }
+
+    /// Every event available now, each handed to `f` as it is decoded;
+    /// returns how many. While the stream is open and not skipping, frames
+    /// are decoded in a tight loop (state checked once, frame counters
+    /// updated once per run); anything else the framing reports goes
+    /// through the same state machine as [`Core::poll_step`] (never decoded
+    /// twice: framings keep state between calls). On an error the events
+    /// before it were delivered and counted.
+    #[inline]
+    pub(crate) fn drain_with<B: RecvBuffer>(
+        &mut self,
+        buf: &mut B,
+        mut f: impl FnMut(Event<&[u8]>),
+    ) -> Result<usize, StreamError> {
+        let mut events = 0usize;
+        if matches!(self.phase, StreamState::Open) && self.skip_remaining == 0 {
+            let mut frames = 0usize;
+            loop {
+                let filled = buf.filled();
+                if filled.is_empty() {
+                    break;
+                }
+                let buffered = filled.len();
+                let decoded = match self.framing.decode(filled) {
+                    Ok(Decode::Frame { len, payload }) => {
+                        assert!(
+                            len > 0
+                                && len <= buffered
+                                && payload.start <= payload.end
+                                && payload.end <= len,
+                            "framing bug: Frame {{ len: {len}, payload: {payload:?} }} with {buffered} bytes buffered"
+                        );
+                        frames += 1;
+                        f(Event::Frame(buf.take(len, payload)));
+                        continue;
+                    }
+                    other => other,
+                };
+                // Count the run of frames first, so that they are counted
+                // whatever comes next.
+                self.count_frames(frames);
+                events += frames;
+                frames = 0;
+                match self.after_decode(buf, decoded, buffered, false)? {
+                    // Decode again: a `Skip` of a frame's rest.
+                    None => {}
+                    Some(Step::Nothing) => return Ok(events),
+                    Some(step) => {
+                        Self::deliver(buf, step, &mut f);
+                        events += 1;
+                    }
+                }
+                if self.skip_remaining > 0 {
+                    break;
+                }
+            }
+            self.count_frames(frames);
+            events += frames;
+        }
+        loop {
+            match self.poll_step(buf)? {
+                Step::Nothing => return Ok(events),
+                step => Self::deliver(buf, step, &mut f),
+            }
+            events += 1;
+        }
+    }
+
+    /// Counts `n` frames delivered by [`Core::drain_with`]'s fast loop.
+    #[inline]
+    fn count_frames(&mut self, n: usize) {
+        if n > 0 {
+            self.need = None;
+            self.stats.frames_received += n as u64;
+        }
+    }
+
+    /// Hands the event of `step` to `f`, lending a frame from `buf`.
+    #[inline]
+    fn deliver<B: RecvBuffer>(buf: &mut B, step: Step, f: &mut impl FnMut(Event<&[u8]>)) {
+        match step {
+            Step::Nothing => {}
+            Step::Frame { len, payload } => f(Event::Frame(buf.take(len, payload))),
+            Step::Skipped(o) => f(Event::Skipped(o)),
+            Step::Closed => f(Event::Closed),
+        }
     }
 
     /// The whole decode loop (see [`Core::poll_step`]).

@@ -131,6 +131,9 @@ trait Driver {
     fn input_zero_copy(&mut self, bytes: &[u8]) -> Result<usize, StreamError>;
     fn eof(&mut self) -> Result<(), StreamError>;
     fn next(&mut self) -> Result<Option<Rec>, StreamError>;
+    /// Through `drain_events_with`: every event available now.
+    fn next_all(&mut self, out: &mut Vec<Rec>) -> Result<usize, StreamError>;
+    fn counters(&self) -> Stats;
 }
 
 fn rec<T: AsRef<[u8]>>(e: Event<T>) -> Rec {
@@ -158,6 +161,12 @@ impl<F: Framing> Driver for BorrowedFramedStream<'_, F> {
     fn next(&mut self) -> Result<Option<Rec>, StreamError> {
         Ok(self.poll_event()?.map(rec))
     }
+    fn next_all(&mut self, out: &mut Vec<Rec>) -> Result<usize, StreamError> {
+        self.drain_events_with(|e| out.push(rec(e)))
+    }
+    fn counters(&self) -> Stats {
+        self.stats()
+    }
 }
 
 #[cfg(feature = "alloc")]
@@ -178,11 +187,30 @@ impl<F: Framing> Driver for FramedStream<F> {
     fn next(&mut self) -> Result<Option<Rec>, StreamError> {
         Ok(self.poll_event()?.map(rec))
     }
+    fn next_all(&mut self, out: &mut Vec<Rec>) -> Result<usize, StreamError> {
+        self.drain_events_with(|e| out.push(rec(e)))
+    }
+    fn counters(&self) -> Stats {
+        self.stats()
+    }
 }
 
 /// Polls until `Ok(None)` or an error; returns how many things came out and
 /// whether an error ended it.
-fn drain<D: Driver>(d: &mut D, out: &mut Vec<Rec>) -> (usize, bool) {
+fn drain<D: Driver>(d: &mut D, out: &mut Vec<Rec>, batch: bool) -> (usize, bool) {
+    if batch {
+        let before = out.len();
+        return match d.next_all(out) {
+            Ok(n) => {
+                assert_eq!(n, out.len() - before, "drain_events_with miscounted");
+                (n, false)
+            }
+            Err(e) => {
+                out.push(Rec::Err(e));
+                (out.len() - before, true)
+            }
+        };
+    }
     let mut n = 0;
     loop {
         match d.next() {
@@ -201,7 +229,13 @@ fn drain<D: Driver>(d: &mut D, out: &mut Vec<Rec>) -> (usize, bool) {
 
 /// The standard driver loop: offers `input` cut at `cuts`, re-offering what
 /// was refused after draining events, then the EOF. Stops at the first error.
-fn drive<D: Driver>(d: &mut D, input: &[u8], cuts: &[usize], zero_copy: bool) -> Vec<Rec> {
+fn drive<D: Driver>(
+    d: &mut D,
+    input: &[u8],
+    cuts: &[usize],
+    zero_copy: bool,
+    batch: bool,
+) -> Vec<Rec> {
     let mut out = Vec::new();
     let chunks = crate::testutil::split_at_cuts(input, cuts);
     for chunk in chunks {
@@ -220,7 +254,7 @@ fn drive<D: Driver>(d: &mut D, input: &[u8], cuts: &[usize], zero_copy: bool) ->
                 }
             };
             rest = &rest[taken..];
-            let (polled, failed) = drain(d, &mut out);
+            let (polled, failed) = drain(d, &mut out, batch);
             if failed {
                 return out;
             }
@@ -234,23 +268,41 @@ fn drive<D: Driver>(d: &mut D, input: &[u8], cuts: &[usize], zero_copy: bool) ->
         out.push(Rec::Err(e));
         return out;
     }
-    drain(d, &mut out);
+    drain(d, &mut out, batch);
     out
 }
 
-/// Runs `input` through both modes, both input paths, with a receive buffer
-/// of `cap` bytes, and asserts they all agree; returns the events.
+/// Runs `input` through both modes, both input paths and both ways of
+/// polling (`poll_event` one by one, `drain_events_with`), with a receive
+/// buffer of `cap` bytes, and asserts they all agree, counters included
+/// between the two ways of polling; returns the events.
 fn run_both<F: Framing + Clone>(framing: &F, cap: usize, input: &[u8], cuts: &[usize]) -> Vec<Rec> {
     let mut results = Vec::new();
     for zero_copy in [false, true] {
-        let mut rx = vec![0u8; cap];
-        let mut tx = [0u8; 16];
-        let mut b = BorrowedFramedStream::new(framing.clone(), &mut rx, &mut tx);
-        results.push(drive(&mut b, input, cuts, zero_copy));
-        #[cfg(feature = "alloc")]
-        {
-            let mut o = FramedStream::new(framing.clone()).with_max_buffered(cap);
-            results.push(drive(&mut o, input, cuts, zero_copy));
+        let mut borrowed_stats = Vec::new();
+        let mut owned_stats = Vec::new();
+        for batch in [false, true] {
+            let mut rx = vec![0u8; cap];
+            let mut tx = [0u8; 16];
+            let mut b = BorrowedFramedStream::new(framing.clone(), &mut rx, &mut tx);
+            results.push(drive(&mut b, input, cuts, zero_copy, batch));
+            borrowed_stats.push(b.counters());
+            #[cfg(feature = "alloc")]
+            {
+                let mut o = FramedStream::new(framing.clone()).with_max_buffered(cap);
+                results.push(drive(&mut o, input, cuts, zero_copy, batch));
+                owned_stats.push(o.counters());
+            }
+        }
+        assert_eq!(
+            borrowed_stats[0], borrowed_stats[1],
+            "counters, {input:?} cut at {cuts:?}"
+        );
+        if !owned_stats.is_empty() {
+            assert_eq!(
+                owned_stats[0], owned_stats[1],
+                "counters, {input:?} cut at {cuts:?}"
+            );
         }
     }
     for r in &results[1..] {
