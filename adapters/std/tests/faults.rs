@@ -676,3 +676,70 @@ fn packet_requests_after_erq_are_refused() {
         assert_eq!(server.end_cause(), Some(EndCause::EofPacket));
     });
 }
+
+/// A peer that floods requests the connection refuses itself and never
+/// reads, then resets: the refusals fill the socket and then the core's
+/// transmit queue, so the core stops taking input behind the next refusal.
+/// The reset must still end the waiting call (`Cancelled`) instead of
+/// leaving it to wait for transmit room that can never come (the core's
+/// `handle_transport_lost`; with `handle_eof` alone it waited forever:
+/// this test failed so before the reader called it).
+#[test]
+fn packet_reset_while_refusals_wait_for_room_ends_waiting_calls() {
+    with_deadline(|| {
+        let (client, server) = tcp_pair();
+        // Small socket buffers: the refusals fill them quickly.
+        rustix::net::sockopt::set_socket_send_buffer_size(client.as_fd(), 4096).unwrap();
+        rustix::net::sockopt::set_socket_recv_buffer_size(server.as_fd(), 4096).unwrap();
+        let conn = Builder::new()
+            .config(Config {
+                max_packet_len: 1024,
+                max_receive_buffer: 2048,
+                max_transmit_buffer: 64,
+                ..Config::default()
+            })
+            .start(client)
+            .unwrap();
+        let call = conn.submit(0, 0, &b"never answered"[..]).unwrap();
+        let mut raw = server;
+        // Requests on a channel nobody opened, until the connection stops
+        // taking them (the socket stays full).
+        let mut flood = Vec::new();
+        for tag in 0..4096u64 {
+            flood.extend(packet(&Packet::request(9, tag, 0, 0, b"").unwrap()));
+        }
+        raw.set_nonblocking(true).unwrap();
+        let mut written = 0usize;
+        let mut blocked = 0;
+        while blocked < 100 {
+            assert!(written < 64 << 20, "the connection never stopped reading");
+            match raw.write(&flood) {
+                Ok(n) => {
+                    written += n;
+                    blocked = 0;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    blocked += 1;
+                    thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(conn.stats().requests_refused > 0);
+        assert!(call.try_wait().is_none());
+        reset(raw);
+        let outcome = call
+            .wait_timeout(Duration::from_secs(30))
+            .expect("the waiting call never ended after the reset");
+        assert!(
+            matches!(outcome, Err(CallError::Cancelled { .. })),
+            "{outcome:?}"
+        );
+        assert!(conn.wait().is_err(), "not an orderly end");
+        assert!(
+            matches!(conn.end_cause(), Some(EndCause::Io(_))),
+            "{:?}",
+            conn.end_cause()
+        );
+    });
+}
