@@ -140,7 +140,7 @@
 //!
 //! | driver | thumbv7em (Cortex-M4F) | x86_64 |
 //! |---|---|---|
-//! | `FramedSocket<LengthPrefixed>` | 248 B (core stream 176, driver 72) | 320 B (240 + 80) |
+//! | `FramedSocket<LengthPrefixed>` | 248 B (core stream 176, driver 72) | 328 B (248 + 80) |
 //! | `PacketSocket<4, 4>` | 1 256 B (core connection 1 176, driver 80) | 1 400 B (1 312 + 88) |
 //! | `PacketSocket<8, 8>` | 1 640 B | 1 848 B |
 //! | `PacketSocket<16, 16>` | 2 408 B | 2 744 B |
