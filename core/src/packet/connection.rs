@@ -705,6 +705,15 @@ impl Connection {
         self.rx.len()
     }
 
+    /// Whether a whole received packet is held unprocessed for lack of room
+    /// (unpolled events, in-flight slots, transmit queue). It is handled,
+    /// and its events queued, by the next call that makes room (answering a
+    /// request, polling events, transmitting), not by more input: a driver
+    /// that waits for a response must not wait for the transport alone.
+    pub fn input_stalled(&self) -> bool {
+        self.stalled
+    }
+
     /// Peer tags remembered individually (see [`Config::max_remembered_tags`]).
     pub fn remembered_tags(&self) -> usize {
         self.remembered
