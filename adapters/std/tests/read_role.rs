@@ -405,6 +405,82 @@ fn a_reading_caller_blocked_by_backpressure_times_out_then_completes() {
 }
 
 #[test]
+fn a_response_held_back_behind_the_in_flight_limit_reaches_its_reading_caller() {
+    with_deadline(|| {
+        // Left runs one request at a time (held at a gate). Right answers
+        // left's type-1 call only after sending left two requests of its
+        // own, so left's core takes the first, holds the second and the
+        // response behind it (in-flight limit 1), and delivers the response
+        // when the worker answers the first: to a caller that must not be
+        // blocked in a read then (no more bytes come).
+        let gate = Arc::new(Gate::default());
+        let left = Builder::new()
+            .workers(1)
+            .config(Config {
+                max_inflight_inbound: 1,
+                ..Config::default()
+            })
+            .handler({
+                let gate = Arc::clone(&gate);
+                move |rq: Request| {
+                    gate.pass();
+                    rq.payload
+                }
+            });
+        let me: Arc<std::sync::OnceLock<std::sync::Weak<PacketConnection>>> = Arc::default();
+        let (sent, first_requests) = mpsc::channel();
+        let right = Builder::new().handler({
+            let me = Arc::clone(&me);
+            let sent = Mutex::new(sent);
+            move |rq: Request| -> Result<Bytes, String> {
+                if rq.rq_type != 1 {
+                    return Ok(rq.payload);
+                }
+                let conn = me
+                    .get()
+                    .and_then(std::sync::Weak::upgrade)
+                    .ok_or("no connection")?;
+                let calls: Vec<_> = (0..2u8)
+                    .map(|i| conn.submit(0, 0, vec![i]))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?;
+                sent.lock().unwrap().send(calls).unwrap();
+                Ok(rq.payload)
+            }
+        });
+        let (a, b) = UnixStream::pair().unwrap();
+        let (a, _reads) = Recorded::new(a, true);
+        let left = Arc::new(left.start(a).unwrap());
+        let right = Arc::new(right.start(b).unwrap());
+        me.set(Arc::downgrade(&right)).unwrap();
+        let opener = {
+            let (left, gate) = (Arc::clone(&left), Arc::clone(&gate));
+            thread::spawn(move || {
+                // The first request runs (and the rest is held back).
+                while left.stats().requests_received == 0 {
+                    thread::sleep(Duration::from_millis(2));
+                }
+                gate.open();
+            })
+        };
+        // A first call (answered plainly) so that the background reader
+        // has handed the role over and the next caller reads for itself.
+        assert_eq!(&left.call(0, 0, &b"warm"[..]).unwrap().payload[..], b"warm");
+        let r = left.call(1, 0, &b"held back"[..]).unwrap();
+        assert_eq!(&r.payload[..], b"held back");
+        opener.join().unwrap();
+        for calls in first_requests.try_iter() {
+            for (i, call) in (0..2u8).zip(calls) {
+                assert_eq!(&call.wait().unwrap().payload[..], &[i]);
+            }
+        }
+        assert_eq!(left.stats().requests_received, 2);
+        left.close().unwrap();
+        right.wait().unwrap();
+    });
+}
+
+#[test]
 fn a_reset_while_callers_read_ends_every_call() {
     with_deadline(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

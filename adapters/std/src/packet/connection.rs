@@ -440,6 +440,7 @@ impl fmt::Debug for Shared {
             .field("state", &st.conn.state())
             .field("pending_calls", &st.calls.len())
             .field("queued_requests", &st.jobs.len())
+            .field("reading", &st.read.describe())
             .field("end", &st.end)
             .field("finish", &st.finish)
             .finish_non_exhaustive()
@@ -581,6 +582,12 @@ impl Shared {
     /// Drains the core's events: responses to their callers, requests to the
     /// workers. Returns how many events there were.
     pub(super) fn dispatch(self: &Arc<Self>, st: &mut State) -> usize {
+        self.dispatch_for(st, false)
+    }
+
+    /// [`dispatch`](Self::dispatch) by a worker holding the read role, which
+    /// runs the first new request itself (`own_job`).
+    pub(super) fn dispatch_for(self: &Arc<Self>, st: &mut State, own_job: bool) -> usize {
         let mut count = 0;
         let mut new_jobs = false;
         while let Some(event) = st.conn.poll_event() {
@@ -647,7 +654,7 @@ impl Shared {
             }
         }
         if new_jobs {
-            self.start_workers(st);
+            self.start_workers(st, own_job);
         }
         self.notify_progress(st);
         count

@@ -8,9 +8,20 @@
 //! matching, failure responses, ERQ/EOF, the orderly close, limits — is the
 //! core's; this module only moves bytes, time and events:
 //!
-//! * a **reader thread** owns the read half: it feeds the core, routes
-//!   responses to their waiting callers, queues requests for the workers, and
-//!   stops reading while the core's limits say so (backpressure);
+//! * **reading** is done by one thread at a time, whichever holds the *read
+//!   role*: it feeds the core, routes responses to their waiting callers,
+//!   queues requests for the workers, and stops reading while the core's
+//!   limits say so (backpressure). A caller waiting for its response takes
+//!   the role itself when nobody else reads (with the stream's read timeout
+//!   set from its deadline, see [`Split::set_read_timeout`]), so a
+//!   synchronous round trip costs no thread switch beyond the transport's;
+//!   an idle worker reads the next request and runs it itself; the
+//!   background **reader thread** reads when nobody else does — it takes the
+//!   role once it has been free for [`READ_LINGER`] (at once when the
+//!   connection starts, closes or fails), so the peer's bytes never wait
+//!   longer than that unread. A caller that finds another thread reading
+//!   gets its response handed over (and is offered the role when that
+//!   thread stops);
 //! * **writes** are done by whichever thread changed the connection (a
 //!   caller, a worker), one at a time, everything queued in one write — no
 //!   `packet_grace` sleep. Output the reader causes (failure responses, ERQ,
@@ -25,16 +36,16 @@
 //!   a caller waiting for a response with a timeout wakes itself at its
 //!   deadline and tells the core.
 //!
-//! **Threads and memory** per connection: the reader; the writer (started
-//! at its first use); up to [`Builder::workers`] handler threads, started as
-//! requests arrive (none without a handler). Besides the core's buffers
+//! **Threads and memory** per connection: the background reader; the
+//! writer (started at its first use); up to [`Builder::workers`] handler
+//! threads, started as requests arrive (none without a handler). Besides the core's buffers
 //! (bounded by its [`Config`]), the read buffer ([`DEFAULT_READ_BUFFER`])
 //! and a write staging buffer (at most 256 KiB while writing, at most 64 KiB
 //! kept). All threads end when the connection does; dropping it joins the
 //! reader and writer.
 //!
-//! A handler may make calls on its own connection (the reader is
-//! independent of the workers), but must not `close` it: the close waits for
+//! A handler may make calls on its own connection (a calling worker reads
+//! like any caller), but must not `close` it: the close waits for
 //! the handler's own response and would only end at the close timeout.
 //!
 //! Differences from the original worth knowing: a call outstanding when the

@@ -18,7 +18,8 @@ use super::reading::Holder;
 
 impl Shared {
     /// New requests were queued: wake idle workers, start more if allowed.
-    pub(super) fn start_workers(self: &Arc<Self>, st: &mut State) {
+    /// `own_job`: the caller is a worker that will run the first request.
+    pub(super) fn start_workers(self: &Arc<Self>, st: &mut State, own_job: bool) {
         let Some(handler) = &self.handler else {
             // Unreachable in practice: without a handler the core refuses
             // every request itself.
@@ -26,7 +27,7 @@ impl Shared {
             return;
         };
         // A worker reading runs the first request itself (`worker_read`).
-        let own = usize::from(st.read.held_by(Holder::Worker));
+        let own = usize::from(own_job);
         for _ in 0..st.jobs.len().saturating_sub(own).min(st.idle_workers) {
             self.jobs_ready.notify_one();
         }

@@ -23,9 +23,18 @@
 //! background reader is not parked (it waits at most until the grace ends),
 //! so bytes from the peer never wait longer than [`READ_LINGER`] while no
 //! thread reads; a caller waiting for its response while another thread
-//! holds the role is offered the role when it is released; a holder only
-//! ever blocks in `read` (bounded by its deadline, if it has one) or waiting
-//! for the core's backpressure to ease, as the reader thread always did.
+//! holds the role is offered the role when it is released.
+//!
+//! A caller or worker blocks in `read` only when the next event it waits
+//! for can only come from new bytes: never while the core holds whole
+//! packets back for lack of room
+//! ([`input_stalled`](framewire::packet::Connection::input_stalled)), since
+//! whoever makes room (a worker answering, the writer) dispatches them, and
+//! they may be the very response or request it waits for. It then reserves
+//! the role for the background reader, which keeps the core's receive
+//! budget filled as the reader thread always did, and waits like any
+//! other thread; the background reader hands the role on once nothing is
+//! held back.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -107,6 +116,11 @@ pub(super) enum Turn {
     /// The core takes no more for now (its limits): bytes are kept for the
     /// next turn, after others made progress.
     Blocked,
+    /// Not read: the core holds whole packets back for lack of room (see
+    /// [`Connection::input_stalled`](framewire::packet::Connection::input_stalled));
+    /// whoever makes room will dispatch them, so only the background reader
+    /// blocks in a read now.
+    Stalled,
     /// Reading is over (the peer's stream ended, an I/O error, a failure).
     Ended,
 }
@@ -123,6 +137,11 @@ pub(super) enum Holder {
 pub(super) enum Role {
     /// Nobody reads: the next reader takes this.
     Free(Box<ReadSide>),
+    /// Nobody reads, and the background reader takes it at once: the core
+    /// holds packets back (a caller or worker must not block in a read
+    /// then: the packets may be its response or request, dispatched by
+    /// whoever makes room, while it waits for bytes that may never come).
+    Reserved(Box<ReadSide>),
     /// A thread reads.
     Held(Holder),
     /// Nothing more will be read.
@@ -158,10 +177,12 @@ impl ReadRole {
         }
     }
 
-    /// Takes the role for `holder` if it is free.
+    /// Takes the role for `holder` if it is free (reserved: only for the
+    /// background reader).
     pub(super) fn take(&mut self, holder: Holder) -> Option<Box<ReadSide>> {
         match std::mem::replace(&mut self.role, Role::Held(holder)) {
             Role::Free(side) => Some(side),
+            Role::Reserved(side) if holder == Holder::Background => Some(side),
             other => {
                 self.role = other;
                 None
@@ -169,16 +190,25 @@ impl ReadRole {
         }
     }
 
-    pub(super) fn is_free(&self) -> bool {
-        matches!(self.role, Role::Free(_))
+    /// Nobody holds the role (free or reserved).
+    fn is_unheld(&self) -> bool {
+        matches!(self.role, Role::Free(_) | Role::Reserved(_))
     }
 
     pub(super) fn is_done(&self) -> bool {
         matches!(self.role, Role::Done)
     }
 
-    pub(super) fn held_by(&self, holder: Holder) -> bool {
-        matches!(self.role, Role::Held(h) if h == holder)
+    /// Who reads, for `Debug`.
+    pub(super) fn describe(&self) -> &'static str {
+        match self.role {
+            Role::Free(_) => "nobody",
+            Role::Reserved(_) => "nobody (reserved for the background reader)",
+            Role::Held(Holder::Caller) => "a caller",
+            Role::Held(Holder::Worker) => "a worker",
+            Role::Held(Holder::Background) => "the background reader",
+            Role::Done => "nobody (reading ended)",
+        }
     }
 }
 
@@ -191,6 +221,7 @@ impl Shared {
         mut st: MutexGuard<'a, State>,
         rs: &mut ReadSide,
         until: Option<Instant>,
+        holder: Holder,
     ) -> (MutexGuard<'a, State>, Turn) {
         if st.read.is_done() {
             return (st, Turn::Ended);
@@ -198,6 +229,9 @@ impl Shared {
         if st.failed() {
             self.end_reading(&mut st, None);
             return (st, Turn::Ended);
+        }
+        if rs.start == rs.end && holder != Holder::Background && st.conn.input_stalled() {
+            return (st, Turn::Stalled);
         }
         if rs.start == rs.end {
             let timeout = match until {
@@ -255,7 +289,7 @@ impl Shared {
             if st.conn.poll_timeout().is_some_and(|d| d <= now) {
                 st.conn.handle_timeout(now);
             }
-            let events = self.dispatch(&mut st);
+            let events = self.dispatch_for(&mut st, holder == Holder::Worker);
             self.kick_writer(&mut st);
             if st.rx_over() {
                 self.end_reading(&mut st, None);
@@ -298,26 +332,39 @@ impl Shared {
 
     /// Gives the role back and offers it: to a caller waiting for its
     /// response, else (after a worker or the background reader) to an idle
-    /// worker; the background reader is woken to start its grace.
-    pub(super) fn release_read_role(&self, st: &mut State, rs: Box<ReadSide>, by: Holder) {
+    /// worker; the background reader is woken to start its grace. With
+    /// `stalled` (the core holds packets back) it is reserved for the
+    /// background reader instead, which takes it at once.
+    pub(super) fn release_read_role(
+        &self,
+        st: &mut State,
+        rs: Box<ReadSide>,
+        by: Holder,
+        stalled: bool,
+    ) {
         debug_assert!(matches!(st.read.role, Role::Held(_) | Role::Done));
         if st.read.is_done() {
             return;
         }
-        st.read.role = Role::Free(rs);
         st.read.released_at = Some(Instant::now());
+        if stalled {
+            st.read.role = Role::Reserved(rs);
+            self.reader_wake.notify_all();
+            return;
+        }
+        st.read.role = Role::Free(rs);
         self.offer_read_role(st, by);
     }
 
     /// Offers the free role to the next candidate (see
     /// [`release_read_role`](Self::release_read_role)).
     pub(super) fn offer_read_role(&self, st: &mut State, by: Holder) {
-        if !st.read.is_free() {
+        if !matches!(st.read.role, Role::Free(_)) {
             return;
         }
         while let Some(slot) = st.read.waiters.pop_front() {
             // A caller offered the role either takes it or passes the offer
-            // on when it leaves (`caller_read`).
+            // on (`caller_read`).
             if slot.offer() {
                 return;
             }
@@ -333,43 +380,53 @@ impl Shared {
     /// One turn of a caller waiting for `slot` until `wake`: it reads
     /// itself if the role is free, else waits for its outcome or the role.
     pub(super) fn caller_read(self: &Arc<Self>, slot: &Arc<Slot>, wake: Option<Instant>) {
+        let passed = || wake.is_some_and(|w| Instant::now() >= w);
         let mut st = self.lock();
-        if slot.is_done() {
-            return;
-        }
         let can_read = wake.is_none() || st.read.timeouts;
-        if can_read {
-            if let Some(mut rs) = st.read.take(Holder::Caller) {
-                loop {
-                    if slot.is_done() || wake.is_some_and(|w| Instant::now() >= w) {
-                        break;
-                    }
-                    let turn;
-                    (st, turn) = self.read_step(st, &mut rs, wake);
-                    match turn {
-                        Turn::Ended => break,
-                        Turn::Blocked => st = self.wait_progress(st, wake),
-                        Turn::Progress | Turn::Idle => {}
-                    }
-                }
-                self.release_read_role(&mut st, rs, Holder::Caller);
+        loop {
+            if slot.is_done() || passed() {
                 return;
             }
-        }
-        let registered = can_read && !st.read.is_done();
-        if registered {
+            if can_read {
+                if let Some(mut rs) = st.read.take(Holder::Caller) {
+                    let mut stalled = false;
+                    while !slot.is_done() && !passed() {
+                        let turn;
+                        (st, turn) = self.read_step(st, &mut rs, wake, Holder::Caller);
+                        match turn {
+                            Turn::Ended => break,
+                            Turn::Blocked | Turn::Stalled => {
+                                stalled = true;
+                                break;
+                            }
+                            Turn::Progress | Turn::Idle => {}
+                        }
+                    }
+                    self.release_read_role(&mut st, rs, Holder::Caller, stalled);
+                    if !stalled {
+                        return;
+                    }
+                    // The background reader reads now; wait as others do.
+                    continue;
+                }
+            }
+            if !can_read || st.read.is_done() {
+                // Others read (or nothing more will be): just wait.
+                drop(st);
+                slot.wait_for_outcome_or_offer(wake);
+                return;
+            }
             st.read.waiters.push_back(Arc::clone(slot));
             st.read.caller_waited = true;
-        }
-        drop(st);
-        slot.wait_for_outcome_or_offer(wake);
-        if registered {
-            let mut st = self.lock();
+            drop(st);
+            slot.wait_for_outcome_or_offer(wake);
+            st = self.lock();
             st.read.waiters.retain(|s| !Arc::ptr_eq(s, slot));
-            let offered = slot.take_offer();
-            // Offered but leaving (outcome in, or wake time passed): pass
-            // the role on. Otherwise the next turn takes it.
-            if offered && (slot.is_done() || wake.is_some_and(|w| Instant::now() >= w)) {
+            // An offer is settled here, under the lock: taken at the top of
+            // the loop if the role is still free, else (outcome in, or wake
+            // time passed) passed on, so the role is never left free with
+            // nobody told.
+            if slot.take_offer() && (slot.is_done() || passed()) {
                 self.offer_read_role(&mut st, Holder::Caller);
             }
         }
@@ -382,16 +439,20 @@ impl Shared {
         mut st: MutexGuard<'a, State>,
         mut rs: Box<ReadSide>,
     ) -> MutexGuard<'a, State> {
+        let mut stalled = false;
         while st.jobs.is_empty() && !st.finished() {
             let turn;
-            (st, turn) = self.read_step(st, &mut rs, None);
+            (st, turn) = self.read_step(st, &mut rs, None, Holder::Worker);
             match turn {
                 Turn::Ended => break,
-                Turn::Blocked if st.jobs.is_empty() => st = self.wait_progress(st, None),
-                _ => {}
+                Turn::Blocked | Turn::Stalled => {
+                    stalled = true;
+                    break;
+                }
+                Turn::Progress | Turn::Idle => {}
             }
         }
-        self.release_read_role(&mut st, rs, Holder::Worker);
+        self.release_read_role(&mut st, rs, Holder::Worker, stalled);
         st
     }
 }
@@ -401,7 +462,7 @@ impl Shared {
 pub(super) fn reader_loop(shared: &Arc<Shared>) {
     let mut st = shared.lock();
     while !st.read.is_done() {
-        if !st.read.is_free() {
+        if !st.read.is_unheld() {
             // Someone else reads: wait until the role is given back.
             st.read.reader_parked = true;
             st = shared
@@ -411,7 +472,8 @@ pub(super) fn reader_loop(shared: &Arc<Shared>) {
             st.read.reader_parked = false;
             continue;
         }
-        let hurry = st.failed() || st.close_deadline.is_some();
+        let hurry =
+            st.failed() || st.close_deadline.is_some() || matches!(st.read.role, Role::Reserved(_));
         if let Some(due) = st.read.released_at.and_then(|t| t.checked_add(READ_LINGER)) {
             let now = Instant::now();
             if !hurry && now < due {
@@ -429,24 +491,29 @@ pub(super) fn reader_loop(shared: &Arc<Shared>) {
         st.read.caller_waited = false;
         loop {
             let turn;
-            (st, turn) = shared.read_step(st, &mut rs, None);
-            if turn == Turn::Ended {
-                break;
+            (st, turn) = shared.read_step(st, &mut rs, None, Holder::Background);
+            match turn {
+                Turn::Ended => break,
+                // The core holds packets back: keep its budget filled (as
+                // much as it takes) until room is made, as the only
+                // thread that may block in a read meanwhile.
+                Turn::Blocked => {
+                    st = shared.wait_progress(st, None);
+                    continue;
+                }
+                _ if st.conn.input_stalled() => continue,
+                _ => {}
             }
             // Callers or workers read for themselves without a hand-over:
-            // leave the role to them. Under backpressure only to one
-            // that can take it now (else this thread waits for progress
-            // instead of coming back every grace period).
-            let takers = !st.read.waiters.is_empty() || st.idle_workers > 0;
-            if turn == Turn::Blocked {
-                if takers {
-                    break;
-                }
-                st = shared.wait_progress(st, None);
-            } else if takers || st.read.caller_waited || st.workers > 0 {
+            // leave the role to them.
+            if !st.read.waiters.is_empty()
+                || st.idle_workers > 0
+                || st.read.caller_waited
+                || st.workers > 0
+            {
                 break;
             }
         }
-        shared.release_read_role(&mut st, rs, Holder::Background);
+        shared.release_read_role(&mut st, rs, Holder::Background, false);
     }
 }
