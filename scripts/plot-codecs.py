@@ -37,7 +37,7 @@ PANELS = [
 ]
 
 FW_BYTES = "framewire FramedStream poll_event (Bytes)"
-FW_LEND = "framewire FramedStream poll_event_with (&[u8])"
+FW_LEND = "framewire FramedStream drain_events_with (&[u8])"
 MEMCPY = "memcpy of each chunk (reference)"
 
 BLUE, RED, GREEN, GREY = "#1f5fbf", "#d03a2a", "#2e9e44", "#777777"
@@ -45,7 +45,7 @@ BLUE, RED, GREEN, GREY = "#1f5fbf", "#d03a2a", "#2e9e44", "#777777"
 # Legend: (label, colour, dash)
 LEGEND = [
     ("framewire FramedStream, Bytes frames (poll_event)", BLUE, ""),
-    ("framewire FramedStream, frames lent as &[u8] (poll_event_with)", BLUE, "6,4"),
+    ("framewire FramedStream, frames lent as &[u8] (drain_events_with)", BLUE, "6,4"),
     ("tokio-util equivalent (named in the panel; dashed: LinesCodec)", RED, ""),
     ("bare hand-written splitter (length: slices; lines: memchr)", GREEN, "1,3"),
     ("memcpy of the same bytes (physical limit)", GREY, "2,3"),
