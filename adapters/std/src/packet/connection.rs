@@ -1,4 +1,4 @@
-//! The connection: its shared state, the reader and writer threads, and the
+//! The connection: its shared state, the writer thread, and the
 //! commands callers use.
 
 use std::collections::{HashMap, VecDeque};
@@ -35,7 +35,8 @@ pub const DEFAULT_MAX_INFLIGHT: usize = 64;
 /// may take before the transport is shut down.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Default size of the reader thread's buffer (one `read` at most).
+/// Default size of the read buffer (one `read` at most), used by whichever
+/// thread reads.
 pub const DEFAULT_READ_BUFFER: usize = 64 * 1024;
 
 /// The most bytes handed to one `write_all` (copied out of the core's queue
@@ -149,7 +150,7 @@ impl Builder {
         self
     }
 
-    /// The reader thread's buffer size (default [`DEFAULT_READ_BUFFER`]).
+    /// The read buffer's size (default [`DEFAULT_READ_BUFFER`]).
     /// Panics if `n` is 0.
     #[must_use]
     pub fn read_buffer(mut self, n: usize) -> Self {
@@ -158,9 +159,9 @@ impl Builder {
         self
     }
 
-    /// Starts a connection over `stream`: spawns its reader thread. Fails if
-    /// the configuration is invalid ([`io::ErrorKind::InvalidInput`]) or the
-    /// stream cannot be split.
+    /// Starts a connection over `stream`: spawns its background reader.
+    /// Fails if the configuration is invalid
+    /// ([`io::ErrorKind::InvalidInput`]) or the stream cannot be split.
     pub fn start<S: Split>(&self, stream: S) -> io::Result<PacketConnection> {
         let mut config = self.config;
         config.accept_requests = self.handler.is_some();
@@ -242,9 +243,10 @@ impl PacketConnection {
     /// timeout.
     ///
     /// The calling thread writes the request itself (unless another thread
-    /// is writing, which then carries it along), for the lowest latency. The
-    /// timeout covers waiting for the response, not a write held up by a
-    /// peer that does not read.
+    /// is writing, which then carries it along) and, unless another thread
+    /// is reading, reads the response itself, for the lowest latency (see
+    /// the [module docs](super)). The timeout covers waiting for the
+    /// response, not a write held up by a peer that does not read.
     pub fn call(
         &self,
         rq_type: u64,
@@ -881,7 +883,7 @@ impl Shared {
     }
 }
 
-/// The writer thread: writes what the reader thread caused to be queued.
+/// The writer thread: writes what reading caused to be queued.
 fn writer_loop(shared: &Arc<Shared>) {
     let mut st = shared.lock();
     while !st.finished() {

@@ -24,8 +24,8 @@
 //!   thread stops);
 //! * **writes** are done by whichever thread changed the connection (a
 //!   caller, a worker), one at a time, everything queued in one write — no
-//!   `packet_grace` sleep. Output the reader causes (failure responses, ERQ,
-//!   EOF) goes through a small writer thread so the reader never blocks on a
+//!   `packet_grace` sleep. Output reading causes (failure responses, ERQ,
+//!   EOF) goes through a small writer thread so a reader never blocks on a
 //!   write;
 //! * **handlers** run on a bounded pool of worker threads (default
 //!   [`DEFAULT_WORKERS`], like the original's `Later(4)`); requests waiting
