@@ -390,7 +390,7 @@ impl CodecCore {
         self.stream
             .drain_events_with(|event| {
                 if let Event::Frame(payload) = event {
-                    data.extend_from_slice(payload);
+                    append_payload(data, payload);
                     ends.push(data.len() as u32);
                 }
             })
@@ -792,5 +792,22 @@ impl RawCodec {
             let _ = Reflect::set(&o, &JsValue::from_str(k), &JsValue::from_f64(n(v)));
         }
         o
+    }
+}
+
+/// Payloads up to this long are appended by a byte loop (see
+/// [`append_payload`]).
+const SMALL_PAYLOAD: usize = 32;
+
+/// Appends `payload` to the packed output. Short payloads are copied by a
+/// loop the compiler unrolls: in wasm a `memory.copy` (what
+/// `extend_from_slice` becomes) has a fixed cost that dominates copies of a
+/// few bytes.
+#[inline]
+fn append_payload(data: &mut Vec<u8>, payload: &[u8]) {
+    if payload.len() <= SMALL_PAYLOAD {
+        data.extend(payload.iter().copied());
+    } else {
+        data.extend_from_slice(payload);
     }
 }
