@@ -710,7 +710,7 @@ impl<'a> Engine<'a> {
         // full in-flight table, are handled without waiting for room.
         self.transport = Transport::Lost;
         self.pump(t);
-        // Nothing queued, before or by that (ERQ, EOF), can be sent.
+        // Nothing queued before can be sent (nothing is queued from now on).
         self.tx.discard();
     }
 
@@ -738,12 +738,7 @@ impl<'a> Engine<'a> {
         now: Instant,
         timeout: Option<Duration>,
     ) -> Result<u64, SubmitError> {
-        if self.rx_end.is_some() {
-            return Err(SubmitError::PeerGone);
-        }
-        if self.send.erq_queued() {
-            return Err(SubmitError::RequestsEnded);
-        }
+        rules::submit_gate(self.transport, self.rx_end.is_some(), self.send)?;
         let Some(ci) = t.find_channel(channel) else {
             return Err(SubmitError::UnknownChannel { channel });
         };
@@ -779,7 +774,7 @@ impl<'a> Engine<'a> {
             });
         }
         t.chan(ci).set_next_tag(tag.checked_add(1));
-        self.tx.push(&packet);
+        self.queue(&packet);
         t.pending[slot] = Pending {
             channel,
             tag,
@@ -803,8 +798,9 @@ impl<'a> Engine<'a> {
                 max: self.limits.max_packet_len,
             });
         }
+        // After a loss there is nothing to make room for.
         let free = self.tx_room();
-        if len > free {
+        if len > free && self.transport.can_send() {
             return Err(RespondError::NoRoom {
                 required: len,
                 free,
@@ -815,8 +811,13 @@ impl<'a> Engine<'a> {
         if !s.unpolled {
             s.used = false;
         }
-        self.tx.push(packet);
-        self.stats.responses_sent += 1;
+        if self.transport.can_send() {
+            self.tx.push(packet);
+            self.stats.responses_sent += 1;
+        } else {
+            // The transport is lost: nobody will send it.
+            self.stats.requests_dropped += 1;
+        }
         self.maybe_send_eof(t);
         self.resume(t);
         Ok(())
@@ -826,7 +827,7 @@ impl<'a> Engine<'a> {
         if self.send == SendState::Open {
             self.send = SendState::RequestsEnded;
             // The reserve guarantees room.
-            self.tx.push(&ERQ);
+            self.queue(&ERQ);
         }
     }
 
@@ -1052,6 +1053,14 @@ impl<'a> Engine<'a> {
 
     // ----- internals -----
 
+    /// Queues `packet` (the caller checked that it fits), or drops it once
+    /// the transport is lost.
+    fn queue(&mut self, packet: &Packet<'_>) {
+        if self.transport.can_send() {
+            self.tx.push(packet);
+        }
+    }
+
     /// Gives every waiting request matching `pick` the final state `make`,
     /// with sequence numbers in the order of `key` (the alloc connection's
     /// order: `(deadline, channel, tag)` for timeouts, `(channel, tag)` for
@@ -1092,9 +1101,9 @@ impl<'a> Engine<'a> {
 
     fn maybe_send_eof(&mut self, t: &Tables<'_>) {
         if self.send == SendState::Closing && inflight_count(t.inflight) == 0 {
-            self.tx.push(&EOF);
+            self.queue(&EOF);
             self.send = SendState::EofQueued {
-                end: self.tx.queued_total,
+                end: rules::eof_end(self.transport, self.tx.queued_total),
             };
             self.check_closed();
         }
@@ -1296,7 +1305,7 @@ impl<'a> Engine<'a> {
         if refusal == rules::Refusal::TagInUse {
             self.stats.tags_reused += 1;
         }
-        self.tx.push(&packet);
+        self.queue(&packet);
         true
     }
 
@@ -1639,7 +1648,8 @@ impl<
     /// every byte is taken and ignored.
     ///
     /// Errors: [`InputError::Failed`] after a protocol error,
-    /// [`InputError::AfterTransportEof`] after [`handle_eof`](Self::handle_eof).
+    /// [`InputError::AfterTransportEof`] after [`handle_eof`](Self::handle_eof)
+    /// or [`handle_transport_lost`](Self::handle_transport_lost).
     pub fn handle_input(&mut self, data: &[u8]) -> Result<usize, InputError> {
         let (e, mut t) = self.split();
         e.handle_input(&mut t, data)
@@ -1654,17 +1664,32 @@ impl<
     }
 
     /// The transport is gone both ways (a reset, a dead link): what is
-    /// queued can never be sent and no more bytes will come. Drops the
-    /// queued output (and the ERQ/EOF the end of input queues; none of it
-    /// counts as sent, so `Closed`, which needs our EOF transmitted, does
-    /// not follow); from now on the refusals the connection would make
-    /// itself, and peer requests beyond the in-flight limit, are dropped
-    /// (counted in `requests_dropped`) instead of waiting for room, which
-    /// would never come. Buffered packets are still handled (responses are
-    /// delivered), then the receive side ends as with
-    /// [`handle_eof`](Self::handle_eof): waiting requests end with
-    /// `RequestCancelled`. A driver calls it instead of `handle_eof` when
-    /// the connection is lost, not merely half-closed. Idempotent.
+    /// queued can never be sent and no more bytes will come. A driver calls
+    /// it instead of `handle_eof` when the connection is lost, not merely
+    /// half-closed. May follow `handle_eof`. Idempotent. The same as the
+    /// alloc `Connection::handle_transport_lost`:
+    ///
+    /// * **Output**: the queued output is dropped (none of it counts as
+    ///   sent), and from now on **nothing is queued**:
+    ///   [`poll_transmit`](Self::poll_transmit) stays `None`.
+    ///   [`submit`](Self::submit) fails with [`SubmitError::PeerGone`]. An
+    ///   answer given through [`respond`](Self::respond) or
+    ///   [`reject`](Self::reject) to a request in flight is accepted (never
+    ///   `NoRoom`; the request is no longer in flight) and dropped, counted
+    ///   in `requests_dropped` instead of `responses_sent`.
+    ///   [`end_requests`](Self::end_requests) and [`close`](Self::close)
+    ///   still move the state on but their ERQ and EOF are dropped too.
+    /// * **Input**: buffered packets are still handled (responses and
+    ///   requests are delivered; events queued before the loss stay queued),
+    ///   without waiting for transmit room: the refusals the connection
+    ///   would make itself, and peer requests beyond the in-flight limit, are
+    ///   dropped (counted in `requests_dropped`). Then the receive side ends
+    ///   as with [`handle_eof`](Self::handle_eof): waiting requests end with
+    ///   `RequestCancelled`. If unpolled events hold packets back, this
+    ///   happens as they are polled.
+    /// * **Close**: `Closed` needs our EOF transmitted, so it follows a loss
+    ///   only if our EOF had been transmitted before it;
+    ///   [`state`](Self::state) otherwise stays `Closing`.
     pub fn handle_transport_lost(&mut self) {
         let (e, mut t) = self.split();
         e.handle_transport_lost(&mut t);
@@ -1685,7 +1710,7 @@ impl<
     /// `now`) or `RequestCancelled`.
     ///
     /// Checked in the alloc connection's order, nothing queued on error:
-    /// peer gone, ERQ sent, channel open, tag left, fields encodable,
+    /// peer gone or transport lost ([`SubmitError::PeerGone`]), ERQ sent, channel open, tag left, fields encodable,
     /// `MAX_PENDING`, packet length; then [`SubmitError::NoRoom`] if the
     /// packet does not fit in the transmit buffer now.
     ///
@@ -1708,6 +1733,9 @@ impl<
     /// Answers the peer's request `(channel, tag)`: `pflags = (flags << 1) |
     /// 1` and a copy of `payload`. On error nothing is queued and the request
     /// stays in flight ([`RespondError::NoRoom`]: transmit, then retry).
+    /// After [`handle_transport_lost`](Self::handle_transport_lost) the
+    /// answer is accepted but dropped, not queued (counted in
+    /// `requests_dropped`).
     pub fn respond(
         &mut self,
         channel: u64,
@@ -1727,6 +1755,7 @@ impl<
     /// Answers the peer's request `(channel, tag)` with a failure (`pflags =
     /// 0`, `reason` as the payload), e.g.
     /// [`reason::EXCEPTION_DURING_HANDLER`](super::reason::EXCEPTION_DURING_HANDLER).
+    /// After a loss it is dropped as [`respond`](Self::respond) says.
     pub fn reject(&mut self, channel: u64, tag: u64, reason: &str) -> Result<(), RespondError> {
         let (e, mut t) = self.split();
         let Some(slot) = t.find_inflight(channel, tag) else {
@@ -1751,6 +1780,7 @@ impl<
 
     /// Sends ERQ: we send no more requests (ours may still be answered, the
     /// peer's are still served). Idempotent; never fails (room is kept).
+    /// After a loss the ERQ is dropped, not queued.
     pub fn end_requests(&mut self) {
         self.engine.end_requests();
     }
@@ -1758,7 +1788,8 @@ impl<
     /// Begins the orderly close: ERQ (if not sent), the responses still owed
     /// as they are given, then EOF; new peer requests are refused
     /// meanwhile. `Closed` follows once our EOF is transmitted and the
-    /// peer's stream has ended. Idempotent.
+    /// peer's stream has ended. Idempotent. After a loss the ERQ and EOF are
+    /// dropped, not queued, and `Closed` does not follow.
     pub fn close(&mut self) {
         let (e, mut t) = self.split();
         e.close(&mut t);
@@ -1791,6 +1822,8 @@ impl<
 
     /// Every queued outbound byte, as one contiguous slice (`None` when
     /// nothing is queued). Should be polled after every input and command.
+    /// Always `None` after
+    /// [`handle_transport_lost`](Self::handle_transport_lost).
     #[must_use]
     pub fn poll_transmit(&self) -> Option<&[u8]> {
         let tx = &self.engine.tx;
@@ -1881,9 +1914,16 @@ impl<
         self.engine.send.erq_queued()
     }
 
-    /// Whether our EOF has been queued.
+    /// Whether our EOF has been queued. After a loss, whether it would have
+    /// been (it was dropped).
     pub fn eof_queued(&self) -> bool {
         self.engine.send.eof_queued()
+    }
+
+    /// Whether [`handle_transport_lost`](Self::handle_transport_lost) was
+    /// called: nothing is queued any more.
+    pub fn transport_lost(&self) -> bool {
+        self.engine.transport == Transport::Lost
     }
 
     /// Our requests waiting for a response.

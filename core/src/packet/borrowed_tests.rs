@@ -1357,25 +1357,151 @@ fn transport_lost_inside_a_packet_never_reports_closed() {
     assert_eq!(c.stats().bytes_sent, 5);
 }
 
-/// Requests in flight at the loss may still be answered (nothing fails),
-/// but a driver must not expect the answers to go anywhere; a second
-/// `handle_transport_lost` drops them.
+/// The twin of the alloc connection's test: after a loss nothing is
+/// queued; an answer to a request in flight is accepted and dropped
+/// (counted in `requests_dropped`, not `responses_sent`), even one that
+/// would not fit the transmit buffer; `end_requests` and `close` queue
+/// nothing; `submit` fails with `PeerGone`; `Closed` never follows.
 #[test]
-fn transport_lost_with_requests_in_flight() {
+fn respond_after_transport_lost_queues_nothing() {
+    let mut c = conn_with(1024, MIN_TRANSMIT_BUFFER + 40, |_| {});
+    feed(
+        &mut c,
+        &cat(&[&req(0, 2, 0, 0, b"q"), &req(0, 3, 0, 0, b"r")]),
+    );
+    assert_eq!(
+        events(&mut c),
+        vec![rq(0, 2, 0, 0, b"q"), rq(0, 3, 0, 0, b"r")]
+    );
+    let waiting = c.submit(0, 0, 0, b"w", T0, None).unwrap();
+    let sent = out(&mut c).len() as u64;
+    // Answered before the loss: queued (and counted), then dropped unsent.
+    c.respond(0, 2, 0, b"before").unwrap();
+    assert!(c.transmit_len() > 0);
+    // Before the loss an answer this long does not fit.
+    assert!(matches!(
+        c.respond(0, 3, 5, &[1; 200]),
+        Err(RespondError::NoRoom { .. })
+    ));
+    c.handle_transport_lost();
+    assert!(c.transport_lost());
+    assert_eq!(
+        events(&mut c),
+        vec![
+            Ev::PeerClosed(PeerCloseReason::TransportEof),
+            Ev::Cancelled(0, waiting)
+        ]
+    );
+    assert_eq!((c.transmit_len(), c.poll_transmit()), (0, None));
+    let before = *c.stats();
+    assert_eq!((before.responses_sent, before.requests_dropped), (1, 0));
+    // Answered after the loss: accepted, dropped, counted.
+    assert_eq!(c.respond(0, 3, 5, &[1; 200]), Ok(()));
+    assert_eq!(c.inflight_inbound(), 0);
+    assert!(!c.is_inflight(0, 3));
+    assert_eq!((c.transmit_len(), c.poll_transmit()), (0, None));
+    assert!(c.eof_queued(), "the last answer lets the close go on");
+    let stats = *c.stats();
+    assert_eq!(stats.responses_sent, 1);
+    assert_eq!(stats.requests_dropped, 1);
+    assert_eq!(stats.requests_received, 2);
+    assert_eq!(stats.bytes_sent, sent);
+    assert_eq!(
+        c.respond(0, 3, 0, b""),
+        Err(RespondError::NotInFlight { channel: 0, tag: 3 })
+    );
+    assert_eq!(
+        c.reject(0, 9, "x"),
+        Err(RespondError::NotInFlight { channel: 0, tag: 9 })
+    );
+    assert_eq!(c.submit(0, 0, 0, b"", T0, None), Err(SubmitError::PeerGone));
+    c.end_requests();
+    c.close();
+    assert_eq!((c.transmit_len(), c.poll_transmit()), (0, None));
+    c.advance_transmit(100);
+    let mut buf = [0u8; 16];
+    assert_eq!(c.fill_transmit(&mut buf), 0);
+    assert_eq!(c.stats().bytes_sent, sent);
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(c.state(), State::Closing);
+    c.handle_transport_lost();
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(*c.stats(), stats);
+}
+
+/// Events queued before the loss are still delivered, and packets held
+/// back behind unpolled events (here a full unknown-response queue) are
+/// handled as they are polled; meanwhile the receive side has not ended,
+/// yet `submit` already fails: nothing would be sent.
+#[test]
+fn transport_lost_while_events_hold_packets_back() {
     let mut c = conn();
-    feed(&mut c, &req(0, 2, 0, 0, b"q"));
-    assert_eq!(events(&mut c), vec![rq(0, 2, 0, 0, b"q")]);
+    let a = c.submit(0, 0, 0, b"a", T0, None).unwrap();
+    let w = c.submit(0, 0, 0, b"w", T0, None).unwrap();
+    let _ = out(&mut c);
+    let mut input = Vec::new();
+    for tag in 100..=100 + UNKNOWN_RESPONSE_QUEUE as u64 {
+        input.extend(resp(0, tag, true, 0, b""));
+    }
+    input.extend(req(0, 9, 0, 0, b"x"));
+    input.extend(resp(0, a, true, 0, b"A"));
+    feed(&mut c, &input);
+    assert!(c.receive_buffered() > 0, "parsing waits for the queue");
+    c.handle_transport_lost();
+    assert_eq!(c.state(), State::Open, "the receive side has not ended yet");
+    assert_eq!(
+        c.submit(0, 0, 0, b"late", T0, None),
+        Err(SubmitError::PeerGone)
+    );
+    assert_eq!((c.transmit_len(), c.pending_outbound()), (0, 2));
+    let mut expect: Vec<Ev> = (100..=100 + UNKNOWN_RESPONSE_QUEUE as u64)
+        .map(|tag| Ev::Unknown(0, tag))
+        .collect();
+    expect.extend([
+        rq(0, 9, 0, 0, b"x"),
+        rs(0, a, true, 0, b"A"),
+        Ev::PeerClosed(PeerCloseReason::TransportEof),
+        Ev::Cancelled(0, w),
+    ]);
+    assert_eq!(events(&mut c), expect);
+    // The request delivered after the loss is answered into the void.
+    c.respond(0, 9, 0, b"y").unwrap();
+    assert_eq!(c.transmit_len(), 0);
+    assert_eq!(c.stats().requests_dropped, 1);
+    assert_eq!(c.stats().responses_sent, 0);
+    assert_eq!(c.stats().requests_sent, 2);
+}
+
+/// `Closed` follows a loss only when our EOF had been transmitted before
+/// it; an ERQ and EOF the end of input makes after the loss are dropped,
+/// not counted as sent.
+#[test]
+fn closed_after_transport_lost_needs_eof_transmitted_before() {
+    let mut c = conn();
+    c.close();
+    assert_eq!(out(&mut c), hex("03 01 02 00  03 00 02 00"));
+    c.handle_transport_lost();
+    assert_eq!(
+        events(&mut c),
+        vec![Ev::PeerClosed(PeerCloseReason::TransportEof), Ev::Closed]
+    );
+    assert_eq!(c.state(), State::Closed);
+    let mut c = conn();
+    c.close();
+    c.advance_transmit(7);
     c.handle_transport_lost();
     assert_eq!(
         events(&mut c),
         vec![Ev::PeerClosed(PeerCloseReason::TransportEof)]
     );
-    assert_eq!(c.transmit_len(), 0);
-    assert_eq!(c.respond(0, 2, 0, b"r"), Ok(()));
-    assert_eq!(c.inflight_inbound(), 0);
-    assert!(c.eof_queued());
-    c.handle_transport_lost();
-    assert_eq!(c.transmit_len(), 0);
-    assert_eq!(events(&mut c), vec![]);
     assert_eq!(c.state(), State::Closing);
+    let mut c = conn();
+    let _ = c.submit(0, 0, 0, b"q", T0, None).unwrap();
+    let _ = out(&mut c);
+    c.handle_transport_lost();
+    let ev = events(&mut c);
+    assert!(!ev.contains(&Ev::Closed), "{ev:?}");
+    assert_eq!(c.state(), State::Closing);
+    assert!(c.eof_queued());
+    assert_eq!(c.transmit_len(), 0);
 }

@@ -286,24 +286,41 @@ impl Connection {
 
     /// The transport is gone both ways (a reset, a dead link, a failed
     /// write): what is queued can never be sent and no more bytes will come.
-    /// Drops the queued output (and the ERQ/EOF the end of input queues;
-    /// none of it counts as sent, so [`Event::Closed`], which needs our EOF
-    /// transmitted, does not follow); from now on the refusals the
-    /// connection would make itself, and peer requests beyond
-    /// [`Config::max_inflight_inbound`], are dropped (counted in
-    /// [`Stats::requests_dropped`]) instead of waiting for room, which would
-    /// never come. Buffered packets are still handled (responses are
-    /// delivered), then the receive side ends as with
-    /// [`handle_eof`](Self::handle_eof): waiting requests end with
-    /// [`Event::RequestCancelled`]. A driver calls it instead of
-    /// `handle_eof` when the connection is lost, not merely half-closed.
-    /// May follow `handle_eof`. Idempotent.
+    /// A driver calls it instead of `handle_eof` when the connection is
+    /// lost, not merely half-closed. May follow `handle_eof`. Idempotent.
+    ///
+    /// * **Output**: the queued output is dropped (none of it counts as
+    ///   sent), and from now on **nothing is queued**:
+    ///   [`poll_transmit`](Self::poll_transmit) stays `None` and
+    ///   [`transmit_len`](Self::transmit_len) 0. [`submit`](Self::submit)
+    ///   fails with [`SubmitError::PeerGone`]. An answer given through
+    ///   [`respond`](Self::respond) or [`reject`](Self::reject) to a request
+    ///   in flight is accepted (the request is no longer in flight; a handler
+    ///   cannot know the link died) and dropped, counted in
+    ///   [`Stats::requests_dropped`] instead of [`Stats::responses_sent`].
+    ///   [`end_requests`](Self::end_requests) and [`close`](Self::close)
+    ///   still move the state on ([`requests_ended`](Self::requests_ended),
+    ///   [`eof_queued`](Self::eof_queued)) but their ERQ and EOF are dropped
+    ///   too.
+    /// * **Input**: buffered packets are still handled (responses and
+    ///   requests are delivered; events queued before the loss stay queued),
+    ///   without waiting for transmit room: the refusals the connection would
+    ///   make itself, and peer requests beyond
+    ///   [`Config::max_inflight_inbound`], are dropped (counted in
+    ///   [`Stats::requests_dropped`]). Then the receive side ends as with
+    ///   [`handle_eof`](Self::handle_eof): waiting requests end with
+    ///   [`Event::RequestCancelled`]. If unpolled events hold packets back,
+    ///   this happens as they are polled.
+    /// * **Close**: [`Event::Closed`] needs our EOF transmitted, so it
+    ///   follows a loss only if our EOF had been transmitted (through
+    ///   `advance_transmit`) before it; [`state`](Self::state) otherwise
+    ///   stays [`State::Closing`].
     pub fn handle_transport_lost(&mut self) {
         // From here on the end of input, and the input stalled behind a
         // refusal or a full in-flight table, are handled without waiting.
         self.transport = Transport::Lost;
         self.pump();
-        // Nothing queued, before or by that (ERQ, EOF), can be sent.
+        // Nothing queued before can be sent (nothing is queued from now on).
         self.tx.discard();
     }
 
@@ -345,7 +362,9 @@ impl Connection {
     /// [`Config::copy_threshold`] are queued without copying.
     ///
     /// Checked in this order, nothing queued on error: the peer's stream has
-    /// not ended, we have not sent ERQ, the channel is open, a tag is left,
+    /// not ended and the transport is not lost
+    /// ([`handle_transport_lost`](Self::handle_transport_lost)), else
+    /// [`SubmitError::PeerGone`]; we have not sent ERQ, the channel is open, a tag is left,
     /// the fields encode, fewer than [`Config::max_pending_outbound`] are
     /// waiting, the transmit queue is under [`Config::max_transmit_buffer`],
     /// the packet fits [`Config::max_packet_len`].
@@ -358,12 +377,7 @@ impl Connection {
         now: Instant,
         timeout: Option<Duration>,
     ) -> Result<u64, SubmitError> {
-        if self.rx_end.is_some() {
-            return Err(SubmitError::PeerGone);
-        }
-        if self.send.erq_queued() {
-            return Err(SubmitError::RequestsEnded);
-        }
+        rules::submit_gate(self.transport, self.rx_end.is_some(), self.send)?;
         let Some(ch) = self.channels.get_mut(&channel) else {
             return Err(SubmitError::UnknownChannel { channel });
         };
@@ -405,6 +419,10 @@ impl Connection {
 
     /// Answers the peer's request `(channel, tag)` successfully: the
     /// response carries `pflags = (flags << 1) | 1` and `payload`.
+    ///
+    /// After [`handle_transport_lost`](Self::handle_transport_lost) an
+    /// answer is accepted but dropped, not queued (counted in
+    /// [`Stats::requests_dropped`]); the errors are the same.
     pub fn respond(
         &mut self,
         channel: u64,
@@ -423,7 +441,8 @@ impl Connection {
 
     /// Answers the peer's request `(channel, tag)` with a failure: `pflags =
     /// 0` and `reason` as the payload. The original's server sends
-    /// [`reason::EXCEPTION_DURING_HANDLER`] when its handler fails.
+    /// [`reason::EXCEPTION_DURING_HANDLER`] when its handler fails. After a
+    /// loss it is dropped as [`respond`](Self::respond) says.
     pub fn reject(&mut self, channel: u64, tag: u64, reason: &str) -> Result<(), RespondError> {
         if !self.is_inflight(channel, tag) {
             return Err(RespondError::NotInFlight { channel, tag });
@@ -495,8 +514,13 @@ impl Connection {
                 self.inflight -= 1;
             }
         }
-        self.queue_packet(packet, owned);
-        self.stats.responses_sent += 1;
+        if self.transport.can_send() {
+            self.queue_packet(packet, owned);
+            self.stats.responses_sent += 1;
+        } else {
+            // The transport is lost: nobody will send it.
+            self.stats.requests_dropped += 1;
+        }
         self.maybe_send_eof();
         self.resume();
         Ok(())
@@ -510,7 +534,8 @@ impl Connection {
     }
 
     /// Sends ERQ: we send no more requests. Our waiting requests may still be
-    /// answered; the peer's requests are still served. Idempotent.
+    /// answered; the peer's requests are still served. Idempotent. (After a
+    /// loss the ERQ is dropped, not queued.)
     pub fn end_requests(&mut self) {
         if self.send == SendState::Open {
             self.send = SendState::RequestsEnded;
@@ -522,7 +547,8 @@ impl Connection {
     /// requests still in flight as they are given, then EOF once none is
     /// left. New peer requests are refused meanwhile. [`Event::Closed`]
     /// follows when our EOF is transmitted and the peer's stream has ended.
-    /// Idempotent.
+    /// Idempotent. (After a loss the ERQ and EOF are dropped, not queued,
+    /// and `Closed` does not follow.)
     pub fn close(&mut self) {
         self.begin_close();
         self.pump();
@@ -565,7 +591,8 @@ impl Connection {
     /// payloads up to [`Config::copy_threshold`] are coalesced into one
     /// slice; a longer payload starts a new one (see
     /// [`transmit_chunks`](Self::transmit_chunks) to write them all at once).
-    /// Should be polled after every input and command.
+    /// Should be polled after every input and command. Always `None` after
+    /// [`handle_transport_lost`](Self::handle_transport_lost).
     #[must_use]
     pub fn poll_transmit(&self) -> Option<&[u8]> {
         self.tx.front()
@@ -661,9 +688,16 @@ impl Connection {
         self.send.erq_queued()
     }
 
-    /// Whether our EOF has been queued (nothing more will be queued).
+    /// Whether our EOF has been queued (nothing more will be queued). After
+    /// a loss, whether it would have been (it was dropped).
     pub fn eof_queued(&self) -> bool {
         self.send.eof_queued()
+    }
+
+    /// Whether [`handle_transport_lost`](Self::handle_transport_lost) was
+    /// called: nothing is queued any more.
+    pub fn transport_lost(&self) -> bool {
+        self.transport == Transport::Lost
     }
 
     /// Our requests waiting for a response.
@@ -732,7 +766,11 @@ impl Connection {
         self.events.push_back(event);
     }
 
+    /// Queues `packet`, or drops it once the transport is lost.
     fn queue_packet(&mut self, packet: &Packet<'_>, owned: Option<&Bytes>) {
+        if !self.transport.can_send() {
+            return;
+        }
         let mut header = [0u8; MAX_HEADER_LEN];
         let h = packet.encode_header(&mut header);
         self.tx.push_copied(&header[..h]);
@@ -756,7 +794,7 @@ impl Connection {
         if self.send == SendState::Closing && self.inflight == 0 {
             self.queue_packet(&EOF, None);
             self.send = SendState::EofQueued {
-                end: self.tx.queued_total(),
+                end: rules::eof_end(self.transport, self.tx.queued_total()),
             };
             self.check_closed();
         }

@@ -202,8 +202,11 @@ impl std::error::Error for InputError {}
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum SubmitError {
-    /// The peer's stream has ended (EOF, transport EOF or protocol error): no
-    /// response could ever arrive.
+    /// The peer's stream has ended (EOF, transport EOF or protocol error),
+    /// or the transport is lost
+    /// ([`Connection::handle_transport_lost`](super::Connection::handle_transport_lost),
+    /// even while packets received before the loss are still being handled):
+    /// no response could ever arrive.
     PeerGone,
     /// We sent ERQ ([`Connection::end_requests`](super::Connection::end_requests)
     /// or [`Connection::close`](super::Connection::close)).
@@ -263,7 +266,9 @@ impl From<FieldError> for SubmitError {
 impl fmt::Display for SubmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SubmitError::PeerGone => f.write_str("the peer's stream has ended"),
+            SubmitError::PeerGone => {
+                f.write_str("the peer's stream has ended or the transport is lost")
+            }
             SubmitError::RequestsEnded => f.write_str("this side has ended its requests"),
             SubmitError::UnknownChannel { channel } => write!(f, "channel {channel} is not open"),
             SubmitError::Field(e) => write!(f, "{e}"),
@@ -403,14 +408,21 @@ pub struct Stats {
     pub unknown_responses: u64,
     /// Requests we sent.
     pub requests_sent: u64,
-    /// Answers we queued through `respond` / `reject`.
+    /// Answers we queued through `respond` / `reject` (an answer queued
+    /// before a loss counts even if the loss dropped it unsent).
     pub responses_sent: u64,
     /// Peer requests the connection refused itself (every reason in
     /// [`reason`](super::reason) but the application's own rejections).
     pub requests_refused: u64,
     /// Of those, requests whose tag was in flight or used before.
     pub tags_reused: u64,
-    /// Peer requests dropped because our EOF had already been queued.
+    /// Peer requests that get no answer on the wire: dropped because our
+    /// EOF had already been queued, or because the transport was lost
+    /// (`handle_transport_lost`): the refusals the connection would have
+    /// made itself and the requests over the in-flight limit, handled after
+    /// the loss, and the answers given through `respond` / `reject` after
+    /// it (those requests were delivered, so they count in
+    /// `requests_received` too, not in `responses_sent`).
     pub requests_dropped: u64,
     /// Our requests ended by [`Event::RequestTimedOut`].
     pub timed_out: u64,

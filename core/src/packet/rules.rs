@@ -7,7 +7,7 @@
 //! they keep their bookkeeping; every decision that the peer can observe is
 //! made here (or in [`tags`](super::tags) and [`reason`](super::reason)).
 
-use super::event::{PeerCloseReason, ProtocolError};
+use super::event::{PeerCloseReason, ProtocolError, SubmitError};
 use super::reason;
 use super::wire::Packet;
 
@@ -52,8 +52,48 @@ pub(crate) enum Transport {
     /// `handle_eof`: no more bytes will come.
     Eof,
     /// `handle_transport_lost`: no more bytes either way; queued output is
-    /// dropped and nothing waits for transmit room.
+    /// dropped, nothing more is queued and nothing waits for transmit room.
     Lost,
+}
+
+impl Transport {
+    /// Whether output can still reach the peer. Once the transport is lost
+    /// nothing is queued any more: what a connection would send (answers,
+    /// refusals, ERQ, EOF) is dropped, and `submit` fails.
+    pub(crate) fn can_send(self) -> bool {
+        self != Transport::Lost
+    }
+}
+
+/// The first checks of every `submit`, in order: the peer's stream has
+/// ended or the transport is lost (no response could ever arrive, and after
+/// a loss nothing would be sent: [`SubmitError::PeerGone`]), then we sent
+/// ERQ ([`SubmitError::RequestsEnded`]).
+pub(crate) fn submit_gate(
+    transport: Transport,
+    rx_ended: bool,
+    send: SendState,
+) -> Result<(), SubmitError> {
+    if rx_ended || !transport.can_send() {
+        Err(SubmitError::PeerGone)
+    } else if send.erq_queued() {
+        Err(SubmitError::RequestsEnded)
+    } else {
+        Ok(())
+    }
+}
+
+/// The `end` of [`SendState::EofQueued`] for an EOF queued now, when the
+/// transmit queue's running total (the EOF included) is `queued_total`.
+/// After a loss the EOF is dropped, not queued: the end is then one the
+/// transmitted total never reaches, so `Closed` (which needs our EOF
+/// transmitted) does not follow.
+pub(crate) fn eof_end(transport: Transport, queued_total: u64) -> u64 {
+    if transport.can_send() {
+        queued_total
+    } else {
+        u64::MAX
+    }
 }
 
 /// How the peer's stream ended.
@@ -283,6 +323,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn submit_gate_order() {
+        use SendState::{Closing, Open, RequestsEnded};
+        use Transport::{Eof, Lost};
+        let gone = Err(SubmitError::PeerGone);
+        assert_eq!(submit_gate(Transport::Open, false, Open), Ok(()));
+        assert_eq!(submit_gate(Eof, false, Open), Ok(()));
+        // A loss fails a submit even before the receive side has ended
+        // (packets held back behind unpolled events).
+        assert_eq!(submit_gate(Lost, false, Open), gone);
+        assert_eq!(submit_gate(Lost, false, Closing), gone);
+        assert_eq!(submit_gate(Transport::Open, true, RequestsEnded), gone);
+        assert_eq!(
+            submit_gate(Transport::Open, false, RequestsEnded),
+            Err(SubmitError::RequestsEnded)
+        );
+        assert_eq!(eof_end(Transport::Open, 7), 7);
+        assert_eq!(eof_end(Eof, 7), 7);
+        assert_eq!(eof_end(Lost, 7), u64::MAX);
     }
 
     #[test]

@@ -35,6 +35,10 @@ fn fail(channel: u64, tag: u64, reason: &str) -> Vec<u8> {
     enc(&Packet::failure(channel, tag, reason))
 }
 
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
 fn conn() -> Connection {
     Connection::new(Config::default()).unwrap()
 }
@@ -1736,14 +1740,190 @@ fn transport_lost_inside_a_packet_never_reports_closed() {
     assert_eq!(c.state(), State::Closing);
 }
 
-/// Requests in flight at the loss may still be answered (nothing fails),
-/// but a driver must not expect the answers to go anywhere; a second
-/// `handle_transport_lost` drops them.
+/// After a loss nothing is queued: an answer to a request in flight is
+/// accepted and dropped (the request leaves the in-flight table, counted in
+/// `requests_dropped`, not in `responses_sent`), `end_requests` and `close`
+/// queue no ERQ or EOF, `poll_transmit` stays empty, `submit` fails with
+/// `PeerGone`, and `Closed` never follows.
 #[test]
-fn transport_lost_with_requests_in_flight() {
+fn respond_after_transport_lost_queues_nothing() {
+    let mut c = conn_with(|c| c.max_packet_len = 64);
+    feed(
+        &mut c,
+        &cat(&[&req(0, 2, 0, 0, b"q"), &req(0, 3, 0, 0, b"r")]),
+    );
+    assert_eq!(
+        events(&mut c),
+        vec![
+            request_event(0, 2, 0, 0, b"q"),
+            request_event(0, 3, 0, 0, b"r")
+        ]
+    );
+    let waiting = c.submit(0, 0, 0, &b"w"[..], T0, None).unwrap();
+    let sent = out(&mut c).len() as u64;
+    // Answered before the loss: queued (and counted), then dropped unsent.
+    c.respond(0, 2, 0, &b"before"[..]).unwrap();
+    assert!(c.transmit_len() > 0);
+    c.handle_transport_lost();
+    assert!(c.transport_lost());
+    assert_eq!(
+        events(&mut c),
+        vec![
+            Event::PeerClosed {
+                reason: PeerCloseReason::TransportEof
+            },
+            Event::RequestCancelled {
+                channel: 0,
+                tag: waiting
+            },
+        ]
+    );
+    assert_eq!((c.transmit_len(), c.poll_transmit()), (0, None));
+    let before = *c.stats();
+    assert_eq!((before.responses_sent, before.requests_dropped), (1, 0));
+    // Answered after the loss: accepted, dropped, counted.
+    assert_eq!(c.respond(0, 3, 5, &b"after"[..]), Ok(()));
+    assert_eq!(c.inflight_inbound(), 0);
+    assert!(!c.is_inflight(0, 3));
+    assert_eq!(c.transmit_len(), 0);
+    assert_eq!(c.poll_transmit(), None);
+    assert_eq!(c.transmit_chunks().count(), 0);
+    assert!(c.eof_queued(), "the last answer lets the close go on");
+    let stats = *c.stats();
+    assert_eq!(stats.responses_sent, 1);
+    assert_eq!(stats.requests_dropped, 1);
+    assert_eq!(stats.requests_received, 2);
+    assert_eq!(stats.bytes_sent, sent);
+    // The same errors as before the loss.
+    assert_eq!(
+        c.respond(0, 3, 0, &b""[..]),
+        Err(RespondError::NotInFlight { channel: 0, tag: 3 })
+    );
+    assert_eq!(
+        c.reject(0, 9, "x"),
+        Err(RespondError::NotInFlight { channel: 0, tag: 9 })
+    );
+    assert_eq!(
+        c.submit(0, 0, 0, &b""[..], T0, None),
+        Err(SubmitError::PeerGone)
+    );
+    c.end_requests();
+    c.close();
+    assert_eq!((c.transmit_len(), c.poll_transmit()), (0, None));
+    c.advance_transmit(100);
+    let mut buf = [0u8; 16];
+    assert_eq!(c.fill_transmit(&mut buf), 0);
+    assert_eq!(c.stats().bytes_sent, sent);
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(c.state(), State::Closing);
+    // Idempotent, and nothing left for a second loss to drop.
+    c.handle_transport_lost();
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(*c.stats(), stats);
+}
+
+/// After a loss, an answer over the packet limit still fails (the handler
+/// bug is reported, the request stays in flight), and `respond_or_fail`'s
+/// fallback failure is accepted and dropped like any answer.
+#[test]
+fn answers_after_transport_lost_keep_their_errors() {
+    let mut c = conn_with(|c| {
+        c.max_packet_len = 32;
+        c.max_receive_buffer = 64;
+    });
+    feed(&mut c, &req(0, 2, 0, 0, b""));
+    let _ = events(&mut c);
+    c.handle_transport_lost();
+    let _ = events(&mut c);
+    let long = Bytes::from(vec![7u8; 40]);
+    assert!(matches!(
+        c.respond(0, 2, 0, long.clone()),
+        Err(RespondError::PayloadTooLong { max: 32, .. })
+    ));
+    assert!(c.is_inflight(0, 2));
+    assert_eq!(c.stats().requests_dropped, 0);
+    assert!(matches!(
+        c.respond_or_fail(0, 2, 0, long),
+        Ok(Some(RespondError::PayloadTooLong { .. }))
+    ));
+    assert!(!c.is_inflight(0, 2));
+    assert_eq!(c.stats().requests_dropped, 1);
+    assert_eq!(c.stats().responses_sent, 0);
+    assert_eq!(c.transmit_len(), 0);
+}
+
+/// Events queued before the loss are still delivered, and packets held
+/// back behind unpolled events (the receive budget) are handled as they are
+/// polled; meanwhile the receive side has not ended, yet `submit` already
+/// fails: nothing would be sent.
+#[test]
+fn transport_lost_while_events_hold_packets_back() {
+    let mut c = conn_with(|c| {
+        c.max_packet_len = 64;
+        c.max_receive_buffer = 64;
+    });
+    let a = c.submit(0, 0, 0, &b"a"[..], T0, None).unwrap();
+    let b = c.submit(0, 0, 0, &b"b"[..], T0, None).unwrap();
+    let w = c.submit(0, 0, 0, &b"w"[..], T0, None).unwrap();
+    let _ = out(&mut c);
+    let input = cat(&[
+        &resp(0, a, true, 0, b"A"),
+        &req(0, 9, 0, 0, b"x"),
+        &resp(0, b, true, 0, b"B"),
+    ]);
+    feed(&mut c, &input);
+    // The first event takes the whole budget: the rest waits.
+    assert!(c.input_stalled());
+    c.handle_transport_lost();
+    assert_eq!(c.state(), State::Open, "the receive side has not ended yet");
+    assert_eq!(
+        c.submit(0, 0, 0, &b"late"[..], T0, None),
+        Err(SubmitError::PeerGone)
+    );
+    // `a`'s response is queued as an event; `b` and `w` still wait.
+    assert_eq!((c.transmit_len(), c.pending_outbound()), (0, 2));
+    assert_eq!(
+        events(&mut c),
+        vec![
+            response_event(0, a, true, 0, b"A"),
+            request_event(0, 9, 0, 0, b"x"),
+            response_event(0, b, true, 0, b"B"),
+            Event::PeerClosed {
+                reason: PeerCloseReason::TransportEof
+            },
+            Event::RequestCancelled { channel: 0, tag: w },
+        ]
+    );
+    // The request delivered after the loss is answered into the void.
+    c.respond(0, 9, 0, &b"y"[..]).unwrap();
+    assert_eq!(c.transmit_len(), 0);
+    assert_eq!(c.stats().requests_dropped, 1);
+    assert_eq!(c.stats().responses_sent, 0);
+    assert_eq!(c.stats().requests_sent, 3);
+}
+
+/// `Closed` follows a loss only when our EOF had been transmitted before
+/// it (the peer's stream then ends with the loss, as with `handle_eof`).
+#[test]
+fn closed_after_transport_lost_needs_eof_transmitted_before() {
     let mut c = conn();
-    feed(&mut c, &req(0, 2, 0, 0, b"q"));
-    assert_eq!(events(&mut c), vec![request_event(0, 2, 0, 0, b"q")]);
+    c.close();
+    assert_eq!(out(&mut c), hex("03 01 02 00  03 00 02 00"));
+    c.handle_transport_lost();
+    assert_eq!(
+        events(&mut c),
+        vec![
+            Event::PeerClosed {
+                reason: PeerCloseReason::TransportEof
+            },
+            Event::Closed
+        ]
+    );
+    assert_eq!(c.state(), State::Closed);
+    // Our EOF one byte short of transmitted: never Closed.
+    let mut c = conn();
+    c.close();
+    c.advance_transmit(7);
     c.handle_transport_lost();
     assert_eq!(
         events(&mut c),
@@ -1751,14 +1931,18 @@ fn transport_lost_with_requests_in_flight() {
             reason: PeerCloseReason::TransportEof
         }]
     );
-    assert_eq!(c.transmit_len(), 0);
-    assert_eq!(c.respond(0, 2, 0, &b"r"[..]), Ok(()));
-    assert_eq!(c.inflight_inbound(), 0);
-    assert!(c.eof_queued());
-    c.handle_transport_lost();
-    assert_eq!(c.transmit_len(), 0);
-    assert_eq!(events(&mut c), vec![]);
     assert_eq!(c.state(), State::Closing);
+    // Nothing was queued at the loss (everything sent): the ERQ and EOF the
+    // end of input makes are dropped, not counted as sent.
+    let mut c = conn();
+    let _ = c.submit(0, 0, 0, &b"q"[..], T0, None).unwrap();
+    let _ = out(&mut c);
+    c.handle_transport_lost();
+    let ev = events(&mut c);
+    assert!(!ev.contains(&Event::Closed), "{ev:?}");
+    assert_eq!(c.state(), State::Closing);
+    assert!(c.eof_queued());
+    assert_eq!(c.transmit_len(), 0);
 }
 
 /// In the pair harness: the server's link dies while the client's transmit
