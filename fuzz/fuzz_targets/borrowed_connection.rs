@@ -4,8 +4,9 @@
 //! operations: submit, respond, reject, answer everything in flight,
 //! abandon, `end_requests`, close, `open_channel`, partial writes, partial
 //! reads (any chunking; a full receive buffer takes fewer bytes and the rest
-//! is offered again), a write side shut (EOF), the clock advancing
-//! (`handle_timeout`), and hostile input: raw bytes, well-formed packets with
+//! is offered again), a write side shut (EOF), a transport lost
+//! (`handle_transport_lost`, at one end or both, possibly with events still
+//! unpolled), the clock advancing (`handle_timeout`), and hostile input: raw bytes, well-formed packets with
 //! chosen fields, floods of requests or responses with sparse tags, and
 //! replays of what the peer sent before. Every operation list runs twice:
 //! against a second `BorrowedConnection`, and against an alloc `Connection`
@@ -43,7 +44,14 @@
 //!   packet does not fit; the alloc peer stays within its `Config` the same
 //!   way `packet_connection` checks;
 //! * the counters (`stats`) agree with the requests, answers, events and
-//!   bytes seen.
+//!   bytes seen;
+//! * after a loss nothing is queued or transmitted (`submit` fails with
+//!   `PeerGone`; an answer is accepted, never `NoRoom`, counted in
+//!   `requests_dropped` and never reaches the peer), events queued before it
+//!   are still delivered, once the events are drained the receive side has
+//!   ended and no request waits, and `Closed` is reported exactly when our
+//!   EOF had been transmitted before the loss; the final drain then closes
+//!   the other end (unless lost too), and the lost end only if so.
 //!
 //! A shut write side drops what its end queues from then on, as a driver
 //! whose socket can no longer send must (`advance_transmit`): a
@@ -261,6 +269,16 @@ enum Op {
         who: Who,
         ok: bool,
     },
+    /// `who`'s transport is lost both ways (`handle_transport_lost`), after
+    /// reading up to `read` more bytes without polling (events queued at the
+    /// loss). What is on the link towards it is lost; the peer gets EOF once
+    /// its link drains and what it writes goes nowhere. With `both`, the
+    /// peer's transport is lost too (a reset seen at both ends).
+    Lose {
+        who: Who,
+        read: u16,
+        both: bool,
+    },
 }
 
 /// The operations run twice: A against a `BorrowedConnection` B, and A
@@ -298,6 +316,8 @@ trait Endpoint {
     fn open_channel(&mut self, channel: u64) -> Result<(), ChannelError>;
     fn handle_input(&mut self, data: &[u8]) -> Result<usize, InputError>;
     fn handle_eof(&mut self);
+    fn handle_transport_lost(&mut self);
+    fn transport_lost(&self) -> bool;
     fn handle_timeout(&mut self, now: Instant);
     fn poll_event(&mut self) -> Option<Event>;
     fn transmit_len(&self) -> usize;
@@ -362,6 +382,12 @@ impl Endpoint for Borrowed<'_> {
     }
     fn handle_eof(&mut self) {
         BorrowedConnection::handle_eof(self);
+    }
+    fn handle_transport_lost(&mut self) {
+        BorrowedConnection::handle_transport_lost(self);
+    }
+    fn transport_lost(&self) -> bool {
+        BorrowedConnection::transport_lost(self)
     }
     fn handle_timeout(&mut self, now: Instant) {
         BorrowedConnection::handle_timeout(self, now);
@@ -474,6 +500,12 @@ impl Endpoint for Connection {
     fn handle_eof(&mut self) {
         Connection::handle_eof(self);
     }
+    fn handle_transport_lost(&mut self) {
+        Connection::handle_transport_lost(self);
+    }
+    fn transport_lost(&self) -> bool {
+        Connection::transport_lost(self)
+    }
     fn handle_timeout(&mut self, now: Instant) {
         Connection::handle_timeout(self, now);
     }
@@ -484,6 +516,11 @@ impl Endpoint for Connection {
         Connection::transmit_len(self)
     }
     fn transmit_prefix(&self, n: usize, out: &mut Vec<u8>) {
+        assert_eq!(
+            self.poll_transmit().is_none(),
+            self.transmit_len() == 0,
+            "poll_transmit and transmit_len disagree"
+        );
         let mut left = n;
         for chunk in self.transmit_chunks() {
             let k = chunk.len().min(left);
@@ -610,6 +647,12 @@ struct End<'a> {
     /// This end's transport can no longer send (an op, or after `Closed`):
     /// its driver drops what is queued.
     write_shut: bool,
+    /// `handle_transport_lost` was called.
+    lost: bool,
+    /// At the loss: our EOF had been transmitted (so `Closed` must follow).
+    eof_sent_at_loss: bool,
+    /// Answers given after the loss (accepted and dropped).
+    dropped_answers: BTreeSet<(u64, u64)>,
     peer_erq_seen: bool,
     peer_end_seen: bool,
     closed_seen: bool,
@@ -645,6 +688,9 @@ impl<'a> End<'a> {
             eof_delivered: false,
             read_failed: false,
             write_shut: false,
+            lost: false,
+            eof_sent_at_loss: false,
+            dropped_answers: BTreeSet::new(),
             peer_erq_seen: false,
             peer_end_seen: false,
             closed_seen: false,
@@ -688,6 +734,29 @@ impl<'a> End<'a> {
             self.ended.get(&key)
         );
         assert!(self.ended.insert(key, how).is_none(), "{key:?} ended twice");
+    }
+
+    /// Records an answer the connection accepted (`before`: its stats before
+    /// the call): queued, or after a loss dropped and counted as dropped.
+    fn record_answer(&mut self, key: (u64, u64), answer: (bool, u64, Vec<u8>), before: &Stats) {
+        let after = self.conn.stats();
+        assert!(
+            !self.conn.is_inflight(key.0, key.1),
+            "{key:?} still in flight"
+        );
+        if self.lost {
+            assert_eq!(
+                (after.responses_sent, after.requests_dropped),
+                (before.responses_sent, before.requests_dropped + 1),
+                "answer to {key:?} after the loss: not counted as dropped"
+            );
+            assert_eq!(self.conn.transmit_len(), 0, "answer queued after the loss");
+            assert!(self.dropped_answers.insert(key));
+        } else {
+            assert_eq!(after.responses_sent, before.responses_sent + 1);
+            self.answered_since_low += answer.2.len() + 40;
+            self.answered.insert(key, answer);
+        }
     }
 
     /// Takes the first `n` queued bytes off the connection, records them,
@@ -863,6 +932,10 @@ impl<'a> World<'a> {
                 } => {
                     let key = (channel, tag);
                     me.end_request(key, Ended::Response);
+                    assert!(
+                        !peer.dropped_answers.contains(&key),
+                        "{who:?}: an answer the peer gave after its loss arrived for {key:?}"
+                    );
                     if !hostile {
                         if let Some((a_ok, a_flags, a_payload)) = peer.answered.get(&key) {
                             assert_eq!(
@@ -928,6 +1001,10 @@ impl<'a> World<'a> {
                     assert!(
                         me.wire_eof,
                         "{who:?}: Closed before its EOF was transmitted"
+                    );
+                    assert!(
+                        !me.lost || me.eof_sent_at_loss,
+                        "{who:?}: Closed after a loss with our EOF unsent"
                     );
                     me.closed_seen = true;
                     // A driver closes the transport: the peer gets EOF.
@@ -1039,6 +1116,23 @@ impl<'a> World<'a> {
             ),
             "{who:?}: stats (responses, timeouts, cancellations, unknown)"
         );
+        if me.lost {
+            // Every event is polled: whatever the loss left is handled.
+            assert_eq!(queued, 0, "{who:?}: {queued} bytes queued after the loss");
+            assert!(conn.transport_lost());
+            assert!(
+                me.peer_end_seen,
+                "{who:?}: the receive side did not end after the loss"
+            );
+            assert!(
+                me.pending.is_empty(),
+                "{who:?}: requests wait after the loss"
+            );
+            assert_eq!(
+                me.closed_seen, me.eof_sent_at_loss,
+                "{who:?}: Closed after the loss iff our EOF was transmitted before it"
+            );
+        }
         let earliest = me.pending.iter().filter_map(|k| me.sent[k].deadline).min();
         assert_eq!(conn.poll_timeout(), earliest, "{who:?}: poll_timeout");
         if let (Some(d), true) = (earliest, timers_run) {
@@ -1064,6 +1158,9 @@ impl<'a> World<'a> {
     fn read(&mut self, who: Who, n: usize) -> bool {
         let me = self.pair(who).0;
         let mut progress = false;
+        if me.lost {
+            return false;
+        }
         if !me.inbox.is_empty() && !me.read_failed && !me.eof_delivered {
             let piece: Vec<u8> = me.inbox.iter().take(n.max(1)).copied().collect();
             match me.conn.handle_input(&piece) {
@@ -1124,12 +1221,11 @@ impl<'a> World<'a> {
                 let i = usize::from(pick) % me.inflight.len();
                 let (ch, tag) = me.inflight[i];
                 let body = payload(len, flags);
+                let before = me.conn.stats();
                 match me.conn.respond(ch, tag, u64::from(flags), &body) {
                     Ok(()) => {
                         me.inflight.remove(i);
-                        me.answered_since_low += body.len() + 40;
-                        me.answered
-                            .insert((ch, tag), (true, u64::from(flags), body));
+                        me.record_answer((ch, tag), (true, u64::from(flags), body), &before);
                     }
                     Err(e) => {
                         assert!(
@@ -1142,6 +1238,7 @@ impl<'a> World<'a> {
                         if let RespondError::NoRoom { required, free } = e {
                             assert!(required > free, "{who:?}: {e:?}");
                             assert!(matches!(me.limits, Limits::Borrowed { .. }));
+                            assert!(!me.lost, "{who:?}: {e:?} after the loss");
                         }
                         assert!(me.conn.is_inflight(ch, tag));
                     }
@@ -1159,13 +1256,13 @@ impl<'a> World<'a> {
                 } else {
                     "x"
                 };
+                let before = me.conn.stats();
                 if me.conn.reject(ch, tag, text).is_ok() {
                     me.inflight.remove(i);
-                    me.answered_since_low += text.len() + 40;
-                    me.answered
-                        .insert((ch, tag), (false, 0, text.as_bytes().to_vec()));
+                    me.record_answer((ch, tag), (false, 0, text.as_bytes().to_vec()), &before);
                 } else {
                     assert!(me.conn.is_inflight(ch, tag));
+                    assert!(!me.lost, "{who:?}: a short rejection failed after the loss");
                 }
             }
             Op::Abandon { who, pick } => {
@@ -1270,18 +1367,19 @@ impl<'a> World<'a> {
             Op::AnswerAll { who, ok } => {
                 let me = self.pair(who).0;
                 while let Some(&(ch, tag)) = me.inflight.first() {
+                    let before = me.conn.stats();
                     let done = if ok {
                         me.conn.respond(ch, tag, 0, b"ok")
                     } else {
                         me.conn.reject(ch, tag, "no")
                     };
                     if done.is_err() {
+                        assert!(!me.lost, "{who:?}: answer failed after the loss: {done:?}");
                         break;
                     }
                     me.inflight.remove(0);
-                    me.answered_since_low += 42;
                     let answer = if ok { b"ok" } else { b"no" };
-                    me.answered.insert((ch, tag), (ok, 0, answer.to_vec()));
+                    me.record_answer((ch, tag), (ok, 0, answer.to_vec()), &before);
                 }
             }
             Op::Replay { who, from, len } => {
@@ -1295,7 +1393,64 @@ impl<'a> World<'a> {
                 let bytes = wire[from..to].to_vec();
                 self.inject(who, &bytes);
             }
+            Op::Lose { who, read, both } => {
+                if read > 0 {
+                    // Events queued and not polled when the loss comes.
+                    self.read(who, usize::from(read));
+                }
+                self.lose(who);
+                if both {
+                    self.lose(match who {
+                        Who::A => Who::B,
+                        Who::B => Who::A,
+                    });
+                }
+            }
         }
+    }
+
+    /// `who`'s transport is lost both ways.
+    fn lose(&mut self, who: Who) {
+        let (me, peer) = self.pair(who);
+        let before = me.conn.stats();
+        if me.lost {
+            // Idempotent.
+            me.conn.handle_transport_lost();
+            assert_eq!(
+                me.conn.stats(),
+                before,
+                "{who:?}: a second loss changed stats"
+            );
+            assert_eq!(me.conn.transmit_len(), 0);
+            return;
+        }
+        // EOF is the last thing queued: transmitted iff nothing is left,
+        // and then it is on the wire.
+        me.eof_sent_at_loss = me.conn.eof_queued() && me.conn.transmit_len() == 0;
+        assert_eq!(me.eof_sent_at_loss, me.wire_eof, "{who:?}: EOF sent?");
+        me.conn.handle_transport_lost();
+        assert!(me.conn.transport_lost());
+        assert_eq!(
+            me.conn.transmit_len(),
+            0,
+            "{who:?}: output kept after the loss"
+        );
+        let mut rest = Vec::new();
+        me.conn.transmit_prefix(0, &mut rest);
+        assert_eq!(me.conn.stats().bytes_sent, before.bytes_sent);
+        assert_eq!(
+            me.conn.handle_input(b"\x03"),
+            Err(InputError::AfterTransportEof)
+        );
+        me.lost = true;
+        // Nothing more comes in; what was on the way is gone.
+        me.inbox.clear();
+        me.eof_pending = true;
+        me.eof_delivered = true;
+        me.write_shut = true;
+        // The peer's link ends; whatever it writes goes nowhere.
+        peer.eof_pending = true;
+        peer.write_shut = true;
     }
 
     fn submit(
@@ -1317,14 +1472,22 @@ impl<'a> World<'a> {
         );
         let body = payload(len, rq_type ^ flags);
         let timeout = timeout.map(|t| Duration::from_millis(u64::from(t)));
-        match me.conn.submit(
+        let result = me.conn.submit(
             channel,
             u64::from(rq_type),
             u64::from(flags),
             &body,
             now,
             timeout,
-        ) {
+        );
+        if me.lost {
+            assert_eq!(
+                result,
+                Err(SubmitError::PeerGone),
+                "{who:?}: submit after the loss"
+            );
+        }
+        match result {
             Ok(tag) => {
                 assert_eq!(
                     Some(tag),
@@ -1403,13 +1566,12 @@ impl<'a> World<'a> {
             for who in [Who::A, Who::B] {
                 let me = self.pair(who).0;
                 for (ch, tag) in std::mem::take(&mut me.inflight) {
+                    let before = me.conn.stats();
                     if me.conn.reject(ch, tag, "x").is_ok() {
-                        me.answered.insert((ch, tag), (false, 0, b"x".to_vec()));
-                        me.answered_since_low += 41;
+                        me.record_answer((ch, tag), (false, 0, b"x".to_vec()), &before);
                         progress = true;
                     } else if me.conn.reject(ch, tag, "").is_ok() {
-                        me.answered.insert((ch, tag), (false, 0, Vec::new()));
-                        me.answered_since_low += 40;
+                        me.record_answer((ch, tag), (false, 0, Vec::new()), &before);
                         progress = true;
                     } else {
                         me.inflight.push((ch, tag));
@@ -1463,9 +1625,15 @@ impl<'a> World<'a> {
                 me.peer_end_seen,
                 "{who:?}: the peer's end was never reported"
             );
-            assert!(me.closed_seen, "{who:?}: never Closed");
             assert_eq!(me.conn.transmit_len(), 0, "{who:?}: bytes left queued");
-            me.check_wire_done(who);
+            if me.lost {
+                // Checked after every step: Closed iff our EOF went out
+                // before the loss; what was queued then never went out.
+                assert_eq!(me.closed_seen, me.eof_sent_at_loss);
+            } else {
+                assert!(me.closed_seen, "{who:?}: never Closed");
+                me.check_wire_done(who);
+            }
         }
     }
 }

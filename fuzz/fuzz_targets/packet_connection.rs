@@ -1,8 +1,10 @@
 //! Two packet `Connection`s joined by simulated links, driven by an
 //! `Arbitrary` sequence of operations: submit, respond, reject, abandon,
 //! `end_requests`, close, `open_channel`, partial writes, partial reads (any
-//! chunking), a write side shut (EOF), the clock advancing, and optionally
-//! raw hostile bytes injected into a link.
+//! chunking), a write side shut (EOF), a transport lost
+//! (`handle_transport_lost`, at one end or both, possibly with events still
+//! unpolled), the clock advancing, and optionally raw hostile bytes injected
+//! into a link.
 //!
 //! A model tracks every request and asserts after every step:
 //!
@@ -19,7 +21,13 @@
 //! * timeouts fire exactly at their deadlines and `poll_timeout` is the
 //!   earliest one;
 //! * pending requests, in-flight requests, buffered input and queued output
-//!   stay within their configured limits.
+//!   stay within their configured limits;
+//! * after a loss nothing is queued or transmitted (`submit` fails with
+//!   `PeerGone`; an answer is accepted, counted in `requests_dropped` and
+//!   never reaches the peer), events queued before it are still delivered,
+//!   once the events are drained the receive side has ended and no request
+//!   waits, and `Closed` is reported exactly when our EOF had been
+//!   transmitted before the loss.
 #![no_main]
 #![allow(clippy::struct_excessive_bools, clippy::single_match_else)]
 
@@ -27,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use arbitrary::Arbitrary;
 use framewire::packet::reason;
-use framewire::packet::{Config, Connection, Event, SubmitError};
+use framewire::packet::{Config, Connection, Event, InputError, State, Stats, SubmitError};
 use framewire::time::{Duration, Instant};
 use framewire::varint::VarintRules;
 use framewire_fuzz::refusal_text;
@@ -136,6 +144,16 @@ enum Op {
         who: Who,
         bytes: Vec<u8>,
     },
+    /// `who`'s transport is lost both ways (`handle_transport_lost`), after
+    /// reading up to `read` more bytes without polling (events queued at the
+    /// loss). What is on the link towards it is lost; the peer gets EOF once
+    /// its link drains and what it writes goes nowhere. With `both`, the
+    /// peer's transport is lost too (a reset seen at both ends).
+    Lose {
+        who: Who,
+        read: u16,
+        both: bool,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -181,6 +199,17 @@ struct End {
     read_failed: bool,
     /// This end's write side is shut (by an op, or after `Closed`).
     write_shut: bool,
+    /// What this end writes goes nowhere (its peer's transport was lost):
+    /// written out and dropped, as by a driver whose writes still succeed.
+    write_void: bool,
+    /// `handle_transport_lost` was called.
+    lost: bool,
+    /// At the loss: our EOF had been transmitted (so `Closed` must follow).
+    eof_sent_at_loss: bool,
+    /// At the loss: bytes transmitted (nothing more may be).
+    bytes_sent_at_loss: u64,
+    /// Answers given after the loss (accepted and dropped).
+    dropped_answers: BTreeSet<(u64, u64)>,
     shut_by_op: bool,
     peer_erq_seen: bool,
     peer_end_seen: bool,
@@ -206,6 +235,11 @@ impl End {
             eof_delivered: false,
             read_failed: false,
             write_shut: false,
+            write_void: false,
+            lost: false,
+            eof_sent_at_loss: false,
+            bytes_sent_at_loss: 0,
+            dropped_answers: BTreeSet::new(),
             shut_by_op: false,
             peer_erq_seen: false,
             peer_end_seen: false,
@@ -221,6 +255,29 @@ impl End {
             self.ended.get(&key)
         );
         assert!(self.ended.insert(key, how).is_none(), "{key:?} ended twice");
+    }
+
+    /// Records an answer the connection accepted (`before`: its stats before
+    /// the call): queued, or after a loss dropped and counted as dropped.
+    fn record_answer(&mut self, key: (u64, u64), answer: (bool, u64, Vec<u8>), before: &Stats) {
+        let after = *self.conn.stats();
+        assert!(
+            !self.conn.is_inflight(key.0, key.1),
+            "{key:?} still in flight"
+        );
+        if self.lost {
+            assert_eq!(
+                (after.responses_sent, after.requests_dropped),
+                (before.responses_sent, before.requests_dropped + 1),
+                "answer to {key:?} after the loss: not counted as dropped"
+            );
+            assert_eq!(self.conn.transmit_len(), 0, "answer queued after the loss");
+            assert!(self.dropped_answers.insert(key));
+        } else {
+            assert_eq!(after.responses_sent, before.responses_sent + 1);
+            self.answered_since_low += answer.2.len() + 40;
+            self.answered.insert(key, answer);
+        }
     }
 }
 
@@ -289,6 +346,10 @@ impl World {
                 } => {
                     let key = (channel, tag);
                     me.end_request(key, Ended::Response);
+                    assert!(
+                        !peer.dropped_answers.contains(&key),
+                        "{who:?}: an answer the peer gave after its loss arrived for {key:?}"
+                    );
                     if !hostile {
                         if let Some((a_ok, a_flags, a_payload)) = peer.answered.get(&key) {
                             assert_eq!(
@@ -350,6 +411,10 @@ impl World {
                 }
                 Event::Closed => {
                     assert!(me.peer_end_seen, "{who:?}: Closed before the peer's end");
+                    assert!(
+                        !me.lost || me.eof_sent_at_loss,
+                        "{who:?}: Closed after a loss with our EOF unsent"
+                    );
                     me.closed_seen = true;
                     // A driver closes the transport: the peer gets EOF.
                     me.write_shut = true;
@@ -401,6 +466,31 @@ impl World {
             c.max_transmit_buffer,
             me.answered_since_low
         );
+        if me.lost {
+            // Every event is polled: whatever the loss left is handled.
+            assert_eq!(queued, 0, "{who:?}: {queued} bytes queued after the loss");
+            assert!(me.conn.transport_lost());
+            assert_eq!(me.conn.stats().bytes_sent, me.bytes_sent_at_loss);
+            assert!(
+                me.peer_end_seen,
+                "{who:?}: the receive side did not end after the loss"
+            );
+            assert!(
+                me.pending.is_empty(),
+                "{who:?}: requests wait after the loss"
+            );
+            assert!(!me.conn.input_stalled());
+            assert_eq!(
+                me.closed_seen, me.eof_sent_at_loss,
+                "{who:?}: Closed after the loss iff our EOF was transmitted before it"
+            );
+            let state = if me.closed_seen {
+                State::Closed
+            } else {
+                State::Closing
+            };
+            assert_eq!(me.conn.state(), state);
+        }
         let earliest = me.pending.iter().filter_map(|k| me.sent[k].deadline).min();
         assert_eq!(me.conn.poll_timeout(), earliest, "{who:?}: poll_timeout");
         if let (Some(d), true) = (earliest, timers_run) {
@@ -420,7 +510,9 @@ impl World {
         let mut left = n;
         for chunk in me.conn.transmit_chunks() {
             let k = chunk.len().min(left);
-            peer.inbox.extend(&chunk[..k]);
+            if !me.write_void {
+                peer.inbox.extend(&chunk[..k]);
+            }
             left -= k;
             if left == 0 {
                 break;
@@ -437,6 +529,9 @@ impl World {
             Who::B => &mut self.b,
         };
         let mut progress = false;
+        if me.lost {
+            return false;
+        }
         if !me.inbox.is_empty() && !me.read_failed && !me.eof_delivered {
             let piece: Vec<u8> = me.inbox.iter().take(n.max(1)).copied().collect();
             match me.conn.handle_input(&piece) {
@@ -484,14 +579,22 @@ impl World {
                 );
                 let body = payload(len, rq_type ^ flags);
                 let timeout = timeout.map(|t| Duration::from_millis(u64::from(t)));
-                match me.conn.submit(
+                let result = me.conn.submit(
                     channel,
                     u64::from(rq_type),
                     u64::from(flags),
                     body.clone(),
                     now,
                     timeout,
-                ) {
+                );
+                if me.lost {
+                    assert_eq!(
+                        result,
+                        Err(SubmitError::PeerGone),
+                        "{who:?}: submit after the loss"
+                    );
+                }
+                match result {
                     Ok(tag) => {
                         assert_eq!(
                             Some(tag),
@@ -540,15 +643,14 @@ impl World {
                 let i = usize::from(pick) % me.inflight.len();
                 let (ch, tag) = me.inflight[i];
                 let body = payload(len, flags);
+                let before = *me.conn.stats();
                 if me
                     .conn
                     .respond(ch, tag, u64::from(flags), body.clone())
                     .is_ok()
                 {
                     me.inflight.remove(i);
-                    me.answered_since_low += body.len() + 40;
-                    me.answered
-                        .insert((ch, tag), (true, u64::from(flags), body));
+                    me.record_answer((ch, tag), (true, u64::from(flags), body), &before);
                 } else {
                     assert!(me.conn.is_inflight(ch, tag));
                 }
@@ -565,11 +667,10 @@ impl World {
                 } else {
                     "x"
                 };
+                let before = *me.conn.stats();
                 if me.conn.reject(ch, tag, text).is_ok() {
                     me.inflight.remove(i);
-                    me.answered_since_low += text.len() + 40;
-                    me.answered
-                        .insert((ch, tag), (false, 0, text.as_bytes().to_vec()));
+                    me.record_answer((ch, tag), (false, 0, text.as_bytes().to_vec()), &before);
                 }
             }
             Op::Abandon { who, pick } => {
@@ -624,7 +725,63 @@ impl World {
                     self.hostile = true;
                 }
             }
+            Op::Lose { who, read, both } => {
+                if read > 0 {
+                    // Events queued and not polled when the loss comes.
+                    self.read(who, usize::from(read));
+                }
+                self.lose(who);
+                if both {
+                    self.lose(match who {
+                        Who::A => Who::B,
+                        Who::B => Who::A,
+                    });
+                }
+            }
         }
+    }
+
+    /// `who`'s transport is lost both ways.
+    fn lose(&mut self, who: Who) {
+        let (me, peer) = self.pair(who);
+        let before = *me.conn.stats();
+        if me.lost {
+            // Idempotent.
+            me.conn.handle_transport_lost();
+            assert_eq!(
+                *me.conn.stats(),
+                before,
+                "{who:?}: a second loss changed stats"
+            );
+            assert_eq!(me.conn.transmit_len(), 0);
+            return;
+        }
+        // EOF is the last thing queued: transmitted iff nothing is left.
+        me.eof_sent_at_loss = me.conn.eof_queued() && me.conn.transmit_len() == 0;
+        assert!(!me.closed_seen || me.eof_sent_at_loss);
+        me.bytes_sent_at_loss = before.bytes_sent;
+        me.conn.handle_transport_lost();
+        assert!(me.conn.transport_lost());
+        assert_eq!(
+            me.conn.transmit_len(),
+            0,
+            "{who:?}: output kept after the loss"
+        );
+        assert_eq!(me.conn.poll_transmit(), None);
+        assert_eq!(me.conn.stats().bytes_sent, before.bytes_sent);
+        assert_eq!(
+            me.conn.handle_input(b"\x03"),
+            Err(InputError::AfterTransportEof)
+        );
+        me.lost = true;
+        // Nothing more comes in; what was on the way is gone.
+        me.inbox.clear();
+        me.eof_pending = true;
+        me.eof_delivered = true;
+        me.write_shut = true;
+        // The peer's link ends; whatever it writes goes nowhere.
+        peer.eof_pending = true;
+        peer.write_void = true;
     }
 
     fn settle(&mut self, timers_run: bool) {
@@ -645,9 +802,9 @@ impl World {
             for who in [Who::A, Who::B] {
                 let me = self.pair(who).0;
                 for (ch, tag) in std::mem::take(&mut me.inflight) {
+                    let before = *me.conn.stats();
                     if me.conn.reject(ch, tag, "x").is_ok() {
-                        me.answered.insert((ch, tag), (false, 0, b"x".to_vec()));
-                        me.answered_since_low += 41;
+                        me.record_answer((ch, tag), (false, 0, b"x".to_vec()), &before);
                         progress = true;
                     } else {
                         me.inflight.push((ch, tag));
