@@ -387,7 +387,8 @@ pub enum State {
     Open,
     /// Closing: [`Connection::close`](super::Connection::close) was called or
     /// the peer's stream ended; ERQ, owed responses and EOF are on their way
-    /// and/or the peer's EOF is awaited.
+    /// and/or the peer's EOF is awaited. A connection whose transport was
+    /// lost before its EOF went out stays here (its output was dropped).
     Closing,
     /// Our EOF has been transmitted and the peer's stream has ended.
     Closed,
