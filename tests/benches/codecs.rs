@@ -595,23 +595,36 @@ fn build(kind: Kind, size: usize) -> Wire {
 // Decoders
 // ---------------------------------------------------------------------------
 
-/// framewire `FramedStream`: `handle_input` each chunk, `poll_event` (frames
-/// are `Bytes` sharing the receive buffer).
-fn fw_bytes<F: Framing>(s: &mut FramedStream<F>, input: &[u8]) -> Count {
-    let mut t = Count::default();
+/// Feeds `input` to `s` through `handle_input` in 64 KiB chunks, offering
+/// what was refused again after `poll` has taken the frames out.
+#[inline]
+fn feed<F: Framing>(
+    s: &mut FramedStream<F>,
+    input: &[u8],
+    mut poll: impl FnMut(&mut FramedStream<F>),
+) {
     for chunk in input.chunks(CHUNK) {
         let mut off = 0;
         while off < chunk.len() {
             off += s.handle_input(&chunk[off..]).expect("valid input");
-            while let Some(event) = s.poll_event().expect("valid input") {
-                match event {
-                    Event::Frame(frame) => t.see(&frame),
-                    other => unreachable!("unexpected event {other:?}"),
-                }
-            }
+            poll(s);
         }
     }
     assert_eq!(s.buffered_len(), 0, "input ends on a frame boundary");
+}
+
+/// framewire `FramedStream`: `handle_input` each chunk, `poll_event` (frames
+/// are `Bytes` sharing the receive buffer).
+fn fw_bytes<F: Framing>(s: &mut FramedStream<F>, input: &[u8]) -> Count {
+    let mut t = Count::default();
+    feed(s, input, |s| {
+        while let Some(event) = s.poll_event().expect("valid input") {
+            match event {
+                Event::Frame(frame) => t.see(&frame),
+                other => unreachable!("unexpected event {other:?}"),
+            }
+        }
+    });
     t
 }
 
@@ -619,39 +632,31 @@ fn fw_bytes<F: Framing>(s: &mut FramedStream<F>, input: &[u8]) -> Count {
 /// (frames lent as `&[u8]`).
 fn fw_lend<F: Framing>(s: &mut FramedStream<F>, input: &[u8]) -> Count {
     let mut t = Count::default();
-    for chunk in input.chunks(CHUNK) {
-        let mut off = 0;
-        while off < chunk.len() {
-            off += s.handle_input(&chunk[off..]).expect("valid input");
-            while let Some(()) = s
-                .poll_event_with(|event| match event {
-                    Event::Frame(frame) => t.see(frame),
-                    other => unreachable!("unexpected event {other:?}"),
-                })
-                .expect("valid input")
-            {}
-        }
-    }
-    assert_eq!(s.buffered_len(), 0, "input ends on a frame boundary");
+    feed(s, input, |s| while let Some(()) = lend_one(s, &mut t) {});
     t
+}
+
+/// One `poll_event_with`, counting the lent frame.
+#[inline]
+fn lend_one<F: Framing>(s: &mut FramedStream<F>, t: &mut Count) -> Option<()> {
+    s.poll_event_with(|event| match event {
+        Event::Frame(frame) => t.see(frame),
+        other => unreachable!("unexpected event {other:?}"),
+    })
+    .expect("valid input")
 }
 
 /// framewire `FramedStream`: `handle_input` each chunk, then
 /// `drain_events_with` (every frame available, lent as `&[u8]`, in one call).
 fn fw_drain<F: Framing>(s: &mut FramedStream<F>, input: &[u8]) -> Count {
     let mut t = Count::default();
-    for chunk in input.chunks(CHUNK) {
-        let mut off = 0;
-        while off < chunk.len() {
-            off += s.handle_input(&chunk[off..]).expect("valid input");
-            s.drain_events_with(|event| match event {
-                Event::Frame(frame) => t.see(frame),
-                other => unreachable!("unexpected event {other:?}"),
-            })
-            .expect("valid input");
-        }
-    }
-    assert_eq!(s.buffered_len(), 0, "input ends on a frame boundary");
+    feed(s, input, |s| {
+        s.drain_events_with(|event| match event {
+            Event::Frame(frame) => t.see(frame),
+            other => unreachable!("unexpected event {other:?}"),
+        })
+        .expect("valid input");
+    });
     t
 }
 
@@ -669,13 +674,7 @@ fn fw_in_place<F: Framing>(s: &mut FramedStream<F>, input: &[u8]) -> Count {
             spare[..n].copy_from_slice(&chunk[off..off + n]);
             s.commit_received(n).expect("valid input");
             off += n;
-            while let Some(()) = s
-                .poll_event_with(|event| match event {
-                    Event::Frame(frame) => t.see(frame),
-                    other => unreachable!("unexpected event {other:?}"),
-                })
-                .expect("valid input")
-            {}
+            while let Some(()) = lend_one(s, &mut t) {}
         }
     }
     assert_eq!(s.buffered_len(), 0, "input ends on a frame boundary");
