@@ -303,13 +303,7 @@ impl<F: Framing> Core<F> {
                 let buffered = filled.len();
                 let decoded = match self.framing.decode(filled) {
                     Ok(Decode::Frame { len, payload }) => {
-                        assert!(
-                            len > 0
-                                && len <= buffered
-                                && payload.start <= payload.end
-                                && payload.end <= len,
-                            "framing bug: Frame {{ len: {len}, payload: {payload:?} }} with {buffered} bytes buffered"
-                        );
+                        check_frame(len, &payload, buffered);
                         frames += 1;
                         f(Event::Frame(buf.take(len, payload)));
                         continue;
@@ -419,10 +413,7 @@ impl<F: Framing> Core<F> {
     ) -> Result<Option<Step>, StreamError> {
         match decoded {
             Ok(Decode::Frame { len, payload }) => {
-                assert!(
-                    len > 0 && len <= buffered && payload.start <= payload.end && payload.end <= len,
-                    "framing bug: Frame {{ len: {len}, payload: {payload:?} }} with {buffered} bytes buffered"
-                );
+                check_frame(len, &payload, buffered);
                 self.need = None;
                 self.stats.frames_received += 1;
                 Ok(Some(Step::Frame { len, payload }))
@@ -464,4 +455,14 @@ impl<F: Framing> Core<F> {
             Err(e) => Err(self.fail(ProtocolError::Frame(e))),
         }
     }
+}
+
+/// Panics unless a `Frame { len, payload }` decoded from `buffered` bytes
+/// keeps the decode contract (a bug in the framing, never the peer's doing).
+#[inline]
+fn check_frame(len: usize, payload: &Range<usize>, buffered: usize) {
+    assert!(
+        len > 0 && len <= buffered && payload.start <= payload.end && payload.end <= len,
+        "framing bug: Frame {{ len: {len}, payload: {payload:?} }} with {buffered} bytes buffered"
+    );
 }
