@@ -20,7 +20,10 @@
 //!   joined, or (the `call_batch` contender) one `call_batch` of `W`; the anchor: tokio-util `Framed<TcpStream, LengthDelimitedCodec>`
 //!   (`feed` x W, `flush`, `next` x W) against a `FramedRead`/`FramedWrite`
 //!   echo (`send_all`, which flushes whenever its input runs dry). The
-//!   anchor does no request bookkeeping at all.
+//!   anchor does no request bookkeeping at all. The limit: a bare pipelined
+//!   echo, hand-framed on Tokio sockets (one `write_all` per window, one
+//!   `read_exact` of all the answers; the server writes back the whole
+//!   frames of each read); every contender is also shown as a share of it.
 //! * **Round trips**: one request at a time, each timed; median and p99.
 //!   The anchor: a bare Tokio TCP ping-pong of a 20-byte message
 //!   (`write_all`, `read_exact`).
@@ -113,6 +116,11 @@ enum Server {
     Framed,
     /// `read_exact` 20 bytes, `write_all` them back.
     BarePingPong,
+    /// The limit for pipelined windows: a hand-framed echo on bare Tokio
+    /// sockets. The server reads up to 64 KiB and writes back every whole
+    /// frame it holds in one `write_all`; the client writes each window as
+    /// one buffer and reads until every answer is in, checking each frame.
+    BareEcho,
     /// std blocking `read_exact` / `write_all`.
     StdPingPong,
     /// framewire-tokio `Builder::start` with an echo handler.
@@ -176,6 +184,7 @@ fn serve(kind: Server, listener: StdListener) {
                         sock.write_all(&buf).await.expect("echo write");
                     }
                 }
+                Server::BareEcho => bare_echo(sock).await,
                 Server::FwTokio | Server::FwTokioInline | Server::FwTokioBatch => {
                     use framewire_tokio::packet::{Builder, Reply, Request};
                     let builder = Builder::new().handler(|rq: Request| async move {
@@ -191,6 +200,37 @@ fn serve(kind: Server, listener: StdListener) {
             }
         }),
     }
+}
+
+/// The bare pipelined echo server: reads what has arrived, writes back the
+/// whole frames among it (`u32` BE length prefixes, parsed by hand) and keeps
+/// a partial frame's bytes for the next read.
+async fn bare_echo(mut sock: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut have = 0;
+    loop {
+        match sock.read(&mut buf[have..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => have += n,
+        }
+        let whole = whole_frames(&buf[..have]);
+        sock.write_all(&buf[..whole]).await.expect("echo write");
+        buf.copy_within(whole..have, 0);
+        have -= whole;
+    }
+}
+
+/// How many leading bytes of `buf` are whole length-prefixed frames.
+fn whole_frames(buf: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(head) = buf.get(at..at + 4) {
+        let len = u32::from_be_bytes(head.try_into().expect("4 bytes")) as usize;
+        if buf.len() - at - 4 < len {
+            break;
+        }
+        at += 4 + len;
+    }
+    at
 }
 
 /// A client: which implementation, and how it drives the echo.
@@ -316,6 +356,18 @@ async fn tokio_client(kind: Server, mode: Mode, addr: SocketAddr, plan: &Plan) -
                 check(&buf[4..]);
             })
         }
+        (Server::BareEcho, _) => {
+            let window: Vec<u8> = (0..w).flat_map(|_| message()).collect();
+            let mut back = vec![0u8; window.len()];
+            time_windows!(time, w, {
+                sock.write_all(&window).await.expect("write");
+                sock.read_exact(&mut back).await.expect("read");
+                for frame in back.chunks_exact(MSG) {
+                    assert_eq!(frame[..4], (PAYLOAD as u32).to_be_bytes(), "length");
+                    check(&frame[4..]);
+                }
+            })
+        }
         (Server::Framed, Mode::RoundTrips) => {
             let mut f = Framed::new(sock, LengthDelimitedCodec::new());
             time_round_trips!(n, {
@@ -425,6 +477,7 @@ fn name(kind: Server) -> &'static str {
     match kind {
         Server::Framed => "tokio-util Framed + LengthDelimitedCodec",
         Server::BarePingPong => "bare tokio TcpStream ping-pong",
+        Server::BareEcho => "bare tokio pipelined echo (hand-framed, the limit)",
         Server::StdPingPong => "bare std TcpStream ping-pong",
         Server::FwTokio => "framewire-tokio PacketConnection",
         Server::FwTokioInline => "framewire-tokio, inline_handlers",
@@ -440,6 +493,7 @@ fn name(kind: Server) -> &'static str {
 /// says otherwise.
 fn jobs(args: &[String]) -> Vec<(Mode, Server)> {
     let pipelined = [
+        Server::BareEcho,
         Server::Framed,
         Server::FwTokio,
         Server::FwTokioInline,
@@ -516,9 +570,12 @@ fn targets(
     for (p, (place, _)) in placements.iter().enumerate() {
         if let Some(framed) = find(p, Mode::Pipelined, Server::Framed) {
             for kind in [Server::FwTokio, Server::FwTokioInline, Server::FwTokioBatch] {
+                let Some(fw) = find(p, Mode::Pipelined, kind) else {
+                    continue;
+                };
                 target(
                     format!("{place}: pipelined, {} / tokio-util Framed", name(kind)),
-                    find(p, Mode::Pipelined, kind).map_or(0.0, |b| b.rate) / framed.rate,
+                    fw.rate / framed.rate,
                     2.0,
                     true,
                 );
@@ -647,6 +704,46 @@ fn python_run(kind: Server, mode: Mode, cpus: (usize, usize), plan: &Plan) -> Ru
     }
 }
 
+/// Every pipelined contender's rate as a share of the bare echo's (the
+/// limit of the transport for these windows), and where the 2x-`Framed`
+/// target lies against that limit.
+fn limit_shares(
+    placements: &[(&str, (usize, usize))],
+    jobs: &[(Mode, Server)],
+    find: &dyn Fn(usize, Mode, Server) -> Option<Best>,
+) {
+    let mut rows = Vec::new();
+    for (p, (place, _)) in placements.iter().enumerate() {
+        let Some(bare) = find(p, Mode::Pipelined, Server::BareEcho) else {
+            continue;
+        };
+        for &(mode, kind) in jobs {
+            if mode != Mode::Pipelined || kind == Server::BareEcho {
+                continue;
+            }
+            if let Some(b) = find(p, mode, kind) {
+                rows.push(format!(
+                    "| {place}: {} | {:.2}x |",
+                    name(kind),
+                    b.rate / bare.rate
+                ));
+            }
+        }
+        if let Some(framed) = find(p, Mode::Pipelined, Server::Framed) {
+            rows.push(format!(
+                "| {place}: the 2x-Framed target itself | {:.2}x |",
+                2.0 * framed.rate / bare.rate
+            ));
+        }
+    }
+    if !rows.is_empty() {
+        println!("\n| pipelined, share of the bare echo (no target) | ratio |\n|---|---:|");
+        for row in rows {
+            println!("{row}");
+        }
+    }
+}
+
 /// Side-by-side figures against cs.packetstream that have no DESIGN target
 /// (round trips; framewire-std pipelined).
 fn python_comparisons(
@@ -748,6 +845,7 @@ fn main() -> ExitCode {
     }
 
     let (total, misses) = targets(&placements, &find);
+    limit_shares(&placements, &jobs, &find);
     python_comparisons(&placements, &find);
     println!("\n{} of {total} targets met", total - misses);
     if strict && misses > 0 {

@@ -156,6 +156,36 @@ pub struct Connection {
     stats: Stats,
 }
 
+/// A packet with its header encoded once, for both the length check and
+/// the transmit queue.
+struct Encoded<'p> {
+    header: [u8; MAX_HEADER_LEN],
+    header_len: usize,
+    payload: &'p [u8],
+}
+
+impl<'p> Encoded<'p> {
+    fn new(packet: &Packet<'p>) -> Self {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let header_len = packet.encode_header(&mut header);
+        debug_assert_eq!(header_len + packet.payload().len(), packet.encoded_len());
+        Encoded {
+            header,
+            header_len,
+            payload: packet.payload(),
+        }
+    }
+
+    fn header(&self) -> &[u8] {
+        &self.header[..self.header_len]
+    }
+
+    /// The whole packet's length ([`Packet::encoded_len`]).
+    fn len(&self) -> usize {
+        self.header_len.saturating_add(self.payload.len())
+    }
+}
+
 #[derive(Debug)]
 struct Channel {
     /// Our next tag; `None` once `u64::MAX` was used.
@@ -397,7 +427,8 @@ impl Connection {
                 max: self.config.max_transmit_buffer,
             });
         }
-        let len = packet.encoded_len();
+        let encoded = Encoded::new(&packet);
+        let len = encoded.len();
         if len > self.config.max_packet_len {
             return Err(SubmitError::PayloadTooLong {
                 len,
@@ -412,7 +443,7 @@ impl Connection {
             self.deadlines.push(Reverse((d, channel, tag)));
             self.timed += 1;
         }
-        self.queue_packet(&packet, Some(&payload));
+        self.queue_encoded(&encoded, Some(&payload));
         self.stats.requests_sent += 1;
         Ok(tag)
     }
@@ -502,7 +533,8 @@ impl Connection {
     }
 
     fn answer(&mut self, packet: &Packet<'_>, owned: Option<&Bytes>) -> Result<(), RespondError> {
-        let len = packet.encoded_len();
+        let encoded = Encoded::new(packet);
+        let len = encoded.len();
         if len > self.config.max_packet_len {
             return Err(RespondError::PayloadTooLong {
                 len,
@@ -515,7 +547,7 @@ impl Connection {
             }
         }
         if self.transport.can_send() {
-            self.queue_packet(packet, owned);
+            self.queue_encoded(&encoded, owned);
             self.stats.responses_sent += 1;
         } else {
             // The transport is lost: nobody will send it.
@@ -768,17 +800,24 @@ impl Connection {
 
     /// Queues `packet`, or drops it once the transport is lost.
     fn queue_packet(&mut self, packet: &Packet<'_>, owned: Option<&Bytes>) {
+        self.queue_encoded(&Encoded::new(packet), owned);
+    }
+
+    /// Queues an encoded packet, or drops it once the transport is lost.
+    /// `owned` is the payload as `Bytes`, if the caller gave it so: one over
+    /// the copy threshold is queued without copying.
+    fn queue_encoded(&mut self, packet: &Encoded<'_>, owned: Option<&Bytes>) {
         if !self.transport.can_send() {
             return;
         }
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let h = packet.encode_header(&mut header);
-        self.tx.push_copied(&header[..h]);
         match owned {
             Some(bytes) if bytes.len() > self.config.copy_threshold => {
+                self.tx.push_copied(packet.header());
                 self.tx.push_shared(bytes.clone());
             }
-            _ => self.tx.push_copied(packet.payload()),
+            _ => self
+                .tx
+                .push_copied_parts(&[packet.header(), packet.payload]),
         }
     }
 

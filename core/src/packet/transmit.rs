@@ -59,24 +59,39 @@ impl TransmitQueue {
 
     /// Copies `bytes` to the end of the queue.
     pub(crate) fn push_copied(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
+        self.push_copied_parts(&[bytes]);
+    }
+
+    /// Copies each of `parts` to the end of the queue, in order (a packet's
+    /// header and a short payload in one step).
+    pub(crate) fn push_copied_parts(&mut self, parts: &[&[u8]]) {
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        if n == 0 {
             return;
         }
-        self.len += bytes.len();
-        self.queued_total += bytes.len() as u64;
+        self.len += n;
+        self.queued_total += n as u64;
         let single = self.chunks.len() == 1;
-        if let Some(Chunk::Copied(v)) = self.chunks.back_mut() {
-            // Reclaim the sent part of a lone front buffer before growing it.
-            if single && self.head > 0 && self.head >= v.len() / 2 {
-                v.drain(..self.head);
-                self.head = 0;
+        match self.chunks.back_mut() {
+            Some(Chunk::Copied(v)) => {
+                // Reclaim the sent part of a lone front buffer before growing it.
+                if single && self.head > 0 && self.head >= v.len() / 2 {
+                    v.drain(..self.head);
+                    self.head = 0;
+                }
             }
-            v.extend_from_slice(bytes);
-            return;
+            _ => {
+                let spare = core::mem::take(&mut self.spare);
+                self.chunks.push_back(Chunk::Copied(spare));
+            }
         }
-        let mut v = core::mem::take(&mut self.spare);
-        v.extend_from_slice(bytes);
-        self.chunks.push_back(Chunk::Copied(v));
+        let Some(Chunk::Copied(buf)) = self.chunks.back_mut() else {
+            unreachable!("the back chunk is a copy buffer");
+        };
+        buf.reserve(n);
+        for part in parts {
+            buf.extend_from_slice(part);
+        }
     }
 
     /// Queues `bytes` as its own chunk, without copying.
@@ -199,6 +214,19 @@ mod tests {
         assert_eq!(q.front(), Some(&b"abcd"[..]));
         assert_eq!(drain(&q), b"abcdLARGEef");
         assert_eq!(q.len(), 11);
+    }
+
+    #[test]
+    fn parts_are_copied_in_order_and_empty_parts_add_nothing() {
+        let mut q = TransmitQueue::default();
+        q.push_copied_parts(&[b"", b""]);
+        assert_eq!((q.chunks().len(), q.len()), (0, 0));
+        q.push_copied_parts(&[b"ab", b"", b"cd"]);
+        q.push_shared(Bytes::from_static(b"LARGE"));
+        q.push_copied_parts(&[b"e", b"f"]);
+        assert_eq!(q.chunks().len(), 3);
+        assert_eq!(drain(&q), b"abcdLARGEef");
+        assert_eq!((q.len(), q.queued_total()), (11, 11));
     }
 
     #[test]

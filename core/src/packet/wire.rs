@@ -393,12 +393,13 @@ impl<'a> Packet<'a> {
 
     /// Exactly the [`EOF`] marker.
     pub fn is_eof(&self) -> bool {
-        *self == EOF
+        // Every other packet fails the first test: no whole comparison.
+        self.rq_type_wire == Some(0) && *self == EOF
     }
 
     /// Exactly the [`ERQ`] marker.
     pub fn is_erq(&self) -> bool {
-        *self == ERQ
+        self.rq_type_wire == Some(0) && *self == ERQ
     }
 
     /// A request with wire type 0 that is not exactly [`EOF`] or [`ERQ`]
