@@ -32,6 +32,8 @@
 //! its limit, and that every payload the framing can encode decodes back to
 //! itself.
 
+pub mod connection;
+
 use arbitrary::Unstructured;
 use framewire::framing::{Decode, FrameError, Framing, Oversize};
 use framewire::packet::reason;
@@ -552,10 +554,20 @@ pub fn check_encode<F: Framing + Clone>(fresh: &F, payload: &[u8]) {
     assert_eq!(run, split);
 }
 
+/// A failure text a connection sends by itself (see [`refusal`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The text is `channel C: tag already in use: N`.
+    pub tag_in_use: bool,
+    /// The text is cut to the packet limit (not whole).
+    pub cut: bool,
+}
+
 /// Whether `payload` is a failure text a connection with packet limit `max`
-/// sends by itself for `(channel, tag)`: whole, or cut to the longest prefix
-/// whose packet fits `max` when the whole one would not.
-pub fn refusal_text(channel: u64, tag: u64, payload: &[u8], max: usize) -> bool {
+/// sends by itself for `(channel, tag)` (one of `packet::reason`'s refusals):
+/// whole, or cut to the longest prefix whose packet fits `max` when the whole
+/// one would not; and which.
+pub fn refusal(channel: u64, tag: u64, payload: &[u8], max: usize) -> Option<Refusal> {
     let mut buf = [0u8; reason::TagInUse::MAX_LEN];
     let n = reason::TagInUse { channel, tag }.encode(&mut buf);
     let texts: [&[u8]; 5] = [
@@ -570,5 +582,11 @@ pub fn refusal_text(channel: u64, tag: u64, payload: &[u8], max: usize) -> bool 
         let n = payload.len();
         n < t.len() && t.starts_with(payload) && len(payload) <= max && len(&t[..=n]) > max
     };
-    texts.iter().any(|t| t[..] == payload[..] || cut_from(t))
+    texts.iter().enumerate().find_map(|(i, t)| {
+        let whole = t[..] == payload[..];
+        (whole || cut_from(t)).then_some(Refusal {
+            tag_in_use: i == 4,
+            cut: !whole,
+        })
+    })
 }
