@@ -6,13 +6,23 @@ Python originals) in the input layout of its target (see fuzz/src/lib.rs):
 
     config[16] n_cuts:u8 cut[n_cuts] data
 
-An all-zero configuration is each framing's plain configuration. Run it from
-anywhere; it rewrites the seed directories it owns (not packet_connection,
-whose seeds are minimised fuzzer finds: see fuzz/README.md).
+An all-zero configuration is each framing's plain configuration.
+
+The `found-*` seeds of packet_connection and borrowed_connection are the
+scenarios of connection_scenarios.txt (operation lists in the targets' Debug
+notation), written in the stable input encoding of fuzz/src/connection.rs.
+
+Run it from anywhere; it rewrites the seeds it owns (`wire-*`, and `found-*`
+of the two connection targets; never `crash-*`). `--check` then decodes every
+connection seed with the built target (`cargo +nightly fuzz fmt`) and
+compares it with its scenario.
 """
 import hashlib
 import json
 import os
+import re
+import subprocess
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -154,6 +164,197 @@ SEEDS = {
 }
 
 
+# The connection targets (fuzz/src/connection.rs): configurations are
+# `#[derive(Arbitrary)]` structs (integers little-endian, a bool one byte,
+# an Option a bool byte then the value); then operations, each a code byte
+# and its fields (`who` one byte, A = 0; Inject's bytes a length byte first).
+ALLOC_CFG = [
+    ("max_packet_len", "u16"), ("receive_extra", "u16"), ("accept_requests", "bool"),
+    ("max_pending_outbound", "u8"), ("max_inflight_inbound", "u8"), ("max_tag", "u8"),
+    ("max_transmit_buffer", "u16"), ("max_channels", "u8"), ("max_remembered_tags", "u8"),
+    ("copy_threshold", "u8"), ("canonical", "bool"),
+]
+BORROWED_CFG = [
+    ("rx_len", "u16"), ("tx_len", "u16"), ("max_packet_len", "Option<u16>"),
+    ("accept_requests", "bool"), ("max_tag", "u8"), ("canonical", "bool"),
+]
+CONNECTION_TARGETS = {
+    "packet_connection": [("a", ALLOC_CFG), ("b", ALLOC_CFG)],
+    "borrowed_connection": [("a", BORROWED_CFG), ("b", BORROWED_CFG), ("alloc", ALLOC_CFG)],
+}
+# Op::code and the fields of each operation, in order.
+OPS = {
+    "Submit": (0, [("who", "Who"), ("channel", "u8"), ("rq_type", "u8"), ("flags", "u8"),
+                   ("len", "u8"), ("timeout", "Option<u8>")]),
+    "Respond": (1, [("who", "Who"), ("pick", "u8"), ("flags", "u8"), ("len", "u8")]),
+    "Reject": (2, [("who", "Who"), ("pick", "u8")]),
+    "Abandon": (3, [("who", "Who"), ("pick", "u8")]),
+    "EndRequests": (4, [("who", "Who")]),
+    "Close": (5, [("who", "Who")]),
+    "OpenChannel": (6, [("who", "Who"), ("channel", "u8")]),
+    "Write": (7, [("who", "Who"), ("n", "u16")]),
+    "Read": (8, [("who", "Who"), ("n", "u16")]),
+    "ShutWrite": (9, [("who", "Who")]),
+    "Advance": (10, [("ms", "u16")]),
+    "Inject": (11, [("who", "Who"), ("bytes", "bytes")]),
+    "Lose": (12, [("who", "Who"), ("read", "u16"), ("both", "bool")]),
+    "Craft": (13, [("who", "Who"), ("channel", "u8"), ("tag", "u8"), ("big_tag", "bool"),
+                   ("rq_type_wire", "Option<u8>"), ("pflags", "u8"), ("len", "u8")]),
+    "Replay": (14, [("who", "Who"), ("from", "u16"), ("len", "u16")]),
+    "Flood": (15, [("who", "Who"), ("channel", "u8"), ("start", "u8"), ("step", "u8"),
+                   ("count", "u8"), ("requests", "bool")]),
+    "AnswerAll": (16, [("who", "Who"), ("ok", "bool")]),
+}
+# The operations each target knows (OpSet::CODES).
+KNOWN_OPS = {"packet_connection": range(13), "borrowed_connection": range(17)}
+
+
+def parse_debug(text):
+    """A value in Rust's Debug notation: structs as (name, {field: value}),
+    lists, integers, true/false, None/Some(x), and bare names (A, B)."""
+    tokens = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|-?\d+|[{}\[\](),:]", text)
+    pos = 0
+
+    def take(expected=None):
+        nonlocal pos
+        tok = tokens[pos]
+        if expected is not None and tok != expected:
+            raise ValueError(f"expected {expected!r}, got {tok!r} in {text!r}")
+        pos += 1
+        return tok
+
+    def value():
+        tok = take()
+        if tok == "[":
+            items = []
+            while tokens[pos] != "]":
+                items.append(value())
+                if tokens[pos] == ",":
+                    take()
+            take("]")
+            return items
+        if re.fullmatch(r"-?\d+", tok):
+            return int(tok)
+        if tok in ("true", "false"):
+            return tok == "true"
+        if tok == "None":
+            return None
+        if pos < len(tokens) and tokens[pos] == "(":
+            take("(")
+            inner = value()
+            if tokens[pos] == ",":
+                take()
+            take(")")
+            if tok != "Some":
+                raise ValueError(f"tuple {tok} in {text!r}")
+            return ("Some", inner)
+        if pos < len(tokens) and tokens[pos] == "{":
+            take("{")
+            fields = {}
+            while tokens[pos] != "}":
+                name = take()
+                take(":")
+                fields[name] = value()
+                if tokens[pos] == ",":
+                    take()
+            take("}")
+            return (tok, fields)
+        return tok
+
+    v = value()
+    if pos != len(tokens):
+        raise ValueError(f"trailing tokens in {text!r}")
+    return v
+
+
+def encode_field(kind, v):
+    if kind == "u8":
+        return bytes([v])
+    if kind == "u16":
+        return v.to_bytes(2, "little")
+    if kind == "bool":
+        return bytes([1 if v else 0])
+    if kind == "Who":
+        return bytes([{"A": 0, "B": 1}[v]])
+    if kind.startswith("Option<"):
+        if v is None:
+            return b"\0"
+        assert v[0] == "Some", v
+        return b"\1" + encode_field(kind[7:-1], v[1])
+    if kind == "bytes":
+        assert len(v) <= 255
+        return bytes([len(v)]) + bytes(v)
+    raise ValueError(kind)
+
+
+def encode_struct(schema, fields):
+    assert set(fields) == {n for n, _ in schema}, (schema, fields)
+    return b"".join(encode_field(k, fields[n]) for n, k in schema)
+
+
+def load_scenarios():
+    """{(target, name): {"cfgs": {field: (Type, fields)}, "ops": [(Op, fields)]}}"""
+    scenarios = {}
+    current = None
+    with open(os.path.join(HERE, "connection_scenarios.txt")) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            m = re.fullmatch(r"\[(\w+)/([\w-]+)\]", line)
+            if m:
+                current = {"cfgs": {}, "ops": []}
+                scenarios[(m.group(1), m.group(2))] = current
+                continue
+            m = re.fullmatch(r"(\w+): (\w+ \{.*\})", line)
+            if m:
+                current["cfgs"][m.group(1)] = parse_debug(m.group(2))
+            else:
+                current["ops"].append(parse_debug(line))
+    return scenarios
+
+
+def encode_scenario(target, scenario):
+    out = b""
+    for field, schema in CONNECTION_TARGETS[target]:
+        out += encode_struct(schema, scenario["cfgs"][field][1])
+    for name, fields in scenario["ops"]:
+        code, schema = OPS[name]
+        assert code in KNOWN_OPS[target], (target, name)
+        out += bytes([code]) + encode_struct(schema, fields)
+    return out
+
+
+def check_scenarios(scenarios):
+    """Decodes every written connection seed with the built target and
+    compares it with its scenario (struct names aside)."""
+    def plain(v):
+        if isinstance(v, tuple) and v[0] != "Some":
+            return {k: plain(x) for k, x in v[1].items()}
+        if isinstance(v, tuple):
+            return ("Some", plain(v[1]))
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v
+
+    fuzz_dir = os.path.dirname(HERE)
+    failed = 0
+    for (target, name), scenario in scenarios.items():
+        path = os.path.join(HERE, target, name)
+        out = subprocess.run(
+            ["cargo", "+nightly", "fuzz", "fmt", "--fuzz-dir", fuzz_dir, target, path],
+            capture_output=True, text=True, check=True)
+        out = out.stdout + out.stderr  # cargo-fuzz prints the value on stderr
+        decoded = plain(parse_debug(out[out.index("Scenario"):]))
+        want = {k: plain(v) for k, v in scenario["cfgs"].items()}
+        want["ops"] = [plain(op) for op in scenario["ops"]]
+        ok = decoded == want
+        failed += not ok
+        print(f"{target}/{name}: {'decodes to its scenario' if ok else 'DIFFERS'}")
+    if failed:
+        sys.exit(f"{failed} connection seeds decode to other scenarios")
+
+
 def main():
     for target, seeds in SEEDS.items():
         d = os.path.join(HERE, target)
@@ -166,6 +367,22 @@ def main():
             with open(os.path.join(d, name), "wb") as f:
                 f.write(s)
         print(f"{target}: {len(seeds)} seeds")
+    scenarios = load_scenarios()
+    for target in CONNECTION_TARGETS:
+        d = os.path.join(HERE, target)
+        os.makedirs(d, exist_ok=True)
+        for name in os.listdir(d):
+            if name.startswith("found-"):
+                os.remove(os.path.join(d, name))
+        n = 0
+        for (t, name), scenario in scenarios.items():
+            if t == target:
+                with open(os.path.join(d, name), "wb") as f:
+                    f.write(encode_scenario(target, scenario))
+                n += 1
+        print(f"{target}: {n} scenario seeds")
+    if "--check" in sys.argv[1:]:
+        check_scenarios(scenarios)
 
 
 if __name__ == "__main__":
