@@ -68,6 +68,9 @@ pub struct Delimited {
     scanned: usize,
     /// Discarding the rest of an over-long line (`Skip` policy).
     discarding: bool,
+    /// The last line was short (its delimiter within [`WORD_SCAN`] bytes of
+    /// where the search began): search the next a word at a time first.
+    short_lines: bool,
 }
 
 impl Default for Delimited {
@@ -96,6 +99,7 @@ impl Delimited {
             max_line_len: Self::DEFAULT_MAX_LINE_LEN,
             oversize: OversizePolicy::Fail,
             scanned: 0,
+            short_lines: true,
             discarding: false,
         }
     }
@@ -174,7 +178,11 @@ impl Delimited {
         let first = delimiter[0];
         if delimiter.len() == 1 {
             // The common case (`\n`, `\0`): one byte, no window to compare.
-            return match buf.get(from..).and_then(|rest| find_byte(first, rest)) {
+            let words = self.short_lines;
+            return match buf
+                .get(from..)
+                .and_then(|rest| find_byte(first, rest, words))
+            {
                 Some(k) => Ok(from + k),
                 None => Err(buf.len()),
             };
@@ -193,7 +201,7 @@ impl Delimited {
             let Some(rest) = buf.get(at..) else {
                 return Err(buf.len());
             };
-            let Some(k) = find_byte(first, rest) else {
+            let Some(k) = find_byte(first, rest, self.short_lines) else {
                 return Err(buf.len());
             };
             let start = at + k;
@@ -274,8 +282,10 @@ impl Framing for Delimited {
         // A delimiter starting after `max` means the line is too long: never
         // look further than that.
         let window = &buf[..buf.len().min(self.max_line_len.saturating_add(d))];
-        match self.find(window, self.scanned.min(window.len())) {
+        let from = self.scanned.min(window.len());
+        match self.find(window, from) {
             Ok(start) => {
+                self.short_lines = start - from < WORD_SCAN;
                 self.scanned = 0;
                 let end = if self.keep_delimiter {
                     start + d
@@ -361,23 +371,26 @@ impl Framing for Delimited {
     fn reset(&mut self) {
         self.scanned = 0;
         self.discarding = false;
+        self.short_lines = true;
     }
 }
 
 /// Where [`find_byte`] stops reading words and hands over to `memchr`.
 const WORD_SCAN: usize = 32;
 
-/// The first `byte` in `hay`. The first [`WORD_SCAN`] bytes are searched a
-/// word (8 bytes) at a time, the rest with `memchr`: for a short line,
-/// `memchr`'s dispatch to its vector code costs more than the search
-/// itself (16-byte lines: about a third of the time per line).
+/// The first `byte` in `hay`. With `words`, the first [`WORD_SCAN`] bytes
+/// are searched a word (8 bytes) at a time and the rest with `memchr`: for a
+/// short line `memchr`'s dispatch to its vector code costs more than the
+/// search itself (16-byte lines: about a third of the time per line).
+/// Without, `memchr` alone (the decoder asks for words while lines are
+/// short, so long lines pay nothing for them).
 #[inline]
-fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
+fn find_byte(byte: u8, hay: &[u8], words: bool) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let pattern = ONES * u64::from(byte);
     let mut at = 0;
-    while at < WORD_SCAN {
+    while words && at < WORD_SCAN {
         let Some(Ok(word)) = hay.get(at..at + 8).map(<[u8; 8]>::try_from) else {
             break;
         };
@@ -815,14 +828,30 @@ mod tests {
                 if at + 3 < len {
                     hay[at + 3] = b'\n';
                 }
-                assert_eq!(find_byte(b'\n', &hay), Some(at), "len {len}, at {at}");
+                for words in [true, false] {
+                    assert_eq!(
+                        find_byte(b'\n', &hay, words),
+                        Some(at),
+                        "len {len}, at {at}"
+                    );
+                }
             }
-            assert_eq!(find_byte(b'\n', &std::vec![b'a'; len]), None, "len {len}");
+            assert_eq!(
+                find_byte(b'\n', &std::vec![b'a'; len], true),
+                None,
+                "len {len}"
+            );
         }
         // Bytes next to the pattern (0x0a ± 1, 0x8a) are no match.
-        assert_eq!(find_byte(b'\n', &[0x09, 0x0b, 0x8a, 0x0a]), Some(3));
-        assert_eq!(find_byte(0x00, &[0x01, 0x80, 0xff, 0x00, 0x00]), Some(3));
-        assert_eq!(find_byte(0xff, &[0xfe, 0x7f, 0x00, 0x01, 0xff]), Some(4));
+        assert_eq!(find_byte(b'\n', &[0x09, 0x0b, 0x8a, 0x0a], true), Some(3));
+        assert_eq!(
+            find_byte(0x00, &[0x01, 0x80, 0xff, 0x00, 0x00], true),
+            Some(3)
+        );
+        assert_eq!(
+            find_byte(0xff, &[0xfe, 0x7f, 0x00, 0x01, 0xff], true),
+            Some(4)
+        );
     }
 
     proptest! {
@@ -835,7 +864,8 @@ mod tests {
                 0..100,
             ),
         ) {
-            prop_assert_eq!(find_byte(byte, &hay), memchr::memchr(byte, &hay));
+            prop_assert_eq!(find_byte(byte, &hay, true), memchr::memchr(byte, &hay));
+            prop_assert_eq!(find_byte(byte, &hay, false), memchr::memchr(byte, &hay));
         }
 
         #[test]
