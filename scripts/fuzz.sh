@@ -47,7 +47,8 @@ for t in "${targets[@]}"; do
     artifacts="$scratch/artifacts/$t"
     mkdir -p "$corpus" "$artifacts"
     if [ -d "fuzz/seeds/$t" ]; then
-        cp -n fuzz/seeds/"$t"/* "$corpus"/ 2>/dev/null || true
+        # Overwrite: a regenerated seed must replace its old bytes.
+        cp fuzz/seeds/"$t"/* "$corpus"/ 2>/dev/null || true
     fi
     if [ -n "${FUZZ_BUILD_ONLY:-}" ]; then
         continue
