@@ -15,7 +15,10 @@
 //! "same CPU" puts both on CPU 0, "cross CPU" the client on CPU 0 and the
 //! server on CPU 1. Payloads are 16 bytes.
 //!
-//! * **Pipelined**: windows of `W` requests (default 128) are sent, then all
+//! * **Pipelined**: windows of `W` requests (default 1024, `--window W`:
+//!   the regime of DESIGN.md's anchors, which this bench reproduces there:
+//!   about 45 M/s for the bare echo, 5 M/s for `Framed`; at 128 the kernel's
+//!   per-window cost dominates and the bare echo is only ~2x `Framed`) are sent, then all
 //!   `W` answers awaited, for a fixed time. framewire: `W` `call` futures
 //!   joined, or (the `call_batch` contender) one `call_batch` of `W`; the anchor: tokio-util `Framed<TcpStream, LengthDelimitedCodec>`
 //!   (`feed` x W, `flush`, `next` x W) against a `FramedRead`/`FramedWrite`
@@ -33,7 +36,8 @@
 //!   runs the same two modes with a forked echo server (no shared GIL),
 //!   once with `packet_grace=0` and once with the default grace (0.01 s),
 //!   pinned like the Rust contenders; its JSON line is parsed here. It runs
-//!   3x as long as the Rust contenders (a window takes 40-200 ms). Without
+//!   3x as long as the Rust contenders, and at least one whole window (a
+//!   window of 1024 takes 0.7-1.2 s; of 128, 40-200 ms). Without
 //!   the venv these contenders are skipped with a `SKIP` line.
 //!
 //! Runs are interleaved over `rounds` rounds; for each contender and
@@ -80,7 +84,7 @@ impl Plan {
             .position(|a| a == "--window")
             .and_then(|i| args.get(i + 1))
             .and_then(|w| w.parse().ok())
-            .unwrap_or(128);
+            .unwrap_or(1024);
         Plan {
             rounds: if quick { 2 } else { 3 },
             window,

@@ -68,9 +68,20 @@ pub struct Delimited {
     scanned: usize,
     /// Discarding the rest of an over-long line (`Skip` policy).
     discarding: bool,
-    /// The last line was short (its delimiter within [`WORD_SCAN`] bytes of
-    /// where the search began): search the next a word at a time first.
-    short_lines: bool,
+    /// How the next line is searched for: a word at a time first while
+    /// lines are short (the last delimiter within [`WORD_SCAN`] bytes of
+    /// where its search began), else with `memchr` alone.
+    search: Search,
+}
+
+/// How [`find_byte`] looks for a one-byte delimiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+enum Search {
+    /// The first [`WORD_SCAN`] bytes a word at a time, `memchr` beyond.
+    Words,
+    /// `memchr` alone.
+    Memchr,
 }
 
 impl Default for Delimited {
@@ -99,7 +110,7 @@ impl Delimited {
             max_line_len: Self::DEFAULT_MAX_LINE_LEN,
             oversize: OversizePolicy::Fail,
             scanned: 0,
-            short_lines: true,
+            search: Search::Words,
             discarding: false,
         }
     }
@@ -178,10 +189,10 @@ impl Delimited {
         let first = delimiter[0];
         if delimiter.len() == 1 {
             // The common case (`\n`, `\0`): one byte, no window to compare.
-            let words = self.short_lines;
+            let search = self.search;
             return match buf
                 .get(from..)
-                .and_then(|rest| find_byte(first, rest, words))
+                .and_then(|rest| find_byte(first, rest, search))
             {
                 Some(k) => Ok(from + k),
                 None => Err(buf.len()),
@@ -201,7 +212,7 @@ impl Delimited {
             let Some(rest) = buf.get(at..) else {
                 return Err(buf.len());
             };
-            let Some(k) = find_byte(first, rest, self.short_lines) else {
+            let Some(k) = find_byte(first, rest, self.search) else {
                 return Err(buf.len());
             };
             let start = at + k;
@@ -285,7 +296,11 @@ impl Framing for Delimited {
         let from = self.scanned.min(window.len());
         match self.find(window, from) {
             Ok(start) => {
-                self.short_lines = start - from < WORD_SCAN;
+                self.search = if start - from < WORD_SCAN {
+                    Search::Words
+                } else {
+                    Search::Memchr
+                };
                 self.scanned = 0;
                 let end = if self.keep_delimiter {
                     start + d
@@ -371,26 +386,26 @@ impl Framing for Delimited {
     fn reset(&mut self) {
         self.scanned = 0;
         self.discarding = false;
-        self.short_lines = true;
+        self.search = Search::Words;
     }
 }
 
 /// Where [`find_byte`] stops reading words and hands over to `memchr`.
 const WORD_SCAN: usize = 32;
 
-/// The first `byte` in `hay`. With `words`, the first [`WORD_SCAN`] bytes
+/// The first `byte` in `hay`. With [`Search::Words`] the first [`WORD_SCAN`] bytes
 /// are searched a word (8 bytes) at a time and the rest with `memchr`: for a
 /// short line `memchr`'s dispatch to its vector code costs more than the
 /// search itself (16-byte lines: about a third of the time per line).
-/// Without, `memchr` alone (the decoder asks for words while lines are
+/// With [`Search::Memchr`], `memchr` alone (the decoder asks for words while lines are
 /// short, so long lines pay nothing for them).
 #[inline]
-fn find_byte(byte: u8, hay: &[u8], words: bool) -> Option<usize> {
+fn find_byte(byte: u8, hay: &[u8], search: Search) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let pattern = ONES * u64::from(byte);
     let mut at = 0;
-    while words && at < WORD_SCAN {
+    while search == Search::Words && at < WORD_SCAN {
         let Some(Ok(word)) = hay.get(at..at + 8).map(<[u8; 8]>::try_from) else {
             break;
         };
@@ -828,28 +843,31 @@ mod tests {
                 if at + 3 < len {
                     hay[at + 3] = b'\n';
                 }
-                for words in [true, false] {
+                for search in [Search::Words, Search::Memchr] {
                     assert_eq!(
-                        find_byte(b'\n', &hay, words),
+                        find_byte(b'\n', &hay, search),
                         Some(at),
                         "len {len}, at {at}"
                     );
                 }
             }
             assert_eq!(
-                find_byte(b'\n', &std::vec![b'a'; len], true),
+                find_byte(b'\n', &std::vec![b'a'; len], Search::Words),
                 None,
                 "len {len}"
             );
         }
         // Bytes next to the pattern (0x0a ± 1, 0x8a) are no match.
-        assert_eq!(find_byte(b'\n', &[0x09, 0x0b, 0x8a, 0x0a], true), Some(3));
         assert_eq!(
-            find_byte(0x00, &[0x01, 0x80, 0xff, 0x00, 0x00], true),
+            find_byte(b'\n', &[0x09, 0x0b, 0x8a, 0x0a], Search::Words),
             Some(3)
         );
         assert_eq!(
-            find_byte(0xff, &[0xfe, 0x7f, 0x00, 0x01, 0xff], true),
+            find_byte(0x00, &[0x01, 0x80, 0xff, 0x00, 0x00], Search::Words),
+            Some(3)
+        );
+        assert_eq!(
+            find_byte(0xff, &[0xfe, 0x7f, 0x00, 0x01, 0xff], Search::Words),
             Some(4)
         );
     }
@@ -864,8 +882,8 @@ mod tests {
                 0..100,
             ),
         ) {
-            prop_assert_eq!(find_byte(byte, &hay, true), memchr::memchr(byte, &hay));
-            prop_assert_eq!(find_byte(byte, &hay, false), memchr::memchr(byte, &hay));
+            prop_assert_eq!(find_byte(byte, &hay, Search::Words), memchr::memchr(byte, &hay));
+            prop_assert_eq!(find_byte(byte, &hay, Search::Memchr), memchr::memchr(byte, &hay));
         }
 
         #[test]
