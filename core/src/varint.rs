@@ -149,37 +149,7 @@ pub fn encode_array(value: u64) -> ([u8; MAX_OCTETS], usize) {
 /// last octet (read more and call again with the longer buffer), or an error.
 /// Errors are reported as soon as the bytes present prove them, so a peer
 /// cannot make the caller buffer an endless varint.
-#[inline]
 pub fn decode(buf: &[u8], rules: VarintRules) -> Result<Option<(u64, usize)>, VarintError> {
-    // The common case, one octet (0..=127): no loop.
-    if let Some(&octet) = buf.first() {
-        if octet < 0x80 && rules.max_octets > 0 {
-            return Ok(Some((u64::from(octet), 1)));
-        }
-    }
-    decode_octets(buf, rules)
-}
-
-/// [`decode`] of a varint of more than one octet. One whose last octet is
-/// among its first nine (63 bits: it cannot overflow) and within the limit
-/// is read without per-octet checks; anything else, errors included, goes
-/// through [`decode_checked`].
-fn decode_octets(buf: &[u8], rules: VarintRules) -> Result<Option<(u64, usize)>, VarintError> {
-    let quick = buf.len().min(rules.max_octets).min(9);
-    if !(rules.require_canonical && buf.first() == Some(&0x80)) {
-        let mut value: u64 = 0;
-        for (i, &octet) in buf[..quick].iter().enumerate() {
-            value = (value << 7) | u64::from(octet & 0x7f);
-            if octet & 0x80 == 0 {
-                return Ok(Some((value, i + 1)));
-            }
-        }
-    }
-    decode_checked(buf, rules)
-}
-
-/// [`decode`] octet by octet, every rule checked at every octet.
-fn decode_checked(buf: &[u8], rules: VarintRules) -> Result<Option<(u64, usize)>, VarintError> {
     let mut value: u64 = 0;
     for (i, &octet) in buf.iter().enumerate() {
         if i >= rules.max_octets {
@@ -318,37 +288,6 @@ mod tests {
     }
 
     proptest! {
-        /// The shortcuts answer exactly what the fully checked loop does.
-        #[test]
-        fn shortcuts_agree_with_the_checked_loop(
-            buf in proptest::collection::vec(any::<u8>(), 0..12),
-            canonical: bool,
-            max_octets in 0usize..12,
-        ) {
-            let rules = VarintRules { require_canonical: canonical, max_octets };
-            prop_assert_eq!(decode(&buf, rules), decode_checked(&buf, rules));
-        }
-
-        /// The same for encodings (canonical or padded with leading 0x80)
-        /// followed by anything: the inputs the shortcuts take.
-        #[test]
-        fn shortcuts_agree_on_encodings(
-            value: u64,
-            padding in 0usize..4,
-            tail in proptest::collection::vec(any::<u8>(), 0..3),
-            canonical: bool,
-            max_octets in 0usize..14,
-        ) {
-            let (bytes, len) = encode_array(value);
-            let mut buf = std::vec![0x80u8; padding];
-            buf.extend_from_slice(&bytes[..len]);
-            buf.extend_from_slice(&tail);
-            let rules = VarintRules { require_canonical: canonical, max_octets };
-            for cut in 0..=buf.len() {
-                prop_assert_eq!(decode(&buf[..cut], rules), decode_checked(&buf[..cut], rules));
-            }
-        }
-
         #[test]
         fn round_trip(value: u64, tail in proptest::collection::vec(any::<u8>(), 0..4)) {
             let (buf, len) = encode_array(value);
