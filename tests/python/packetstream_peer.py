@@ -65,6 +65,34 @@ import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
+import logging  # noqa: E402
+
+
+class _QuietExpectedHandlerFailures(logging.Filter):
+    """Drops the original's ERROR records (and tracebacks) for the table's
+    failing handlers: rq_type 3, invalid UTF-8 for 4 and unknown types fail on
+    purpose, hundreds of times per run, and a CI log full of expected
+    "ERROR ... Traceback" lines hides a real failure. FRAMEWIRE_PEER_LOG=all
+    keeps them."""
+
+    def filter(self, record):
+        if record.levelno < logging.ERROR:
+            return True
+        from cs.pfx import prefix  # the original's message prefix, this thread
+
+        in_handler = "_run_request:" in prefix()
+        text = record.getMessage()
+        return not (in_handler and ("exception: " in text or "exception during handler" in text))
+
+
+# Installed before cs.* is imported: cs.logutils then keeps this handler
+# (it only re-formats an existing root handler).
+_handler = logging.StreamHandler(sys.stderr)
+_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+if os.environ.get("FRAMEWIRE_PEER_LOG") != "all":
+    _handler.addFilter(_QuietExpectedHandlerFailures())
+logging.getLogger().addHandler(_handler)
+
 from cs.packetstream import Packet, PacketConnection  # noqa: E402
 
 _OUT_LOCK = threading.Lock()
