@@ -149,7 +149,18 @@ pub fn encode_array(value: u64) -> ([u8; MAX_OCTETS], usize) {
 /// last octet (read more and call again with the longer buffer), or an error.
 /// Errors are reported as soon as the bytes present prove them, so a peer
 /// cannot make the caller buffer an endless varint.
+#[inline]
 pub fn decode(buf: &[u8], rules: VarintRules) -> Result<Option<(u64, usize)>, VarintError> {
+    // One octet (values below 128: most tags, flags, types and short
+    // lengths) decides nothing the loop below would check differently.
+    match buf.first() {
+        Some(&octet) if octet < 0x80 && rules.max_octets > 0 => Ok(Some((u64::from(octet), 1))),
+        _ => decode_octets(buf, rules),
+    }
+}
+
+/// [`decode`] octet by octet.
+fn decode_octets(buf: &[u8], rules: VarintRules) -> Result<Option<(u64, usize)>, VarintError> {
     let mut value: u64 = 0;
     for (i, &octet) in buf.iter().enumerate() {
         if i >= rules.max_octets {

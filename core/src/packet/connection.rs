@@ -159,30 +159,31 @@ pub struct Connection {
 /// A packet with its header encoded once, for both the length check and
 /// the transmit queue.
 struct Encoded<'p> {
-    header: [u8; MAX_HEADER_LEN],
-    header_len: usize,
+    buf: [u8; MAX_HEADER_LEN],
+    /// Where the header is in `buf`.
+    header: core::ops::Range<usize>,
     payload: &'p [u8],
 }
 
 impl<'p> Encoded<'p> {
     fn new(packet: &Packet<'p>) -> Self {
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let header_len = packet.encode_header(&mut header);
-        debug_assert_eq!(header_len + packet.payload().len(), packet.encoded_len());
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        let header = packet.encode_header_at(&mut buf);
+        debug_assert_eq!(header.len() + packet.payload().len(), packet.encoded_len());
         Encoded {
+            buf,
             header,
-            header_len,
             payload: packet.payload(),
         }
     }
 
     fn header(&self) -> &[u8] {
-        &self.header[..self.header_len]
+        &self.buf[self.header.clone()]
     }
 
     /// The whole packet's length ([`Packet::encoded_len`]).
     fn len(&self) -> usize {
-        self.header_len.saturating_add(self.payload.len())
+        self.header.len().saturating_add(self.payload.len())
     }
 }
 

@@ -96,12 +96,18 @@ fn put_varint(out: &mut [u8; MAX_HEADER_LEN], pos: usize, v: u64) -> usize {
         out[pos] = v as u8;
         return pos + 1;
     }
-    let len = varint::encoded_len(v);
-    for (i, octet) in out[pos..pos + len].iter_mut().enumerate() {
-        let group = ((v >> (7 * (len - 1 - i))) & 0x7f) as u8;
-        *octet = if i + 1 == len { group } else { group | 0x80 };
+    // Last octet first: the low seven bits, then each higher group with
+    // the continuation bit, backwards.
+    let end = pos + varint::encoded_len(v);
+    let mut at = end - 1;
+    out[at] = (v & 0x7f) as u8;
+    let mut rest = v >> 7;
+    while rest != 0 {
+        at -= 1;
+        out[at] = (rest as u8) | 0x80;
+        rest >>= 7;
     }
-    pos + len
+    end
 }
 
 /// A header field of a packet, named in errors.
@@ -441,17 +447,33 @@ impl<'a> Packet<'a> {
     /// into `out` and returns its length. The payload follows it on the wire;
     /// this lets a sender queue the payload without copying it.
     pub fn encode_header(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
+        let header = self.encode_header_at(out);
+        out.copy_within(header.clone(), 0);
+        header.len()
+    }
+
+    /// Writes the header somewhere in `out` and returns where: the fields
+    /// go first, after room for the longest length prefix, and the prefix
+    /// right before them once the body's length is known (so no field is
+    /// measured before it is written).
+    pub(crate) fn encode_header_at(
+        &self,
+        out: &mut [u8; MAX_HEADER_LEN],
+    ) -> core::ops::Range<usize> {
         // Every varint fits: five of at most MAX_OCTETS each.
-        let mut pos = put_varint(out, 0, self.body_len() as u64);
-        pos = put_varint(out, pos, self.tag);
-        pos = put_varint(out, pos, self.f_field());
+        const FIELDS: usize = varint::MAX_OCTETS;
+        let mut end = put_varint(out, FIELDS, self.tag);
+        end = put_varint(out, end, self.f_field());
         if self.channel != 0 {
-            pos = put_varint(out, pos, self.channel);
+            end = put_varint(out, end, self.channel);
         }
         if let Some(w) = self.rq_type_wire {
-            pos = put_varint(out, pos, w);
+            end = put_varint(out, end, w);
         }
-        pos
+        let body_len = (end - FIELDS).saturating_add(self.payload.len());
+        let start = FIELDS - varint::encoded_len(body_len as u64);
+        put_varint(out, start, body_len as u64);
+        start..end
     }
 
     /// Writes the whole packet to the start of `out`; returns its length.

@@ -1,0 +1,140 @@
+//! Fixed workloads for instruction counts under callgrind
+//! (`scripts/instructions.sh`): on a shared, noisy machine, times of small
+//! changes drown in the spread between runs, but the instructions a
+//! workload executes are the same on every run of the same binary.
+//!
+//! Each workload is one `#[inline(never)]` function named `measured_*`;
+//! the script counts only inside it (`--toggle-collect`), so setup and
+//! printing are left out. Run plain, it prints what it did (a check that
+//! the workload works, not a measurement).
+//!
+//! ```text
+//! instructions <workload> <requests>
+//! workloads: packet-pair, lengths-pair
+//! ```
+
+use bytes::{Bytes, BytesMut};
+use framewire::packet::{Config, Connection, Event};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// Requests in flight at a time (the codecs bench's packet section uses 128).
+const WINDOW: usize = 128;
+/// Transmit chunk carried from one end to the other at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// Moves everything `from` has to send into `to`, handing each event to
+/// `on_event`.
+fn carry(
+    from: &mut Connection,
+    to: &mut Connection,
+    scratch: &mut [u8],
+    mut on_event: impl FnMut(&mut Connection, Event),
+) {
+    loop {
+        let n = from.fill_transmit(scratch);
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        while off < n {
+            off += to.handle_input(&scratch[off..n]).expect("valid input");
+            while let Some(e) = to.poll_event() {
+                on_event(to, e);
+            }
+        }
+    }
+}
+
+/// `total` 16-byte echo requests between two core packet `Connection`s,
+/// `WINDOW` in flight; returns the responses' payload bytes.
+#[inline(never)]
+fn measured_packet_pair(total: usize) -> u64 {
+    let mut client = Connection::new(Config::default()).expect("config");
+    let mut server = Connection::new(Config::default()).expect("config");
+    let mut scratch = vec![0u8; CHUNK];
+    let payload = Bytes::from_static(b"0123456789abcdef");
+    let now = framewire::time::Instant::ZERO;
+    let (mut sent, mut bytes, mut answered) = (0, 0u64, 0);
+    while sent < total {
+        let batch = WINDOW.min(total - sent);
+        for _ in 0..batch {
+            client
+                .submit(0, 0, 0, payload.clone(), now, None)
+                .expect("submit");
+        }
+        sent += batch;
+        carry(&mut client, &mut server, &mut scratch, |srv, e| match e {
+            Event::RequestReceived {
+                channel,
+                tag,
+                flags,
+                payload,
+                ..
+            } => srv.respond(channel, tag, flags, payload).expect("respond"),
+            e => unreachable!("unexpected event {e:?}"),
+        });
+        carry(&mut server, &mut client, &mut scratch, |_, e| match e {
+            Event::ResponseReceived {
+                ok: true, payload, ..
+            } => {
+                bytes += payload.len() as u64;
+                answered += 1;
+            }
+            e => unreachable!("unexpected event {e:?}"),
+        });
+    }
+    assert_eq!(answered, total, "every request answered");
+    bytes
+}
+
+/// The anchor: the same echo with a tokio-util `LengthDelimitedCodec` at
+/// each end (frames only: no tags, no bookkeeping).
+#[inline(never)]
+fn measured_lengths_pair(total: usize) -> u64 {
+    let mut client = LengthDelimitedCodec::new();
+    let mut server = LengthDelimitedCodec::new();
+    let (mut to_server, mut server_in) = (BytesMut::new(), BytesMut::new());
+    let (mut to_client, mut client_in) = (BytesMut::new(), BytesMut::new());
+    let payload = Bytes::from_static(b"0123456789abcdef");
+    let (mut sent, mut bytes, mut answered) = (0, 0u64, 0);
+    while sent < total {
+        let batch = WINDOW.min(total - sent);
+        for _ in 0..batch {
+            client
+                .encode(payload.clone(), &mut to_server)
+                .expect("encode");
+        }
+        sent += batch;
+        server_in.extend_from_slice(&to_server);
+        to_server.clear();
+        while let Some(rq) = server.decode(&mut server_in).expect("valid") {
+            server.encode(rq.freeze(), &mut to_client).expect("encode");
+        }
+        client_in.extend_from_slice(&to_client);
+        to_client.clear();
+        while let Some(rs) = client.decode(&mut client_in).expect("valid") {
+            bytes += rs.len() as u64;
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, total, "every request answered");
+    bytes
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; positional arguments are ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let workload = args.first().map_or("packet-pair", String::as_str);
+    let total: usize = args
+        .get(1)
+        .map_or(100_000, |n| n.parse().expect("requests: a count"));
+    let bytes = match workload {
+        "packet-pair" => measured_packet_pair(total),
+        "lengths-pair" => measured_lengths_pair(total),
+        other => panic!("unknown workload {other:?} (packet-pair, lengths-pair)"),
+    };
+    println!("{workload}: {total} requests, {bytes} response payload bytes");
+}
