@@ -136,7 +136,7 @@ pub struct Connection {
     send: SendState,
     /// The open channels, each with its tables of our waiting requests and
     /// the peer's requests in flight.
-    channels: BTreeMap<u64, Channel>,
+    channels: Channels,
     /// Our requests awaiting a response, all channels.
     pending: usize,
     /// The deadlines of our waiting requests, earliest first. Entries of
@@ -210,6 +210,51 @@ impl Channel {
     }
 }
 
+/// The open channels: channel 0, always open and nearly always the only
+/// one, without a map look-up; the others (a framewire extension) in a map.
+#[derive(Debug)]
+struct Channels {
+    zero: Channel,
+    others: BTreeMap<u64, Channel>,
+}
+
+impl Channels {
+    fn get(&self, channel: &u64) -> Option<&Channel> {
+        if *channel == 0 {
+            Some(&self.zero)
+        } else {
+            self.others.get(channel)
+        }
+    }
+
+    fn get_mut(&mut self, channel: &u64) -> Option<&mut Channel> {
+        if *channel == 0 {
+            Some(&mut self.zero)
+        } else {
+            self.others.get_mut(channel)
+        }
+    }
+
+    fn contains_key(&self, channel: &u64) -> bool {
+        *channel == 0 || self.others.contains_key(channel)
+    }
+
+    fn len(&self) -> usize {
+        1 + self.others.len()
+    }
+
+    /// Opens `channel` (not 0, which is always open).
+    fn insert(&mut self, channel: u64, ch: Channel) {
+        debug_assert_ne!(channel, 0, "channel 0 is always open");
+        self.others.insert(channel, ch);
+    }
+
+    /// Every channel in ascending order.
+    fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut Channel)> {
+        core::iter::once((0, &mut self.zero)).chain(self.others.iter_mut().map(|(&c, ch)| (c, ch)))
+    }
+}
+
 /// The window length of a per-channel table whose live entries are bounded
 /// by `limit`: twice that, so that one old entry holding back the front
 /// costs nothing until the window has moved on by `limit`, within
@@ -235,9 +280,11 @@ impl Connection {
         config.validate()?;
         let pending_window = window_len(config.max_pending_outbound);
         let inflight_window = window_len(config.max_inflight_inbound);
-        let mut channels = BTreeMap::new();
         // Channel 0 skips the EOF and ERQ tags.
-        channels.insert(0, Channel::new(2, pending_window, inflight_window));
+        let channels = Channels {
+            zero: Channel::new(2, pending_window, inflight_window),
+            others: BTreeMap::new(),
+        };
         Ok(Connection {
             limits: config.parse_limits(),
             config,
@@ -864,7 +911,7 @@ impl Connection {
         self.pending = 0;
         // In (channel, tag) order.
         let mut cancelled = VecDeque::new();
-        for (&channel, ch) in &mut self.channels {
+        for (channel, ch) in self.channels.iter_mut() {
             if !ch.pending.is_empty() {
                 cancelled.extend(
                     ch.pending
@@ -1052,10 +1099,12 @@ impl Connection {
     /// Removes the packet of `len` bytes from the front of `rx` and returns
     /// its payload (its last `payload_len` bytes) without copying.
     fn take_payload(&mut self, len: usize, payload_len: usize) -> Bytes {
-        // The header is skipped in place: one split, no extra reference
-        // count traffic for a slice.
-        self.rx.advance(len - payload_len);
-        self.rx.split_to(payload_len).freeze()
+        // One split for the whole packet; the header is skipped in the
+        // frozen `Bytes` (a pointer move there, where `BytesMut::advance`
+        // does more bookkeeping).
+        let mut packet = self.rx.split_to(len).freeze();
+        packet.advance(len - payload_len);
+        packet
     }
 
     /// Ends our waiting request `(channel, tag)`; returns whether it was
