@@ -219,24 +219,24 @@ struct Channels {
 }
 
 impl Channels {
-    fn get(&self, channel: &u64) -> Option<&Channel> {
-        if *channel == 0 {
+    fn get(&self, channel: u64) -> Option<&Channel> {
+        if channel == 0 {
             Some(&self.zero)
         } else {
-            self.others.get(channel)
+            self.others.get(&channel)
         }
     }
 
-    fn get_mut(&mut self, channel: &u64) -> Option<&mut Channel> {
-        if *channel == 0 {
+    fn get_mut(&mut self, channel: u64) -> Option<&mut Channel> {
+        if channel == 0 {
             Some(&mut self.zero)
         } else {
-            self.others.get_mut(channel)
+            self.others.get_mut(&channel)
         }
     }
 
-    fn contains_key(&self, channel: &u64) -> bool {
-        *channel == 0 || self.others.contains_key(channel)
+    fn contains_key(&self, channel: u64) -> bool {
+        channel == 0 || self.others.contains_key(&channel)
     }
 
     fn len(&self) -> usize {
@@ -411,7 +411,7 @@ impl Connection {
             }
             self.deadlines.pop();
             // An entry of a request that ended otherwise is skipped.
-            let Some(ch) = self.channels.get_mut(&channel) else {
+            let Some(ch) = self.channels.get_mut(channel) else {
                 continue;
             };
             if ch.pending.get(tag) != Some(&Some(deadline)) {
@@ -456,7 +456,7 @@ impl Connection {
         timeout: Option<Duration>,
     ) -> Result<u64, SubmitError> {
         rules::submit_gate(self.transport, self.rx_end.is_some(), self.send)?;
-        let Some(ch) = self.channels.get_mut(&channel) else {
+        let Some(ch) = self.channels.get_mut(channel) else {
             return Err(SubmitError::UnknownChannel { channel });
         };
         let Some(tag) = ch.next_tag.filter(|&t| t <= self.config.max_tag) else {
@@ -589,7 +589,7 @@ impl Connection {
                 max: self.config.max_packet_len,
             });
         }
-        if let Some(ch) = self.channels.get_mut(&packet.channel()) {
+        if let Some(ch) = self.channels.get_mut(packet.channel()) {
             if ch.inflight.remove(packet.tag()).is_some() {
                 self.inflight -= 1;
             }
@@ -640,7 +640,7 @@ impl Connection {
     /// ends must open a channel before using it. Our tags on a new channel
     /// start at 0. Idempotent.
     pub fn open_channel(&mut self, channel: u64) -> Result<(), ChannelError> {
-        if self.channels.contains_key(&channel) {
+        if self.channels.contains_key(channel) {
             return Ok(());
         }
         if self.channels.len() > self.config.max_channels {
@@ -788,7 +788,7 @@ impl Connection {
     /// Whether our request `(channel, tag)` is waiting for a response.
     pub fn is_pending(&self, channel: u64, tag: u64) -> bool {
         self.channels
-            .get(&channel)
+            .get(channel)
             .is_some_and(|ch| ch.pending.contains(tag))
     }
 
@@ -800,18 +800,18 @@ impl Connection {
     /// Whether the peer's request `(channel, tag)` awaits our answer.
     pub fn is_inflight(&self, channel: u64, tag: u64) -> bool {
         self.channels
-            .get(&channel)
+            .get(channel)
             .is_some_and(|ch| ch.inflight.contains(tag))
     }
 
     /// Whether `channel` is open.
     pub fn is_channel_open(&self, channel: u64) -> bool {
-        self.channels.contains_key(&channel)
+        self.channels.contains_key(channel)
     }
 
     /// The tag our next request on `channel` will use.
     pub fn next_tag(&self, channel: u64) -> Option<u64> {
-        self.channels.get(&channel).and_then(|c| c.next_tag)
+        self.channels.get(channel).and_then(|c| c.next_tag)
     }
 
     /// Bytes of incomplete packets buffered.
@@ -1036,7 +1036,7 @@ impl Connection {
     }
 
     fn on_request(&mut self, head: Head, rq_type: u64, len: usize) -> bool {
-        let channel = self.channels.get(&head.channel);
+        let channel = self.channels.get(head.channel);
         let refusal = rules::refusal(
             self.config.accept_requests,
             self.peer_erq,
@@ -1112,7 +1112,7 @@ impl Connection {
     fn take_pending(&mut self, channel: u64, tag: u64) -> bool {
         let Some(deadline) = self
             .channels
-            .get_mut(&channel)
+            .get_mut(channel)
             .and_then(|ch| ch.pending.remove(tag))
         else {
             return false;
@@ -1132,7 +1132,7 @@ impl Connection {
         let channels = &self.channels;
         let live = |&Reverse((d, channel, tag)): &Reverse<(Instant, u64, u64)>| {
             channels
-                .get(&channel)
+                .get(channel)
                 .and_then(|ch| ch.pending.get(tag))
                 .is_some_and(|&w| w == Some(d))
         };
@@ -1150,7 +1150,7 @@ impl Connection {
     /// Records the peer's accepted request `(channel, tag)` as in flight and
     /// its tag as used.
     fn remember(&mut self, channel: u64, tag: u64) {
-        let Some(ch) = self.channels.get_mut(&channel) else {
+        let Some(ch) = self.channels.get_mut(channel) else {
             return;
         };
         ch.inflight.add(tag, ());
