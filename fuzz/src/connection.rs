@@ -498,6 +498,8 @@ pub struct AllocCfg {
     pub copy_threshold: u8,
     /// Varints must be canonical.
     pub canonical: bool,
+    /// `parse_on_poll`: packets parsed as events are polled.
+    pub parse_on_poll: bool,
 }
 
 impl AllocCfg {
@@ -521,6 +523,7 @@ impl AllocCfg {
                 self.max_remembered_tags % rules.alloc_remembered_tags,
             ),
             copy_threshold: usize::from(self.copy_threshold),
+            parse_on_poll: self.parse_on_poll,
         }
     }
 }

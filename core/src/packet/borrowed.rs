@@ -182,6 +182,56 @@ impl BorrowedEvent<'_> {
     }
 }
 
+#[cfg(feature = "alloc")]
+impl super::Event {
+    /// The same event with its payload lent (what
+    /// [`Connection::poll_lent`](super::Connection::poll_lent) returns).
+    pub fn lend(&self) -> BorrowedEvent<'_> {
+        use super::Event;
+        match *self {
+            Event::RequestReceived {
+                channel,
+                tag,
+                rq_type,
+                flags,
+                ref payload,
+            } => BorrowedEvent::RequestReceived {
+                channel,
+                tag,
+                rq_type,
+                flags,
+                payload,
+            },
+            Event::ResponseReceived {
+                channel,
+                tag,
+                ok,
+                flags,
+                ref payload,
+            } => BorrowedEvent::ResponseReceived {
+                channel,
+                tag,
+                ok,
+                flags,
+                payload,
+            },
+            Event::RequestCancelled { channel, tag } => {
+                BorrowedEvent::RequestCancelled { channel, tag }
+            }
+            Event::RequestTimedOut { channel, tag } => {
+                BorrowedEvent::RequestTimedOut { channel, tag }
+            }
+            Event::PeerEndedRequests => BorrowedEvent::PeerEndedRequests,
+            Event::PeerClosed { reason } => BorrowedEvent::PeerClosed { reason },
+            Event::UnknownResponse { channel, tag } => {
+                BorrowedEvent::UnknownResponse { channel, tag }
+            }
+            Event::ProtocolError(e) => BorrowedEvent::ProtocolError(e),
+            Event::Closed => BorrowedEvent::Closed,
+        }
+    }
+}
+
 // ----- fixed-capacity bookkeeping -----
 
 /// A slot of `MAX_PENDING`: one of our requests.

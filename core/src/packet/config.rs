@@ -97,6 +97,21 @@ pub struct Config {
     /// small packets coalesce into one contiguous slice); longer ones are
     /// queued as their own `Bytes` chunk without copying. Default 4096.
     pub copy_threshold: usize,
+    /// When packets are parsed. `false` (default): as they arrive, in
+    /// [`handle_input`](super::Connection::handle_input), each becoming a
+    /// queued [`Event`](super::Event) whose payload is split off the receive
+    /// buffer. `true`: as events are polled, one packet per event, so
+    /// [`poll_lent`](super::Connection::poll_lent) can lend a payload
+    /// straight from the receive buffer and
+    /// [`poll_lent_answering`](super::Connection::poll_lent_answering) can
+    /// answer a request in place, with no `Bytes` and no queued event per
+    /// packet. The events, their order and the bytes sent are the same
+    /// either way; what differs is when a packet's effects happen (a
+    /// refusal is queued, a request counts as in flight, the peer's end is
+    /// seen): on the poll that reaches it rather than on input. The
+    /// receive budget ([`max_receive_buffer`](Self::max_receive_buffer))
+    /// then counts the unparsed packets instead of the queued events.
+    pub parse_on_poll: bool,
 }
 
 #[cfg(feature = "alloc")]
@@ -114,6 +129,7 @@ impl Default for Config {
             max_channels: 16,
             max_remembered_tags: 1024,
             copy_threshold: 4096,
+            parse_on_poll: false,
         }
     }
 }

@@ -6,6 +6,8 @@ use core::cmp::Reverse;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::config::{Config, ConfigError, EVENT_OVERHEAD};
+use super::lent::{Answerer, LentRequest};
+use super::borrowed::BorrowedEvent;
 use super::event::{
     ChannelError, Event, InputError, PeerCloseReason, ProtocolError, RespondError, State, Stats,
     SubmitError,
@@ -153,12 +155,98 @@ pub struct Connection {
     inflight_window: usize,
     /// Tags remembered individually, all channels.
     remembered: usize,
+    /// What the last `poll_lent` lent, released by the next call.
+    lent: Lent,
     stats: Stats,
+}
+
+/// What [`Connection::poll_lent`] lent last; released (the packet removed
+/// from the receive buffer, the event dropped) by the next call that needs
+/// the buffer.
+#[derive(Debug, Default)]
+enum Lent {
+    #[default]
+    Nothing,
+    /// The first `len` bytes of `rx`: a packet parsed on poll.
+    Packet { len: usize, payload_len: usize },
+    /// A queued event, taken out of the queue.
+    Event(Event),
+}
+
+/// A packet whose event carries its payload, handled up to the delivery:
+/// it is still the first `len` bytes of `rx`, its payload the last
+/// `payload_len` of them.
+#[derive(Clone, Copy, Debug)]
+struct Delivery {
+    channel: u64,
+    tag: u64,
+    /// The request's user type; `None` for a response.
+    rq_type: Option<u64>,
+    pflags: u64,
+    len: usize,
+    payload_len: usize,
+}
+
+impl Delivery {
+    /// The event, with `payload`.
+    fn lend<'a>(&self, payload: &'a [u8]) -> BorrowedEvent<'a> {
+        let (channel, tag) = (self.channel, self.tag);
+        match self.rq_type {
+            Some(rq_type) => BorrowedEvent::RequestReceived {
+                channel,
+                tag,
+                rq_type,
+                flags: self.pflags,
+                payload,
+            },
+            None => BorrowedEvent::ResponseReceived {
+                channel,
+                tag,
+                ok: self.pflags & 1 != 0,
+                flags: self.pflags >> 1,
+                payload,
+            },
+        }
+    }
+
+    /// The event, with `payload`.
+    fn into_event(self, payload: Bytes) -> Event {
+        let (channel, tag) = (self.channel, self.tag);
+        match self.rq_type {
+            Some(rq_type) => Event::RequestReceived {
+                channel,
+                tag,
+                rq_type,
+                flags: self.pflags,
+                payload,
+            },
+            None => Event::ResponseReceived {
+                channel,
+                tag,
+                ok: self.pflags & 1 != 0,
+                flags: self.pflags >> 1,
+                payload,
+            },
+        }
+    }
+}
+
+/// What handling one received packet came to.
+enum Step {
+    /// A request or response to deliver with its payload.
+    Deliver(Delivery),
+    /// The packet is handled (any events it made are queued): go on.
+    Handled,
+    /// A whole packet waits for room (events, in-flight slots, transmit
+    /// queue).
+    Blocked,
+    /// No whole packet, or the receive side has ended.
+    Idle,
 }
 
 /// A packet with its header encoded once, for both the length check and
 /// the transmit queue.
-struct Encoded<'p> {
+pub(super) struct Encoded<'p> {
     buf: [u8; MAX_HEADER_LEN],
     /// Where the header is in `buf`.
     header: core::ops::Range<usize>,
@@ -166,7 +254,7 @@ struct Encoded<'p> {
 }
 
 impl<'p> Encoded<'p> {
-    fn new(packet: &Packet<'p>) -> Self {
+    pub(super) fn new(packet: &Packet<'p>) -> Self {
         let mut buf = [0u8; MAX_HEADER_LEN];
         let header = packet.encode_header_at(&mut buf);
         debug_assert_eq!(header.len() + packet.payload().len(), packet.encoded_len());
@@ -177,12 +265,12 @@ impl<'p> Encoded<'p> {
         }
     }
 
-    fn header(&self) -> &[u8] {
+    pub(super) fn header(&self) -> &[u8] {
         &self.buf[self.header.clone()]
     }
 
     /// The whole packet's length ([`Packet::encoded_len`]).
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.header.len().saturating_add(self.payload.len())
     }
 }
@@ -305,6 +393,7 @@ impl Connection {
             pending_window,
             inflight_window,
             remembered: 0,
+            lent: Lent::Nothing,
             stats: Stats::default(),
         })
     }
@@ -323,6 +412,7 @@ impl Connection {
     /// or [`handle_transport_lost`](Self::handle_transport_lost) with
     /// [`InputError::AfterTransportEof`].
     pub fn handle_input(&mut self, data: &[u8]) -> Result<usize, InputError> {
+        self.release_lent();
         if self.transport != Transport::Open {
             return Err(InputError::AfterTransportEof);
         }
@@ -658,13 +748,217 @@ impl Connection {
     // ----- outputs -----
 
     /// The next event, if any. Polling frees receive budget, so parsing
-    /// resumes by itself if it was waiting for room.
+    /// resumes by itself if it was waiting for room. With
+    /// [`Config::parse_on_poll`] the next packet is parsed here when no
+    /// event is queued.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.release_lent();
+        if self.events.is_empty() && self.config.parse_on_poll {
+            if let Some(d) = self.parse_next() {
+                self.accept(&d);
+                let payload = self.take_payload(d.len, d.payload_len);
+                return Some(d.into_event(payload));
+            }
+        }
         let event = self.events.pop_front()?;
         self.event_cost -= event_cost(&event);
         self.resume();
         Some(event)
+    }
+
+    /// The next event, as [`poll_event`](Self::poll_event) gives it, but
+    /// with its payload lent instead of owned: valid until the next call on
+    /// the connection. With [`Config::parse_on_poll`] a packet's payload is
+    /// lent straight from the receive buffer (no `Bytes`, no queued event);
+    /// [`take_lent_payload`](Self::take_lent_payload) turns it into `Bytes`
+    /// without copying when the caller needs to keep it.
+    ///
+    /// ```
+    /// use framewire::packet::{BorrowedEvent, Config, Connection};
+    /// use framewire::time::Instant;
+    ///
+    /// let lazy = Config { parse_on_poll: true, ..Config::default() };
+    /// let mut client = Connection::new(lazy).unwrap();
+    /// let mut server = Connection::new(lazy).unwrap();
+    /// client.submit(0, 0, 0, &b"ping"[..], Instant::ZERO, None).unwrap();
+    /// let mut wire = [0u8; 64];
+    /// let n = client.fill_transmit(&mut wire);
+    /// server.handle_input(&wire[..n]).unwrap();
+    /// let Some(BorrowedEvent::RequestReceived { channel, tag, payload, .. }) = server.poll_lent()
+    /// else {
+    ///     panic!("a request");
+    /// };
+    /// assert_eq!(payload, b"ping");
+    /// server.respond(channel, tag, 0, &b"pong"[..]).unwrap();
+    /// ```
+    pub fn poll_lent(&mut self) -> Option<BorrowedEvent<'_>> {
+        self.poll_lent_answering(|_, _| {})
+    }
+
+    /// [`poll_lent`](Self::poll_lent), answering requests in place: each
+    /// peer request is first lent to `answer`, and if it answers through
+    /// the [`Answerer`] the response is encoded straight into the transmit
+    /// queue (its payload copied from wherever it is borrowed, the
+    /// request's own payload included) and the request is done: no event
+    /// is returned for it and it never counts as in flight. A request
+    /// `answer` leaves unanswered is returned as
+    /// [`BorrowedEvent::RequestReceived`], to be answered later as usual.
+    ///
+    /// ```
+    /// use framewire::packet::{BorrowedEvent, Config, Connection};
+    /// use framewire::time::Instant;
+    ///
+    /// let lazy = Config { parse_on_poll: true, ..Config::default() };
+    /// let (mut client, mut server) = (Connection::new(lazy).unwrap(), Connection::new(lazy).unwrap());
+    /// client.submit(0, 0, 5, &b"echo me"[..], Instant::ZERO, None).unwrap();
+    /// let mut wire = [0u8; 64];
+    /// let n = client.fill_transmit(&mut wire);
+    /// server.handle_input(&wire[..n]).unwrap();
+    /// // An echo server: every request answered with its own flags and payload.
+    /// let none = server.poll_lent_answering(|rq, answer| {
+    ///     answer.respond(rq.flags, rq.payload).unwrap();
+    /// });
+    /// assert!(none.is_none());
+    /// let n = server.fill_transmit(&mut wire);
+    /// client.handle_input(&wire[..n]).unwrap();
+    /// let Some(BorrowedEvent::ResponseReceived { ok: true, flags: 5, payload, .. }) = client.poll_lent()
+    /// else {
+    ///     panic!("a response");
+    /// };
+    /// assert_eq!(payload, b"echo me");
+    /// ```
+    pub fn poll_lent_answering(
+        &mut self,
+        mut answer: impl FnMut(LentRequest<'_>, &mut Answerer<'_>),
+    ) -> Option<BorrowedEvent<'_>> {
+        self.release_lent();
+        loop {
+            if self.events.is_empty() && self.config.parse_on_poll {
+                match self.parse_next() {
+                    Some(d) => {
+                        if let Some(rq_type) = d.rq_type {
+                            let request = LentRequest {
+                                channel: d.channel,
+                                tag: d.tag,
+                                rq_type,
+                                flags: d.pflags,
+                                payload: &self.rx[d.len - d.payload_len..d.len],
+                            };
+                            let mut answerer = Answerer::new(
+                                &mut self.tx,
+                                d.channel,
+                                d.tag,
+                                self.config.max_packet_len,
+                                self.transport.can_send(),
+                            );
+                            answer(request, &mut answerer);
+                            if answerer.answered() {
+                                self.rx.advance(d.len);
+                                self.answered(d.channel, d.tag, false);
+                                continue;
+                            }
+                        }
+                        self.accept(&d);
+                        self.lent = Lent::Packet {
+                            len: d.len,
+                            payload_len: d.payload_len,
+                        };
+                        return Some(d.lend(&self.rx[d.len - d.payload_len..d.len]));
+                    }
+                    None if self.events.is_empty() => return None,
+                    None => {}
+                }
+            }
+            let event = self.events.pop_front()?;
+            self.event_cost -= event_cost(&event);
+            if let Event::RequestReceived {
+                channel,
+                tag,
+                rq_type,
+                flags,
+                ref payload,
+            } = event
+            {
+                let request = LentRequest {
+                    channel,
+                    tag,
+                    rq_type,
+                    flags,
+                    payload,
+                };
+                let mut answerer = Answerer::new(
+                    &mut self.tx,
+                    channel,
+                    tag,
+                    self.config.max_packet_len,
+                    self.transport.can_send(),
+                );
+                answer(request, &mut answerer);
+                if answerer.answered() {
+                    self.answered(channel, tag, true);
+                    continue;
+                }
+            }
+            self.resume();
+            self.lent = Lent::Event(event);
+            return self.lent_event();
+        }
+    }
+
+    /// The queued event taken out by `poll_lent_answering`, lent.
+    fn lent_event(&self) -> Option<BorrowedEvent<'_>> {
+        match &self.lent {
+            Lent::Event(e) => Some(e.lend()),
+            _ => None,
+        }
+    }
+
+    /// The payload of the request or response the last
+    /// [`poll_lent`](Self::poll_lent) returned, as `Bytes`, without copying
+    /// (a slice of the receive buffer, as [`poll_event`](Self::poll_event)
+    /// would have given it); empty if that event had no payload or it was
+    /// taken already. Call it before anything else on the connection: the
+    /// next call releases what was lent.
+    pub fn take_lent_payload(&mut self) -> Bytes {
+        match core::mem::take(&mut self.lent) {
+            Lent::Packet { len, payload_len } => self.take_payload(len, payload_len),
+            Lent::Event(
+                Event::RequestReceived { payload, .. } | Event::ResponseReceived { payload, .. },
+            ) => payload,
+            Lent::Event(_) | Lent::Nothing => Bytes::new(),
+        }
+    }
+
+    /// Removes what the last `poll_lent` lent: its packet from `rx`.
+    fn release_lent(&mut self) {
+        if !matches!(self.lent, Lent::Nothing) {
+            if let Lent::Packet { len, .. } = core::mem::take(&mut self.lent) {
+                self.rx.advance(len);
+            }
+        }
+    }
+
+    /// Bookkeeping after `poll_lent_answering`'s closure answered the
+    /// request `(channel, tag)`: it leaves the in-flight table if it was
+    /// there (a queued event), else its tag is remembered as used.
+    fn answered(&mut self, channel: u64, tag: u64, was_in_flight: bool) {
+        if was_in_flight {
+            if let Some(ch) = self.channels.get_mut(channel) {
+                if ch.inflight.remove(tag).is_some() {
+                    self.inflight -= 1;
+                }
+            }
+        } else {
+            self.remember(channel, tag, false);
+        }
+        if self.transport.can_send() {
+            self.stats.responses_sent += 1;
+        } else {
+            self.stats.requests_dropped += 1;
+        }
+        self.maybe_send_eof();
+        self.resume();
     }
 
     /// The first contiguous slice of queued outbound bytes. Headers and
@@ -814,9 +1108,14 @@ impl Connection {
         self.channels.get(channel).and_then(|c| c.next_tag)
     }
 
-    /// Bytes of incomplete packets buffered.
+    /// Bytes received and not handled yet: incomplete packets, and with
+    /// [`Config::parse_on_poll`] whole packets not polled yet too (not a
+    /// packet lent by [`poll_lent`](Self::poll_lent)).
     pub fn receive_buffered(&self) -> usize {
-        self.rx.len()
+        match self.lent {
+            Lent::Packet { len, .. } => self.rx.len() - len,
+            _ => self.rx.len(),
+        }
     }
 
     /// Whether a whole received packet is held unprocessed for lack of room
@@ -937,50 +1236,85 @@ impl Connection {
         }
     }
 
-    /// Parses and dispatches buffered packets until the buffer holds no
-    /// whole packet or something blocks.
+    /// Parses and handles buffered packets until the buffer holds no whole
+    /// packet or something blocks; with [`Config::parse_on_poll`], nothing
+    /// (the polls parse).
     fn pump(&mut self) {
+        self.release_lent();
+        if self.config.parse_on_poll {
+            return;
+        }
         self.stalled = false;
         while self.rx_end.is_none() {
             if self.event_cost >= self.config.max_receive_buffer {
                 self.stalled = true;
                 return;
             }
-            let head = match Packet::parse(&self.rx, &self.limits) {
-                Err(e) => {
-                    self.end_rx(RxEnd::Failed(ProtocolError::Packet(e)));
+            match self.step() {
+                Step::Deliver(d) => {
+                    self.accept(&d);
+                    let payload = self.take_payload(d.len, d.payload_len);
+                    self.push_event(d.into_event(payload));
+                }
+                Step::Handled => {}
+                Step::Blocked => {
+                    self.stalled = true;
                     return;
                 }
-                Ok(None) => {
-                    if self.transport != Transport::Open {
-                        if self.rx.is_empty() {
-                            self.end_rx(RxEnd::Closed(PeerCloseReason::TransportEof));
-                        } else {
-                            let have = self.rx.len();
-                            let need = Packet::peek_len(&self.rx, &self.limits).ok().flatten();
-                            self.end_rx(RxEnd::Failed(ProtocolError::Truncated { have, need }));
-                        }
-                    }
-                    return;
-                }
-                Ok(Some((packet, len))) => (Head::of(&packet), len),
-            };
-            if !self.dispatch(head.0, head.1) {
-                self.stalled = self.rx_end.is_none();
-                return;
+                Step::Idle => return,
             }
         }
     }
 
-    /// Handles one whole packet of `len` bytes at the front of `rx`. Returns
-    /// false if it is blocked (left in the buffer) or the receive side ended.
-    fn dispatch(&mut self, head: Head, len: usize) -> bool {
+    /// With [`Config::parse_on_poll`]: handles packets until one is to be
+    /// delivered or an event is queued; nothing lent.
+    fn parse_next(&mut self) -> Option<Delivery> {
+        self.stalled = false;
+        while self.events.is_empty() {
+            match self.step() {
+                Step::Deliver(d) => return Some(d),
+                Step::Handled => {}
+                Step::Blocked => {
+                    self.stalled = true;
+                    return None;
+                }
+                Step::Idle => return None,
+            }
+        }
+        None
+    }
+
+    /// Handles the whole packet at the front of `rx`, if there is one, up to
+    /// its delivery: a delivered packet stays in `rx` for the caller.
+    fn step(&mut self) -> Step {
+        if self.rx_end.is_some() {
+            return Step::Idle;
+        }
+        let (head, len) = match Packet::parse(&self.rx, &self.limits) {
+            Err(e) => {
+                self.end_rx(RxEnd::Failed(ProtocolError::Packet(e)));
+                return Step::Handled;
+            }
+            Ok(None) => {
+                if self.transport == Transport::Open {
+                    return Step::Idle;
+                }
+                if self.rx.is_empty() {
+                    self.end_rx(RxEnd::Closed(PeerCloseReason::TransportEof));
+                } else {
+                    let have = self.rx.len();
+                    let need = Packet::peek_len(&self.rx, &self.limits).ok().flatten();
+                    self.end_rx(RxEnd::Failed(ProtocolError::Truncated { have, need }));
+                }
+                return Step::Handled;
+            }
+            Ok(Some((packet, len))) => (Head::of(&packet), len),
+        };
         match head.kind(self.config.max_tag) {
             Kind::Eof => {
                 self.rx.advance(len);
                 self.stats.packets_received += 1;
                 self.end_rx(RxEnd::Closed(PeerCloseReason::EofPacket));
-                false
             }
             Kind::Erq => {
                 self.rx.advance(len);
@@ -989,7 +1323,6 @@ impl Connection {
                     self.peer_erq = true;
                     self.push_event(Event::PeerEndedRequests);
                 }
-                true
             }
             Kind::MalformedMarker => {
                 self.rx.advance(len);
@@ -998,44 +1331,43 @@ impl Connection {
                     channel: head.channel,
                     tag: head.tag,
                 }));
-                false
             }
             Kind::TagTooLarge => {
                 self.end_rx(RxEnd::Failed(ProtocolError::TagTooLarge {
                     tag: head.tag,
                     max: self.config.max_tag,
                 }));
-                false
             }
-            Kind::Request { rq_type } => self.on_request(head, rq_type, len),
-            Kind::Response => self.on_response(head, len),
+            Kind::Request { rq_type } => return self.on_request(head, rq_type, len),
+            Kind::Response => return self.on_response(head, len),
         }
+        Step::Handled
     }
 
-    fn on_response(&mut self, head: Head, len: usize) -> bool {
-        let payload = self.take_payload(len, head.payload_len);
+    fn on_response(&mut self, head: Head, len: usize) -> Step {
         self.stats.packets_received += 1;
         if self.take_pending(head.channel, head.tag) {
             self.stats.responses_received += 1;
-            let (ok, flags) = head.status();
-            self.push_event(Event::ResponseReceived {
+            Step::Deliver(Delivery {
                 channel: head.channel,
                 tag: head.tag,
-                ok,
-                flags,
-                payload,
-            });
+                rq_type: None,
+                pflags: head.pflags,
+                len,
+                payload_len: head.payload_len,
+            })
         } else {
+            self.rx.advance(len);
             self.stats.unknown_responses += 1;
             self.push_event(Event::UnknownResponse {
                 channel: head.channel,
                 tag: head.tag,
             });
+            Step::Handled
         }
-        true
     }
 
-    fn on_request(&mut self, head: Head, rq_type: u64, len: usize) -> bool {
+    fn on_request(&mut self, head: Head, rq_type: u64, len: usize) -> Step {
         let channel = self.channels.get(head.channel);
         let refusal = rules::refusal(
             self.config.accept_requests,
@@ -1050,10 +1382,10 @@ impl Connection {
                 self.rx.advance(len);
                 self.stats.packets_received += 1;
                 self.stats.requests_dropped += 1;
-                return true;
+                return Step::Handled;
             }
             if self.tx.len() >= self.config.max_transmit_buffer {
-                return false;
+                return Step::Blocked;
             }
             self.rx.advance(len);
             self.stats.packets_received += 1;
@@ -1070,7 +1402,7 @@ impl Connection {
                 self.config.max_packet_len,
             );
             self.queue_packet(&packet, None);
-            return true;
+            return Step::Handled;
         }
         if self.inflight >= self.config.max_inflight_inbound {
             if self.transport == Transport::Lost {
@@ -1078,22 +1410,28 @@ impl Connection {
                 self.rx.advance(len);
                 self.stats.packets_received += 1;
                 self.stats.requests_dropped += 1;
-                return true;
+                return Step::Handled;
             }
-            return false;
+            return Step::Blocked;
         }
-        let payload = self.take_payload(len, head.payload_len);
         self.stats.packets_received += 1;
         self.stats.requests_received += 1;
-        self.remember(head.channel, head.tag);
-        self.push_event(Event::RequestReceived {
+        Step::Deliver(Delivery {
             channel: head.channel,
             tag: head.tag,
-            rq_type,
-            flags: head.pflags,
-            payload,
-        });
-        true
+            rq_type: Some(rq_type),
+            pflags: head.pflags,
+            len,
+            payload_len: head.payload_len,
+        })
+    }
+
+    /// A delivered request is in flight from now on (a response needs
+    /// nothing more).
+    fn accept(&mut self, d: &Delivery) {
+        if d.rq_type.is_some() {
+            self.remember(d.channel, d.tag, true);
+        }
     }
 
     /// Removes the packet of `len` bytes from the front of `rx` and returns
@@ -1147,14 +1485,16 @@ impl Connection {
         }
     }
 
-    /// Records the peer's accepted request `(channel, tag)` as in flight and
-    /// its tag as used.
-    fn remember(&mut self, channel: u64, tag: u64) {
+    /// Records the peer's accepted request `(channel, tag)` as in flight (if
+    /// `in_flight`: it is not when answered at once) and its tag as used.
+    fn remember(&mut self, channel: u64, tag: u64, in_flight: bool) {
         let Some(ch) = self.channels.get_mut(channel) else {
             return;
         };
-        ch.inflight.add(tag, ());
-        self.inflight += 1;
+        if in_flight {
+            ch.inflight.add(tag, ());
+            self.inflight += 1;
+        }
         let delta = ch.seen.insert(tag);
         self.remembered = self.remembered.saturating_add_signed(delta);
         while self.remembered > self.config.max_remembered_tags {

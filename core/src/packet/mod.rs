@@ -61,6 +61,8 @@ mod diff_tests;
 #[cfg(feature = "std")]
 mod end;
 mod event;
+#[cfg(feature = "alloc")]
+mod lent;
 #[cfg(all(feature = "alloc", any(test, feature = "testing")))]
 pub mod pair;
 pub mod reason;
@@ -87,6 +89,8 @@ pub use self::connection::Connection;
 pub use self::end::EndCause;
 #[cfg(feature = "alloc")]
 pub use self::event::Event;
+#[cfg(feature = "alloc")]
+pub use self::lent::{Answerer, LentRequest};
 pub use self::event::{
     ChannelError, InputError, PeerCloseReason, ProtocolError, RespondError, State, Stats,
     SubmitError,

@@ -1,0 +1,151 @@
+//! Answering a request in place: what
+//! [`Connection::poll_lent_answering`](super::Connection::poll_lent_answering)
+//! lends its closure.
+
+use super::connection::Encoded;
+use super::event::RespondError;
+use super::reason;
+use super::transmit::TransmitQueue;
+use super::wire::Packet;
+
+/// A peer request lent to the closure of
+/// [`Connection::poll_lent_answering`](super::Connection::poll_lent_answering):
+/// its fields, and its payload borrowed from the receive buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LentRequest<'a> {
+    /// The request's channel.
+    pub channel: u64,
+    /// The request's tag.
+    pub tag: u64,
+    /// The user request type (wire type minus one).
+    pub rq_type: u64,
+    /// The request flags, as the peer gave them.
+    pub flags: u64,
+    /// The request payload.
+    pub payload: &'a [u8],
+}
+
+/// Answers the request lent with it, at once: the response is encoded
+/// straight into the connection's transmit queue. At most one answer is
+/// taken; answer nothing to have the request delivered as an event instead.
+///
+/// The rules are those of [`Connection::respond`](super::Connection::respond)
+/// and [`Connection::reject`](super::Connection::reject): nothing is queued
+/// on an error, and after
+/// [`handle_transport_lost`](super::Connection::handle_transport_lost) an
+/// answer is accepted and dropped.
+#[derive(Debug)]
+pub struct Answerer<'c> {
+    tx: &'c mut TransmitQueue,
+    channel: u64,
+    tag: u64,
+    max_packet_len: usize,
+    can_send: bool,
+    answered: bool,
+}
+
+impl<'c> Answerer<'c> {
+    pub(super) fn new(
+        tx: &'c mut TransmitQueue,
+        channel: u64,
+        tag: u64,
+        max_packet_len: usize,
+        can_send: bool,
+    ) -> Self {
+        Answerer {
+            tx,
+            channel,
+            tag,
+            max_packet_len,
+            can_send,
+            answered: false,
+        }
+    }
+
+    /// Whether an answer was taken.
+    pub fn answered(&self) -> bool {
+        self.answered
+    }
+
+    /// Answers successfully: `pflags = (flags << 1) | 1` and `payload`
+    /// (copied). Fails with [`RespondError::NotInFlight`] if already
+    /// answered, [`RespondError::Field`] if `flags` cannot be encoded, and
+    /// [`RespondError::PayloadTooLong`] over
+    /// [`Config::max_packet_len`](super::Config::max_packet_len).
+    pub fn respond(&mut self, flags: u64, payload: &[u8]) -> Result<(), RespondError> {
+        self.check_open()?;
+        let packet = Packet::response(self.channel, self.tag, true, flags, payload)
+            .map_err(RespondError::Field)?;
+        self.queue(&packet)
+    }
+
+    /// Answers with a failure: `pflags = 0` and `reason`. Fails as
+    /// [`respond`](Self::respond) does.
+    pub fn reject(&mut self, reason: &str) -> Result<(), RespondError> {
+        self.check_open()?;
+        self.queue(&Packet::failure(self.channel, self.tag, reason))
+    }
+
+    /// [`respond`](Self::respond), or when the response cannot be sent (its
+    /// flags, its length) the original's failure for a handler that raised,
+    /// [`reason::EXCEPTION_DURING_HANDLER`], as
+    /// [`Connection::respond_or_fail`](super::Connection::respond_or_fail)
+    /// does; the results are the same.
+    pub fn respond_or_fail(
+        &mut self,
+        flags: u64,
+        payload: &[u8],
+    ) -> Result<Option<RespondError>, RespondError> {
+        let answered = self.respond(flags, payload);
+        self.fail_unsendable(answered)
+    }
+
+    /// [`reject`](Self::reject), falling back to
+    /// [`reason::EXCEPTION_DURING_HANDLER`] as
+    /// [`respond_or_fail`](Self::respond_or_fail) does.
+    pub fn reject_or_fail(&mut self, reason: &str) -> Result<Option<RespondError>, RespondError> {
+        let answered = self.reject(reason);
+        self.fail_unsendable(answered)
+    }
+
+    fn fail_unsendable(
+        &mut self,
+        answered: Result<(), RespondError>,
+    ) -> Result<Option<RespondError>, RespondError> {
+        match answered {
+            Ok(()) => Ok(None),
+            Err(e @ RespondError::NotInFlight { .. }) => Err(e),
+            Err(e) => {
+                self.reject(reason::EXCEPTION_DURING_HANDLER)?;
+                Ok(Some(e))
+            }
+        }
+    }
+
+    fn check_open(&self) -> Result<(), RespondError> {
+        if self.answered {
+            Err(RespondError::NotInFlight {
+                channel: self.channel,
+                tag: self.tag,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn queue(&mut self, packet: &Packet<'_>) -> Result<(), RespondError> {
+        let encoded = Encoded::new(packet);
+        let len = encoded.len();
+        if len > self.max_packet_len {
+            return Err(RespondError::PayloadTooLong {
+                len,
+                max: self.max_packet_len,
+            });
+        }
+        if self.can_send {
+            self.tx.push_copied_parts(&[encoded.header(), packet.payload()]);
+        }
+        self.answered = true;
+        Ok(())
+    }
+}
