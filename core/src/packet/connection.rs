@@ -5,13 +5,13 @@ use core::cmp::Reverse;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::config::{Config, ConfigError, EVENT_OVERHEAD};
-use super::lent::{Answerer, LentRequest};
 use super::borrowed::BorrowedEvent;
+use super::config::{Config, ConfigError, EVENT_OVERHEAD};
 use super::event::{
     ChannelError, Event, InputError, PeerCloseReason, ProtocolError, RespondError, State, Stats,
     SubmitError,
 };
+use super::lent::{Answerer, LentRequest};
 use super::reason;
 use super::rules::{self, Head, Kind, RxEnd, SendState, Transport};
 use super::tags::TagMemory;

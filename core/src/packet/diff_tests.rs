@@ -125,8 +125,25 @@ impl Endpoint for Connection {
     fn close(&mut self) {
         Connection::close(self);
     }
+    /// Parsing on poll, events are taken lent (and turned into the same
+    /// events the eager connection queues): every other one's payload
+    /// through `take_lent_payload`, the rest copied.
     fn event(&mut self) -> Option<Event> {
-        self.poll_event()
+        if !self.config().parse_on_poll {
+            return self.poll_event();
+        }
+        let take = self.stats().packets_received % 2 == 1;
+        let mut event = self.poll_lent()?.to_event();
+        if take {
+            if let Event::RequestReceived { payload, .. }
+            | Event::ResponseReceived { payload, .. } = &mut event
+            {
+                let taken = self.take_lent_payload();
+                assert_eq!(taken, *payload, "a taken payload is the lent one");
+                *payload = taken;
+            }
+        }
+        Some(event)
     }
     fn queued(&self) -> Vec<u8> {
         self.transmit_chunks().flatten().copied().collect()
@@ -772,35 +789,55 @@ fn run_differential(seed: u64, max_chunk: usize, variant: Variant, ops: &[Op]) {
         max_chunk,
     );
     let mut bd = Duo::new(borrowed(bc, RX, TX), borrowed(bc, RX, TX), seed, max_chunk);
+    // The alloc connection parsing on poll, its events taken lent.
+    let lc = Config {
+        parse_on_poll: true,
+        ..ac
+    };
+    let mut ld = Duo::new(
+        Connection::new(lc).unwrap(),
+        Connection::new(lc).unwrap(),
+        seed,
+        max_chunk,
+    );
     for side in [Who::Client, Who::Server] {
         for ch in [3, 5, 6] {
-            assert_eq!(
-                ad.side(side).conn.open_channel(ch),
-                bd.side(side).conn.open_channel(ch)
-            );
+            let opened = ad.side(side).conn.open_channel(ch);
+            assert_eq!(opened, bd.side(side).conn.open_channel(ch));
+            assert_eq!(opened, ld.side(side).conn.open_channel(ch));
         }
     }
     for (i, op) in ops.iter().enumerate() {
         let ra = apply(&mut ad, op);
         let rb = apply(&mut bd, op);
+        let rl = apply(&mut ld, op);
         let at = format_at(seed, i, op);
         assert_eq!(ra, rb, "results differ {at}");
+        assert_eq!(ra, rl, "results differ, parsing on poll, {at}");
         assert_same(&ad, &bd, &at);
+        assert_same(&ad, &ld, &at);
     }
     // Finish: everything answered, timers run out, both close.
     for round in 0..100 {
         ad.drive();
         bd.drive();
+        ld.drive();
         for server in [false, true] {
             let ra = answer(&mut ad, server, usize::MAX, false, 5);
             let rb = answer(&mut bd, server, usize::MAX, false, 5);
+            let rl = answer(&mut ld, server, usize::MAX, false, 5);
             assert_eq!(ra, rb);
+            assert_eq!(ra, rl);
         }
         ad.drive();
         bd.drive();
-        assert_same(&ad, &bd, &format_at(seed, 10_000 + round, &Op::Step(0)));
+        ld.drive();
+        let at = format_at(seed, 10_000 + round, &Op::Step(0));
+        assert_same(&ad, &bd, &at);
+        assert_same(&ad, &ld, &at);
         let timer = ad.next_timer();
         assert_eq!(timer, bd.next_timer());
+        assert_eq!(timer, ld.next_timer());
         if !(ad.client.fresh.is_empty() && ad.server.fresh.is_empty()) {
             continue;
         }
@@ -810,24 +847,29 @@ fn run_differential(seed: u64, max_chunk: usize, variant: Variant, ops: &[Op]) {
         let delay = timer.saturating_duration_since(ad.now);
         ad.advance(delay);
         bd.advance(delay);
+        ld.advance(delay);
     }
     for who in [Who::Client, Who::Server] {
         ad.side(who).conn.close();
         bd.side(who).conn.close();
+        ld.side(who).conn.close();
         ad.drain(who);
         bd.drain(who);
+        ld.drain(who);
     }
     for _ in 0..20 {
         ad.drive();
         bd.drive();
+        ld.drive();
         for server in [false, true] {
-            assert_eq!(
-                answer(&mut ad, server, usize::MAX, false, 1),
-                answer(&mut bd, server, usize::MAX, false, 1)
-            );
+            let ra = answer(&mut ad, server, usize::MAX, false, 1);
+            assert_eq!(ra, answer(&mut bd, server, usize::MAX, false, 1));
+            assert_eq!(ra, answer(&mut ld, server, usize::MAX, false, 1));
         }
     }
-    assert_same(&ad, &bd, &format_at(seed, 20_000, &Op::Step(0)));
+    let at = format_at(seed, 20_000, &Op::Step(0));
+    assert_same(&ad, &bd, &at);
+    assert_same(&ad, &ld, &at);
 }
 
 fn format_at(seed: u64, i: usize, op: &Op) -> String {

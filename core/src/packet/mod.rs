@@ -63,6 +63,8 @@ mod end;
 mod event;
 #[cfg(feature = "alloc")]
 mod lent;
+#[cfg(all(test, feature = "alloc"))]
+mod lent_tests;
 #[cfg(all(feature = "alloc", any(test, feature = "testing")))]
 pub mod pair;
 pub mod reason;
@@ -89,12 +91,12 @@ pub use self::connection::Connection;
 pub use self::end::EndCause;
 #[cfg(feature = "alloc")]
 pub use self::event::Event;
-#[cfg(feature = "alloc")]
-pub use self::lent::{Answerer, LentRequest};
 pub use self::event::{
     ChannelError, InputError, PeerCloseReason, ProtocolError, RespondError, State, Stats,
     SubmitError,
 };
+#[cfg(feature = "alloc")]
+pub use self::lent::{Answerer, LentRequest};
 #[cfg(feature = "alloc")]
 pub use self::transmit::TransmitChunks;
 #[cfg(feature = "alloc")]
