@@ -3,14 +3,14 @@
 # counted by callgrind: the same on every run of the same binary, so small
 # changes can be compared on a noisy shared machine where times cannot.
 # Usage: scripts/instructions.sh [REQUESTS] [WORKLOAD ...]
-#   (default 20000 requests; workloads packet-pair and lengths-pair)
+#   (default 20000 requests; workloads packet-pair, lent-pair and lengths-pair)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 requests="${1:-20000}"
 shift || true
 workloads=("$@")
-[ ${#workloads[@]} -gt 0 ] || workloads=(packet-pair lengths-pair)
+[ ${#workloads[@]} -gt 0 ] || workloads=(packet-pair lent-pair lengths-pair)
 bin=$(cargo bench -p framewire-tests --bench instructions --no-run --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
 for line in sys.stdin:

@@ -10,11 +10,11 @@
 //!
 //! ```text
 //! instructions <workload> <requests>
-//! workloads: packet-pair, lengths-pair
+//! workloads: packet-pair, lent-pair, lengths-pair
 //! ```
 
 use bytes::{Bytes, BytesMut};
-use framewire::packet::{Config, Connection, Event};
+use framewire::packet::{BorrowedEvent, Config, Connection, Event};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 /// Requests in flight at a time (the codecs bench's packet section uses 128).
@@ -87,6 +87,75 @@ fn measured_packet_pair(total: usize) -> u64 {
     bytes
 }
 
+/// The same echo between two `Connection`s parsing on poll: the server
+/// answers each request in place (`poll_lent_answering`, its own payload
+/// copied straight into the transmit queue), the client takes each
+/// response lent (`poll_lent`): no `Bytes` and no queued event per packet.
+#[inline(never)]
+fn measured_lent_pair(total: usize) -> u64 {
+    let lazy = Config {
+        parse_on_poll: true,
+        ..Config::default()
+    };
+    let mut client = Connection::new(lazy).expect("config");
+    let mut server = Connection::new(lazy).expect("config");
+    let mut scratch = vec![0u8; CHUNK];
+    let payload = Bytes::from_static(b"0123456789abcdef");
+    let now = framewire::time::Instant::ZERO;
+    let (mut sent, mut bytes, mut answered) = (0, 0u64, 0);
+    while sent < total {
+        let batch = WINDOW.min(total - sent);
+        for _ in 0..batch {
+            client
+                .submit(0, 0, 0, payload.clone(), now, None)
+                .expect("submit");
+        }
+        sent += batch;
+        carry_lent(&mut client, &mut server, &mut scratch, |srv| {
+            let unanswered = srv.poll_lent_answering(|rq, answer| {
+                answer.respond(rq.flags, rq.payload).expect("respond");
+            });
+            assert!(unanswered.is_none(), "every request answered in place");
+        });
+        carry_lent(&mut server, &mut client, &mut scratch, |cl| {
+            while let Some(e) = cl.poll_lent() {
+                match e {
+                    BorrowedEvent::ResponseReceived {
+                        ok: true, payload, ..
+                    } => {
+                        bytes += payload.len() as u64;
+                        answered += 1;
+                    }
+                    e => unreachable!("unexpected event {e:?}"),
+                }
+            }
+        });
+    }
+    assert_eq!(answered, total, "every request answered");
+    bytes
+}
+
+/// Moves everything `from` has to send into `to`, calling `poll` after each
+/// piece of input.
+fn carry_lent(
+    from: &mut Connection,
+    to: &mut Connection,
+    scratch: &mut [u8],
+    mut poll: impl FnMut(&mut Connection),
+) {
+    loop {
+        let n = from.fill_transmit(scratch);
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        while off < n {
+            off += to.handle_input(&scratch[off..n]).expect("valid input");
+            poll(to);
+        }
+    }
+}
+
 /// The anchor: the same echo with a tokio-util `LengthDelimitedCodec` at
 /// each end (frames only: no tags, no bookkeeping).
 #[inline(never)]
@@ -133,8 +202,9 @@ fn main() {
         .map_or(100_000, |n| n.parse().expect("requests: a count"));
     let bytes = match workload {
         "packet-pair" => measured_packet_pair(total),
+        "lent-pair" => measured_lent_pair(total),
         "lengths-pair" => measured_lengths_pair(total),
-        other => panic!("unknown workload {other:?} (packet-pair, lengths-pair)"),
+        other => panic!("unknown workload {other:?} (packet-pair, lent-pair, lengths-pair)"),
     };
     println!("{workload}: {total} requests, {bytes} response payload bytes");
 }

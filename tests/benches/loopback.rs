@@ -195,6 +195,18 @@ fn serve(kind: Server, listener: StdListener) {
                         Reply::with_flags(rq.flags, rq.payload)
                     });
                     let builder = builder.inline_handlers(kind != Server::FwTokio);
+                    // The call_batch contender's server answers in place
+                    // (the same echo, with no future, task or `Bytes`).
+                    let builder = if kind == Server::FwTokioBatch {
+                        builder.answer_in_place(
+                            |rq: framewire_tokio::packet::LentRequest<'_>,
+                             answer: &mut framewire_tokio::packet::Answerer<'_>| {
+                                let _ = answer.respond_or_fail(rq.flags, rq.payload);
+                            },
+                        )
+                    } else {
+                        builder
+                    };
                     let conn = builder.start(sock).expect("tokio server");
                     let _ = conn.wait().await;
                 }
@@ -485,7 +497,7 @@ fn name(kind: Server) -> &'static str {
         Server::StdPingPong => "bare std TcpStream ping-pong",
         Server::FwTokio => "framewire-tokio PacketConnection",
         Server::FwTokioInline => "framewire-tokio, inline_handlers",
-        Server::FwTokioBatch => "framewire-tokio call_batch, inline_handlers",
+        Server::FwTokioBatch => "framewire-tokio call_batch, answered in place",
         Server::FwStd => "framewire-std PacketConnection",
         Server::PyGrace0 => "cs.packetstream (Python), packet_grace 0",
         Server::PyGraceDefault => "cs.packetstream (Python), default packet_grace 0.01 s",

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::driver::{Command, Driver, Outcome, SubmitCmd};
 use super::error::{CallError, CloseError, EndCause};
-use super::handler::Handler;
+use super::handler::{Handler, InPlaceAnswer};
 
 /// Default bound on the handlers of one connection running at once
 /// ([`Builder::max_concurrent_handlers`]). Requests beyond it wait in the
@@ -58,6 +58,7 @@ pub const DEFAULT_READ_BUFFER: usize = 64 * 1024;
 pub struct Builder {
     pub(crate) config: Config,
     pub(crate) handler: Option<Arc<dyn Handler>>,
+    pub(crate) in_place: Option<Arc<dyn InPlaceAnswer>>,
     pub(crate) max_concurrent_handlers: usize,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) close_timeout: Duration,
@@ -72,6 +73,7 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("config", &self.config)
             .field("handler", &self.handler.is_some())
+            .field("answer_in_place", &self.in_place.is_some())
             .field("max_concurrent_handlers", &self.max_concurrent_handlers)
             .field("call_timeout", &self.call_timeout)
             .field("close_timeout", &self.close_timeout)
@@ -86,6 +88,7 @@ impl Default for Builder {
         Builder {
             config: Config::default(),
             handler: None,
+            in_place: None,
             max_concurrent_handlers: DEFAULT_MAX_CONCURRENT_HANDLERS,
             call_timeout: None,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
@@ -107,7 +110,8 @@ impl Builder {
     }
 
     /// The core's limits. [`Config::accept_requests`] is overridden: it is
-    /// true exactly when a handler is set.
+    /// true exactly when a handler or an in-place answerer is set; so is
+    /// [`Config::parse_on_poll`] (the driver parses as it polls).
     /// [`Config::max_pending_outbound`] bounds the calls in flight (more
     /// callers wait for room); [`Config::max_inflight_inbound`] bounds the
     /// peer's requests accepted and not answered.
@@ -127,6 +131,41 @@ impl Builder {
     #[must_use]
     pub fn handler_arc(mut self, handler: Arc<dyn Handler>) -> Self {
         self.handler = Some(handler);
+        self
+    }
+
+    /// Answers requests in place, before the [`handler`](Self::handler):
+    /// `answer` is called inside the connection's driver for each request,
+    /// with the request lent (its payload borrowed from the receive
+    /// buffer) and an [`Answerer`](framewire::packet::Answerer) that encodes
+    /// the response straight into the transmit queue. A request it leaves
+    /// unanswered goes to the handler (or, without one, is answered `no
+    /// request handler`).
+    ///
+    /// This is the cheapest way to serve a request: no `Bytes`, no task, no
+    /// future, no handler slot, and the request never counts as in flight.
+    /// It suits answers computed at once from the request (echo, lookups,
+    /// counters); like an inline handler it holds up the connection while
+    /// it runs. A panic is caught and answered `exception during handler`
+    /// (unless it answered first).
+    ///
+    /// ```
+    /// use framewire_tokio::packet::{Answerer, Builder, LentRequest, Reply, Request};
+    ///
+    /// let builder = Builder::new()
+    ///     // Type 0 is an echo, answered in place ...
+    ///     .answer_in_place(|rq: LentRequest<'_>, answer: &mut Answerer<'_>| {
+    ///         if rq.rq_type == 0 {
+    ///             let _ = answer.respond_or_fail(rq.flags, rq.payload);
+    ///         }
+    ///     })
+    ///     // ... the rest goes to the async handler.
+    ///     .handler(|rq: Request| async move { Reply::fail(format!("no type {}", rq.rq_type)) });
+    /// # drop(builder);
+    /// ```
+    #[must_use]
+    pub fn answer_in_place<A: InPlaceAnswer>(mut self, answer: A) -> Self {
+        self.in_place = Some(Arc::new(answer));
         self
     }
 
@@ -197,7 +236,9 @@ impl Builder {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let mut config = self.config;
-        config.accept_requests = self.handler.is_some();
+        config.accept_requests = self.handler.is_some() || self.in_place.is_some();
+        // The driver polls events lent: packets are parsed as it polls.
+        config.parse_on_poll = true;
         let conn = framewire::packet::Connection::new(config)?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (status_tx, status_rx) = watch::channel(Status::default());

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use framewire::packet::{
-    reason, ChannelError, Connection, Event, PeerCloseReason, State, SubmitError, TagWindow,
+    reason, BorrowedEvent, ChannelError, Connection, Event, PeerCloseReason, State, SubmitError,
+    TagWindow,
 };
 use framewire::time::{Duration as CoreDuration, Instant as CoreInstant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -33,13 +34,18 @@ use tokio::time::{Instant, Sleep};
 use super::batch::BatchRequest;
 use super::connection::{Builder, Finish, PacketConnection, Response, Shared, Snapshot, Status};
 use super::error::{CallError, EndCause};
-use super::handler::{Handler, Reply, Request};
+use super::handler::{Handler, InPlaceAnswer, Reply, Request};
 
 /// What a call's future receives.
 pub(crate) type Outcome = Result<Response, CallError>;
 
 /// The most slices handed to one vectored write.
 const MAX_SLICES: usize = 64;
+
+/// Batch response payloads up to this long are copied into the batch's
+/// one buffer (each result then a slice of it); longer ones are taken
+/// from the receive buffer without copying.
+const BATCH_COPY_MAX: usize = 4096;
 
 /// A multiplicative hasher for the driver's maps. Their keys are chosen on
 /// this side — call ids, our own `(channel, tag)`s, task ids — never by the
@@ -124,6 +130,26 @@ struct BatchState {
     deadline: Option<Instant>,
     /// Results still missing.
     outstanding: usize,
+    /// Short response payloads, copied one after another: each result in
+    /// `spans` gets its slice when the batch is sent.
+    payloads: Vec<u8>,
+    /// `(result index, start, end)` in `payloads`.
+    spans: Vec<(usize, usize, usize)>,
+}
+
+impl BatchState {
+    /// Sends the results to the caller, the copied payloads in place.
+    fn send(mut self) {
+        if !self.spans.is_empty() {
+            let payloads = Bytes::from(self.payloads);
+            for (index, start, end) in self.spans {
+                if let Ok(response) = &mut self.results[index] {
+                    response.payload = payloads.slice(start..end);
+                }
+            }
+        }
+        let _ = self.reply.send(self.results);
+    }
 }
 
 /// Whose request a `(channel, tag)` of ours is.
@@ -171,6 +197,10 @@ impl Waiters {
 
     fn remove(&mut self, (channel, tag): (u64, u64)) -> Option<Waiter> {
         self.channel(channel)?.remove(tag)
+    }
+
+    fn get(&mut self, (channel, tag): (u64, u64)) -> Option<Waiter> {
+        self.channel(channel)?.get(tag).copied()
     }
 
     /// Keeps the entries for which `keep` is true (rare: abandons, ends).
@@ -233,6 +263,7 @@ pub(crate) struct Driver<S> {
     deferred: VecDeque<Deferred>,
 
     handler: Option<Arc<dyn Handler>>,
+    in_place: Option<Arc<dyn InPlaceAnswer>>,
     handlers: JoinSet<Reply>,
     handler_keys: IdMap<TaskId, (u64, u64)>,
     /// Poll each handler once in the driver before spawning it.
@@ -264,6 +295,22 @@ enum Phase {
     /// The core reported `Event::Closed`: shut the write side, then finish.
     ShuttingDown,
     Finished,
+}
+
+/// Runs the in-place answerer; a panic is answered `exception during
+/// handler` unless it answered first.
+fn answer_caught(
+    answerer: &dyn InPlaceAnswer,
+    request: framewire::packet::LentRequest<'_>,
+    answer: &mut framewire::packet::Answerer<'_>,
+) {
+    let caught = catch_unwind(AssertUnwindSafe(|| answerer.answer(request, answer)));
+    if caught.is_err() {
+        tracing::warn!("in-place answerer panicked");
+        if !answer.answered() {
+            let _ = answer.reject(reason::EXCEPTION_DURING_HANDLER);
+        }
+    }
 }
 
 /// A time no timer will reach (for deadlines beyond Tokio's clock).
@@ -303,6 +350,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             batch_outstanding: 0,
             deferred: VecDeque::new(),
             handler: builder.handler.clone(),
+            in_place: builder.in_place.clone(),
             handlers: JoinSet::new(),
             handler_keys: IdMap::default(),
             inline_handlers: builder.inline_handlers,
@@ -517,6 +565,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 next: 0,
                 deadline: b.deadline,
                 outstanding: n,
+                payloads: Vec::new(),
+                spans: Vec::new(),
             },
         );
         self.batch_outstanding += n;
@@ -594,7 +644,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     fn maybe_finish_batch(&mut self, id: u64) {
         if self.batches.get(&id).is_some_and(|b| b.outstanding == 0) {
             if let Some(b) = self.batches.remove(&id) {
-                let _ = b.reply.send(b.results);
+                b.send();
             }
         }
     }
@@ -637,7 +687,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             for r in &mut b.results[b.next..] {
                 *r = Err(error);
             }
-            let _ = b.reply.send(b.results);
+            b.send();
         }
         self.batch_outstanding = 0;
     }
@@ -938,44 +988,59 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
 
     fn dispatch(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        while let Some(event) = self.conn.poll_event() {
+        loop {
+            let in_place = &self.in_place;
+            let event = match in_place {
+                Some(answerer) => self.conn.poll_lent_answering(|rq, answer| {
+                    progress = true;
+                    answer_caught(&**answerer, rq, answer);
+                }),
+                None => self.conn.poll_lent(),
+            };
+            let Some(event) = event else {
+                break;
+            };
             progress = true;
             match event {
-                Event::RequestReceived {
-                    channel,
-                    tag,
-                    rq_type,
-                    flags,
-                    payload,
-                } => self.spawn_handler(cx, channel, tag, rq_type, flags, payload),
-                Event::ResponseReceived {
+                BorrowedEvent::ResponseReceived {
                     channel,
                     tag,
                     ok,
                     flags,
                     payload,
-                } => self.complete((channel, tag), Ok(Response { ok, flags, payload })),
-                Event::RequestTimedOut { channel, tag } => {
-                    self.complete((channel, tag), Err(CallError::TimedOut));
+                } => {
+                    if let Some(Waiter::Batch(id, index)) = self.ids.get((channel, tag)) {
+                        if payload.len() <= BATCH_COPY_MAX {
+                            // Copied into the batch's buffer: no `Bytes` per
+                            // response until the batch is sent.
+                            if let Some(b) = self.batches.get_mut(&id) {
+                                let start = b.payloads.len();
+                                b.payloads.extend_from_slice(payload);
+                                b.spans.push((index, start, b.payloads.len()));
+                            }
+                            let payload = Bytes::new();
+                            self.complete((channel, tag), Ok(Response { ok, flags, payload }));
+                            continue;
+                        }
+                    }
+                    let payload = self.conn.take_lent_payload();
+                    self.complete((channel, tag), Ok(Response { ok, flags, payload }));
                 }
-                Event::RequestCancelled { channel, tag } => {
-                    let cause = self.end().unwrap_or(EndCause::TransportEof);
-                    self.complete((channel, tag), Err(CallError::Cancelled { cause }));
+                BorrowedEvent::RequestReceived {
+                    channel,
+                    tag,
+                    rq_type,
+                    flags,
+                    ..
+                } => {
+                    let payload = self.conn.take_lent_payload();
+                    self.spawn_handler(cx, channel, tag, rq_type, flags, payload);
                 }
-                Event::PeerClosed { reason } => self.set_end(match reason {
-                    PeerCloseReason::EofPacket => EndCause::EofPacket,
-                    PeerCloseReason::TransportEof => EndCause::TransportEof,
-                }),
-                Event::ProtocolError(e) => {
-                    tracing::debug!(error = %e, "peer protocol error");
-                    self.set_end(EndCause::Protocol(e));
+                other => {
+                    // No payload: the owned event costs no copy.
+                    let event = other.to_event();
+                    self.other_event(event);
                 }
-                Event::Closed if self.phase == Phase::Running => {
-                    self.phase = Phase::ShuttingDown;
-                }
-                // ERQ and unknown responses need nothing here (the core
-                // counts both).
-                _ => {}
             }
         }
         // Free the slots the inline handlers held for the others.
@@ -986,6 +1051,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             self.cancel_deferred(CallError::Cancelled { cause });
         }
         progress
+    }
+
+    /// An event without a payload.
+    fn other_event(&mut self, event: Event) {
+        match event {
+            Event::RequestTimedOut { channel, tag } => {
+                self.complete((channel, tag), Err(CallError::TimedOut));
+            }
+            Event::RequestCancelled { channel, tag } => {
+                let cause = self.end().unwrap_or(EndCause::TransportEof);
+                self.complete((channel, tag), Err(CallError::Cancelled { cause }));
+            }
+            Event::PeerClosed { reason } => self.set_end(match reason {
+                PeerCloseReason::EofPacket => EndCause::EofPacket,
+                PeerCloseReason::TransportEof => EndCause::TransportEof,
+            }),
+            Event::ProtocolError(e) => {
+                tracing::debug!(error = %e, "peer protocol error");
+                self.set_end(EndCause::Protocol(e));
+            }
+            Event::Closed if self.phase == Phase::Running => {
+                self.phase = Phase::ShuttingDown;
+            }
+            // ERQ and unknown responses need nothing here (the core counts
+            // both); requests and responses are handled by `dispatch`.
+            _ => {}
+        }
     }
 
     /// Ends every call and batch request still waiting for room with `error`.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 
 use bytes::Bytes;
-use framewire::packet::reason;
+use framewire::packet::{reason, Answerer, LentRequest};
 use futures_util::future::BoxFuture;
 
 use super::connection::PacketConnection;
@@ -218,6 +218,27 @@ where
     fn handle(&self, request: Request) -> BoxFuture<'static, Reply> {
         let fut = self(request);
         Box::pin(async move { fut.await.into() })
+    }
+}
+
+/// Answers requests in place, inside the connection's driver, before any
+/// [`Handler`] sees them: see [`Builder::answer_in_place`](super::Builder::answer_in_place).
+///
+/// It gets each request lent ([`LentRequest`]: its payload borrowed from the
+/// receive buffer) and an [`Answerer`] that encodes the response straight
+/// into the transmit queue; a request it leaves unanswered goes to the
+/// handler as usual.
+pub trait InPlaceAnswer: Send + Sync + 'static {
+    /// Answers `request` through `answer`, or leaves it for the handler.
+    fn answer(&self, request: LentRequest<'_>, answer: &mut Answerer<'_>);
+}
+
+impl<F> InPlaceAnswer for F
+where
+    F: Fn(LentRequest<'_>, &mut Answerer<'_>) + Send + Sync + 'static,
+{
+    fn answer(&self, request: LentRequest<'_>, answer: &mut Answerer<'_>) {
+        self(request, answer);
     }
 }
 

@@ -94,8 +94,8 @@ pub use self::connection::{
     DEFAULT_MAX_CONCURRENT_HANDLERS, DEFAULT_READ_BUFFER,
 };
 pub use self::error::{CallError, CloseError, EndCause};
-pub use self::handler::{Handler, Reply, Request};
+pub use self::handler::{Handler, InPlaceAnswer, Reply, Request};
 pub use self::server::{
     serve, PacketServer, ServeOptions, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDLERS,
 };
-pub use framewire::packet::{Config, State, Stats};
+pub use framewire::packet::{Answerer, Config, LentRequest, State, Stats};
