@@ -1162,9 +1162,7 @@ impl Connection {
                 self.tx.push_copied(packet.header());
                 self.tx.push_shared(bytes.clone());
             }
-            _ => self
-                .tx
-                .push_copied_parts(&[packet.header(), packet.payload]),
+            _ => self.tx.push_packet(packet.header(), packet.payload),
         }
     }
 
@@ -1268,6 +1266,7 @@ impl Connection {
 
     /// With [`Config::parse_on_poll`]: handles packets until one is to be
     /// delivered or an event is queued; nothing lent.
+    #[inline]
     fn parse_next(&mut self) -> Option<Delivery> {
         self.stalled = false;
         while self.events.is_empty() {
@@ -1286,6 +1285,7 @@ impl Connection {
 
     /// Handles the whole packet at the front of `rx`, if there is one, up to
     /// its delivery: a delivered packet stays in `rx` for the caller.
+    #[inline(always)]
     fn step(&mut self) -> Step {
         if self.rx_end.is_some() {
             return Step::Idle;

@@ -143,8 +143,7 @@ impl<'c> Answerer<'c> {
             });
         }
         if self.can_send {
-            self.tx
-                .push_copied_parts(&[encoded.header(), packet.payload()]);
+            self.tx.push_packet(encoded.header(), packet.payload());
         }
         self.answered = true;
         Ok(())

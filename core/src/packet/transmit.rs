@@ -62,33 +62,54 @@ impl TransmitQueue {
         self.push_copied_parts(&[bytes]);
     }
 
-    /// Copies each of `parts` to the end of the queue, in order (a packet's
-    /// header and a short payload in one step).
+    /// Copies each of `parts` to the end of the queue, in order.
     pub(crate) fn push_copied_parts(&mut self, parts: &[&[u8]]) {
         let n: usize = parts.iter().map(|p| p.len()).sum();
         if n == 0 {
             return;
         }
+        let buf = self.copy_buffer(n);
+        for part in parts {
+            buf.extend_from_slice(part);
+        }
+    }
+
+    /// Copies a packet's `header` and short `payload` to the end of the
+    /// queue (the per-packet path of [`push_copied_parts`](Self::push_copied_parts)).
+    #[inline]
+    pub(crate) fn push_packet(&mut self, header: &[u8], payload: &[u8]) {
+        let buf = self.copy_buffer(header.len() + payload.len());
+        buf.extend_from_slice(header);
+        buf.extend_from_slice(payload);
+    }
+
+    /// The copy buffer at the back, with room reserved for `n` more bytes
+    /// (`n > 0`), counted as queued.
+    #[inline]
+    fn copy_buffer(&mut self, n: usize) -> &mut Vec<u8> {
         self.len += n;
         self.queued_total += n as u64;
         let single = self.chunks.len() == 1;
-        if let Some(Chunk::Copied(v)) = self.chunks.back_mut() {
-            // Reclaim the sent part of a lone front buffer before growing it.
-            if single && self.head > 0 && self.head >= v.len() / 2 {
-                v.drain(..self.head);
-                self.head = 0;
+        let head = self.head;
+        match self.chunks.back_mut() {
+            Some(Chunk::Copied(v)) => {
+                // Reclaim the sent part of a lone front buffer before
+                // growing it.
+                if single && head > 0 && head >= v.len() / 2 {
+                    v.drain(..head);
+                    self.head = 0;
+                }
             }
-        } else {
-            let spare = core::mem::take(&mut self.spare);
-            self.chunks.push_back(Chunk::Copied(spare));
+            _ => {
+                let spare = core::mem::take(&mut self.spare);
+                self.chunks.push_back(Chunk::Copied(spare));
+            }
         }
         let Some(Chunk::Copied(buf)) = self.chunks.back_mut() else {
             unreachable!("the back chunk is a copy buffer");
         };
         buf.reserve(n);
-        for part in parts {
-            buf.extend_from_slice(part);
-        }
+        buf
     }
 
     /// Queues `bytes` as its own chunk, without copying.
