@@ -540,16 +540,24 @@ impl<'a> Packet<'a> {
         let body = &packet[prefix..];
         let body_len = body.len();
         let mut rest = body;
-        let field = |field: Field, rest: &mut &'a [u8]| -> Result<u64, PacketError> {
-            match varint::decode(rest, limits.varint) {
+        #[inline(always)]
+        fn next_field(
+            rest: &mut &[u8],
+            field: Field,
+            body_len: usize,
+            rules: varint::VarintRules,
+        ) -> Result<u64, PacketError> {
+            match varint::decode(rest, rules) {
                 Ok(Some((v, n))) => {
-                    *rest = &rest[n..];
+                    *rest = rest.get(n..).unwrap_or_default();
                     Ok(v)
                 }
                 Ok(None) => Err(PacketError::BodyTooShort { field, body_len }),
                 Err(error) => Err(PacketError::Varint { field, error }),
             }
-        };
+        }
+        let rules = limits.varint;
+        let field = |field: Field, rest: &mut &'a [u8]| next_field(rest, field, body_len, rules);
         let tag = field(Field::Tag, &mut rest)?;
         let f = field(Field::Flags, &mut rest)?;
         let channel = if f & 1 != 0 {
