@@ -21,6 +21,7 @@
 //! | 11 | remembered tags (0: 1024) |
 //! | 12 | copy threshold `b - 1` (0: 64) |
 //! | 13 | channels opened `b % 4` |
+//! | 14 | bit 0: parse on poll (`Config::parse_on_poll`); bit 1: the chunked run parses the other way |
 #![no_main]
 
 use framewire::packet::wire::{Packet, ParseLimits};
@@ -185,6 +186,7 @@ fuzz_target!(|bytes: &[u8]| {
             0 => 64,
             c => usize::from(c - 1),
         },
+        parse_on_poll: input.byte(14) & 1 != 0,
     };
     let config = Config {
         max_receive_buffer: config.max_packet_len
@@ -196,7 +198,12 @@ fuzz_target!(|bytes: &[u8]| {
     };
     let channels = input.byte(13);
     let whole = run(config, channels, input.data, &[]);
-    let chunked = run(config, channels, input.data, &input.cuts);
+    // Parsing on poll or on input changes nothing observable here.
+    let chunked_config = Config {
+        parse_on_poll: config.parse_on_poll != (input.byte(14) & 2 != 0),
+        ..config
+    };
+    let chunked = run(chunked_config, channels, input.data, &input.cuts);
     assert_eq!(
         whole.events, chunked.events,
         "events depend on the chunking"

@@ -1285,6 +1285,9 @@ impl Connection {
 
     /// Handles the whole packet at the front of `rx`, if there is one, up to
     /// its delivery: a delivered packet stays in `rx` for the caller.
+    // Inlined into both loops: counted by `scripts/instructions.sh`, 50
+    // fewer instructions a request than a call.
+    #[allow(clippy::inline_always)]
     #[inline(always)]
     fn step(&mut self) -> Step {
         if self.rx_end.is_some() {

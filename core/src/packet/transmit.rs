@@ -91,19 +91,16 @@ impl TransmitQueue {
         self.queued_total += n as u64;
         let single = self.chunks.len() == 1;
         let head = self.head;
-        match self.chunks.back_mut() {
-            Some(Chunk::Copied(v)) => {
-                // Reclaim the sent part of a lone front buffer before
-                // growing it.
-                if single && head > 0 && head >= v.len() / 2 {
-                    v.drain(..head);
-                    self.head = 0;
-                }
+        if let Some(Chunk::Copied(v)) = self.chunks.back_mut() {
+            // Reclaim the sent part of a lone front buffer before growing
+            // it.
+            if single && head > 0 && head >= v.len() / 2 {
+                v.drain(..head);
+                self.head = 0;
             }
-            _ => {
-                let spare = core::mem::take(&mut self.spare);
-                self.chunks.push_back(Chunk::Copied(spare));
-            }
+        } else {
+            let spare = core::mem::take(&mut self.spare);
+            self.chunks.push_back(Chunk::Copied(spare));
         }
         let Some(Chunk::Copied(buf)) = self.chunks.back_mut() else {
             unreachable!("the back chunk is a copy buffer");

@@ -1039,7 +1039,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 other => {
                     // No payload: the owned event costs no copy.
                     let event = other.to_event();
-                    self.other_event(event);
+                    self.other_event(&event);
                 }
             }
         }
@@ -1054,8 +1054,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     }
 
     /// An event without a payload.
-    fn other_event(&mut self, event: Event) {
-        match event {
+    fn other_event(&mut self, event: &Event) {
+        match *event {
             Event::RequestTimedOut { channel, tag } => {
                 self.complete((channel, tag), Err(CallError::TimedOut));
             }
