@@ -197,3 +197,95 @@ async fn calls_on_a_finished_connection_fail_at_once() {
     })
     .await;
 }
+
+/// The in-place answerer of the tests: type 0 echoes (flags and payload),
+/// 5 panics, 6 is refused; every other type is left to the handler.
+fn in_place(rq: framewire::packet::LentRequest<'_>, answer: &mut framewire::packet::Answerer<'_>) {
+    match rq.rq_type {
+        0 => {
+            answer.respond(rq.flags, rq.payload).unwrap();
+        }
+        5 => panic!("in-place answerer panics on purpose"),
+        6 => answer.reject("refused in place").unwrap(),
+        _ => {}
+    }
+}
+
+/// A payload of `len` bytes that says which request it belongs to.
+fn numbered(i: u64, len: usize) -> Bytes {
+    let seed = i.to_be_bytes();
+    (0..len).map(|k| seed[k % 8] ^ (k as u8)).collect()
+}
+
+#[tokio::test]
+async fn answered_in_place_or_by_the_handler() {
+    deadline(async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = Builder::new()
+            .answer_in_place(in_place)
+            .handler(mixed)
+            .inline_handlers(true)
+            .start(b)
+            .unwrap();
+        let client = Builder::new().handler(mixed).start(a).unwrap();
+        // Types 0 (in place), 1 (handler, after a sleep), 3 (handler, calls
+        // back), 5 (in place, panics), 6 (in place, refused); payloads on
+        // both sides of the batch's copy limit.
+        let types = [0u64, 1, 3, 5, 6];
+        let sizes = [0usize, 1, 16, 4096, 4097, 20_000];
+        let batch = (0..300u64).map(|i| {
+            let (ty, len) = (types[i as usize % 5], sizes[i as usize % 6]);
+            super::BatchRequest::new(0, ty, i, numbered(i, len))
+        });
+        let results = client.call_batch(batch).await;
+        assert_eq!(results.len(), 300);
+        for (i, r) in (0u64..).zip(results) {
+            let (ty, len) = (types[i as usize % 5], sizes[i as usize % 6]);
+            let r = r.unwrap();
+            match ty {
+                0 | 1 => {
+                    assert!(r.ok, "request {i}");
+                    assert_eq!(r.flags, i);
+                    assert_eq!(r.payload, numbered(i, len), "request {i}");
+                }
+                3 => assert_eq!((r.ok, r.payload), (true, numbered(i, len))),
+                5 => assert_eq!(
+                    r.failure_reason().as_deref(),
+                    Some(reason::EXCEPTION_DURING_HANDLER)
+                ),
+                _ => assert_eq!(r.failure_reason().as_deref(), Some("refused in place")),
+            }
+        }
+        // Single calls take the same paths.
+        let r = client.call(0, 0, 7, &b"single"[..]).await.unwrap();
+        assert_eq!((r.ok, r.flags, &r.payload[..]), (true, 7, &b"single"[..]));
+        client.close().await.unwrap();
+        server.wait().await.unwrap();
+        // The final counters, published when the driver ended.
+        assert_eq!(server.stats().responses_sent, 301);
+        assert_eq!(server.inflight_requests(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn answer_in_place_without_a_handler() {
+    deadline(async {
+        let (a, b) = tokio::io::duplex(4096);
+        let server = Builder::new().answer_in_place(in_place).start(b).unwrap();
+        let client = PacketConnection::new(a).unwrap();
+        let echoed = client.call(0, 0, 3, &b"echo"[..]).await.unwrap();
+        assert_eq!(
+            (echoed.ok, echoed.flags, &echoed.payload[..]),
+            (true, 3, &b"echo"[..])
+        );
+        let left = client.call(0, 1, 0, &b"nobody"[..]).await.unwrap();
+        assert_eq!(
+            left.failure_reason().as_deref(),
+            Some(reason::NO_REQUEST_HANDLER)
+        );
+        client.close().await.unwrap();
+        server.wait().await.unwrap();
+    })
+    .await;
+}
