@@ -22,13 +22,13 @@ const WINDOW: usize = 128;
 /// Transmit chunk carried from one end to the other at a time.
 const CHUNK: usize = 64 * 1024;
 
-/// Moves everything `from` has to send into `to`, handing each event to
-/// `on_event`.
+/// Moves everything `from` has to send into `to`, calling `poll` after each
+/// piece of input.
 fn carry(
     from: &mut Connection,
     to: &mut Connection,
     scratch: &mut [u8],
-    mut on_event: impl FnMut(&mut Connection, Event),
+    mut poll: impl FnMut(&mut Connection),
 ) {
     loop {
         let n = from.fill_transmit(scratch);
@@ -38,9 +38,7 @@ fn carry(
         let mut off = 0;
         while off < n {
             off += to.handle_input(&scratch[off..n]).expect("valid input");
-            while let Some(e) = to.poll_event() {
-                on_event(to, e);
-            }
+            poll(to);
         }
     }
 }
@@ -63,24 +61,32 @@ fn measured_packet_pair(total: usize) -> u64 {
                 .expect("submit");
         }
         sent += batch;
-        carry(&mut client, &mut server, &mut scratch, |srv, e| match e {
-            Event::RequestReceived {
-                channel,
-                tag,
-                flags,
-                payload,
-                ..
-            } => srv.respond(channel, tag, flags, payload).expect("respond"),
-            e => unreachable!("unexpected event {e:?}"),
-        });
-        carry(&mut server, &mut client, &mut scratch, |_, e| match e {
-            Event::ResponseReceived {
-                ok: true, payload, ..
-            } => {
-                bytes += payload.len() as u64;
-                answered += 1;
+        carry(&mut client, &mut server, &mut scratch, |srv| {
+            while let Some(e) = srv.poll_event() {
+                match e {
+                    Event::RequestReceived {
+                        channel,
+                        tag,
+                        flags,
+                        payload,
+                        ..
+                    } => srv.respond(channel, tag, flags, payload).expect("respond"),
+                    e => unreachable!("unexpected event {e:?}"),
+                }
             }
-            e => unreachable!("unexpected event {e:?}"),
+        });
+        carry(&mut server, &mut client, &mut scratch, |cl| {
+            while let Some(e) = cl.poll_event() {
+                match e {
+                    Event::ResponseReceived {
+                        ok: true, payload, ..
+                    } => {
+                        bytes += payload.len() as u64;
+                        answered += 1;
+                    }
+                    e => unreachable!("unexpected event {e:?}"),
+                }
+            }
         });
     }
     assert_eq!(answered, total, "every request answered");
@@ -111,13 +117,13 @@ fn measured_lent_pair(total: usize) -> u64 {
                 .expect("submit");
         }
         sent += batch;
-        carry_lent(&mut client, &mut server, &mut scratch, |srv| {
+        carry(&mut client, &mut server, &mut scratch, |srv| {
             let unanswered = srv.poll_lent_answering(|rq, answer| {
                 answer.respond(rq.flags, rq.payload).expect("respond");
             });
             assert!(unanswered.is_none(), "every request answered in place");
         });
-        carry_lent(&mut server, &mut client, &mut scratch, |cl| {
+        carry(&mut server, &mut client, &mut scratch, |cl| {
             while let Some(e) = cl.poll_lent() {
                 match e {
                     BorrowedEvent::ResponseReceived {
@@ -133,27 +139,6 @@ fn measured_lent_pair(total: usize) -> u64 {
     }
     assert_eq!(answered, total, "every request answered");
     bytes
-}
-
-/// Moves everything `from` has to send into `to`, calling `poll` after each
-/// piece of input.
-fn carry_lent(
-    from: &mut Connection,
-    to: &mut Connection,
-    scratch: &mut [u8],
-    mut poll: impl FnMut(&mut Connection),
-) {
-    loop {
-        let n = from.fill_transmit(scratch);
-        if n == 0 {
-            break;
-        }
-        let mut off = 0;
-        while off < n {
-            off += to.handle_input(&scratch[off..n]).expect("valid input");
-            poll(to);
-        }
-    }
 }
 
 /// The anchor: the same echo with a tokio-util `LengthDelimitedCodec` at

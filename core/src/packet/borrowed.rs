@@ -137,33 +137,39 @@ impl BorrowedEvent<'_> {
     /// The same event as the alloc connection's
     /// [`Event`](super::Event), its payload copied.
     pub fn to_event(&self) -> super::Event {
+        self.to_event_with(bytes::Bytes::copy_from_slice)
+    }
+
+    /// The same event as the alloc connection's, its payload (if it has
+    /// one) made by `payload`.
+    pub(super) fn to_event_with(self, payload: impl FnOnce(&[u8]) -> bytes::Bytes) -> super::Event {
         use super::Event;
-        match *self {
+        match self {
             BorrowedEvent::RequestReceived {
                 channel,
                 tag,
                 rq_type,
                 flags,
-                payload,
+                payload: p,
             } => Event::RequestReceived {
                 channel,
                 tag,
                 rq_type,
                 flags,
-                payload: bytes::Bytes::copy_from_slice(payload),
+                payload: payload(p),
             },
             BorrowedEvent::ResponseReceived {
                 channel,
                 tag,
                 ok,
                 flags,
-                payload,
+                payload: p,
             } => Event::ResponseReceived {
                 channel,
                 tag,
                 ok,
                 flags,
-                payload: bytes::Bytes::copy_from_slice(payload),
+                payload: payload(p),
             },
             BorrowedEvent::RequestCancelled { channel, tag } => {
                 Event::RequestCancelled { channel, tag }

@@ -11,7 +11,7 @@ use super::event::{
     ChannelError, Event, InputError, PeerCloseReason, ProtocolError, RespondError, State, Stats,
     SubmitError,
 };
-use super::lent::{Answerer, LentRequest};
+use super::lent::{or_fail, Answerer, LentRequest};
 use super::reason;
 use super::rules::{self, Head, Kind, RxEnd, SendState, Transport};
 use super::tags::TagMemory;
@@ -209,25 +209,10 @@ impl Delivery {
         }
     }
 
-    /// The event, with `payload`.
+    /// The event, owning `payload`.
     fn into_event(self, payload: Bytes) -> Event {
-        let (channel, tag) = (self.channel, self.tag);
-        match self.rq_type {
-            Some(rq_type) => Event::RequestReceived {
-                channel,
-                tag,
-                rq_type,
-                flags: self.pflags,
-                payload,
-            },
-            None => Event::ResponseReceived {
-                channel,
-                tag,
-                ok: self.pflags & 1 != 0,
-                flags: self.pflags >> 1,
-                payload,
-            },
-        }
+        // The lent view with no payload, given the owned one instead.
+        self.lend(&[]).to_event_with(|_| payload)
     }
 }
 
@@ -637,7 +622,9 @@ impl Connection {
         payload: impl Into<Bytes>,
     ) -> Result<Option<RespondError>, RespondError> {
         let answered = self.respond(channel, tag, flags, payload);
-        self.fail_unsendable(channel, tag, answered)
+        or_fail(answered, || {
+            self.reject(channel, tag, reason::EXCEPTION_DURING_HANDLER)
+        })
     }
 
     /// [`reject`](Self::reject) with `reason`, falling back to
@@ -651,23 +638,9 @@ impl Connection {
         reason: &str,
     ) -> Result<Option<RespondError>, RespondError> {
         let answered = self.reject(channel, tag, reason);
-        self.fail_unsendable(channel, tag, answered)
-    }
-
-    fn fail_unsendable(
-        &mut self,
-        channel: u64,
-        tag: u64,
-        answered: Result<(), RespondError>,
-    ) -> Result<Option<RespondError>, RespondError> {
-        match answered {
-            Ok(()) => Ok(None),
-            Err(e @ RespondError::NotInFlight { .. }) => Err(e),
-            Err(e) => {
-                self.reject(channel, tag, reason::EXCEPTION_DURING_HANDLER)?;
-                Ok(Some(e))
-            }
-        }
+        or_fail(answered, || {
+            self.reject(channel, tag, reason::EXCEPTION_DURING_HANDLER)
+        })
     }
 
     fn answer(&mut self, packet: &Packet<'_>, owned: Option<&Bytes>) -> Result<(), RespondError> {
@@ -679,21 +652,33 @@ impl Connection {
                 max: self.config.max_packet_len,
             });
         }
-        if let Some(ch) = self.channels.get_mut(packet.channel()) {
-            if ch.inflight.remove(packet.tag()).is_some() {
+        self.leave_inflight(packet.channel(), packet.tag());
+        // Once the transport is lost nobody will send it (`after_answer`
+        // counts it dropped).
+        self.queue_encoded(&encoded, owned);
+        self.after_answer();
+        Ok(())
+    }
+
+    /// The peer's request `(channel, tag)` is no longer in flight.
+    fn leave_inflight(&mut self, channel: u64, tag: u64) {
+        if let Some(ch) = self.channels.get_mut(channel) {
+            if ch.inflight.remove(tag).is_some() {
                 self.inflight -= 1;
             }
         }
+    }
+
+    /// Counts an answer just queued (or dropped, the transport being lost),
+    /// and sends EOF or resumes parsing if it was waiting for it.
+    fn after_answer(&mut self) {
         if self.transport.can_send() {
-            self.queue_encoded(&encoded, owned);
             self.stats.responses_sent += 1;
         } else {
-            // The transport is lost: nobody will send it.
             self.stats.requests_dropped += 1;
         }
         self.maybe_send_eof();
         self.resume();
-        Ok(())
     }
 
     /// Stops waiting for our request `(channel, tag)`: no event will come for
@@ -845,15 +830,8 @@ impl Connection {
                                 flags: d.pflags,
                                 payload: &self.rx[d.len - d.payload_len..d.len],
                             };
-                            let mut answerer = Answerer::new(
-                                &mut self.tx,
-                                d.channel,
-                                d.tag,
-                                self.config.max_packet_len,
-                                self.transport.can_send(),
-                            );
-                            answer(request, &mut answerer);
-                            if answerer.answered() {
+                            let limits = (self.config.max_packet_len, self.transport.can_send());
+                            if Answerer::offer(&mut self.tx, limits, request, &mut answer) {
                                 self.rx.advance(d.len);
                                 self.answered(d.channel, d.tag, false);
                                 continue;
@@ -887,15 +865,8 @@ impl Connection {
                     flags,
                     payload,
                 };
-                let mut answerer = Answerer::new(
-                    &mut self.tx,
-                    channel,
-                    tag,
-                    self.config.max_packet_len,
-                    self.transport.can_send(),
-                );
-                answer(request, &mut answerer);
-                if answerer.answered() {
+                let limits = (self.config.max_packet_len, self.transport.can_send());
+                if Answerer::offer(&mut self.tx, limits, request, &mut answer) {
                     self.answered(channel, tag, true);
                     continue;
                 }
@@ -944,21 +915,11 @@ impl Connection {
     /// there (a queued event), else its tag is remembered as used.
     fn answered(&mut self, channel: u64, tag: u64, was_in_flight: bool) {
         if was_in_flight {
-            if let Some(ch) = self.channels.get_mut(channel) {
-                if ch.inflight.remove(tag).is_some() {
-                    self.inflight -= 1;
-                }
-            }
+            self.leave_inflight(channel, tag);
         } else {
             self.remember(channel, tag, false);
         }
-        if self.transport.can_send() {
-            self.stats.responses_sent += 1;
-        } else {
-            self.stats.requests_dropped += 1;
-        }
-        self.maybe_send_eof();
-        self.resume();
+        self.after_answer();
     }
 
     /// The first contiguous slice of queued outbound bytes. Headers and

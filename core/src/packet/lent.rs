@@ -45,21 +45,24 @@ pub struct Answerer<'c> {
 }
 
 impl<'c> Answerer<'c> {
-    pub(super) fn new(
+    /// Lends `request` to `answer` with an answerer queueing into `tx`
+    /// under `(max_packet_len, can_send)`; returns whether it answered.
+    pub(super) fn offer(
         tx: &'c mut TransmitQueue,
-        channel: u64,
-        tag: u64,
-        max_packet_len: usize,
-        can_send: bool,
-    ) -> Self {
-        Answerer {
+        (max_packet_len, can_send): (usize, bool),
+        request: LentRequest<'_>,
+        answer: &mut impl FnMut(LentRequest<'_>, &mut Answerer<'_>),
+    ) -> bool {
+        let mut answerer = Answerer {
             tx,
-            channel,
-            tag,
+            channel: request.channel,
+            tag: request.tag,
             max_packet_len,
             can_send,
             answered: false,
-        }
+        };
+        answer(request, &mut answerer);
+        answerer.answered
     }
 
     /// Whether an answer was taken.
@@ -97,7 +100,7 @@ impl<'c> Answerer<'c> {
         payload: &[u8],
     ) -> Result<Option<RespondError>, RespondError> {
         let answered = self.respond(flags, payload);
-        self.fail_unsendable(answered)
+        or_fail(answered, || self.reject(reason::EXCEPTION_DURING_HANDLER))
     }
 
     /// [`reject`](Self::reject), falling back to
@@ -105,21 +108,7 @@ impl<'c> Answerer<'c> {
     /// [`respond_or_fail`](Self::respond_or_fail) does.
     pub fn reject_or_fail(&mut self, reason: &str) -> Result<Option<RespondError>, RespondError> {
         let answered = self.reject(reason);
-        self.fail_unsendable(answered)
-    }
-
-    fn fail_unsendable(
-        &mut self,
-        answered: Result<(), RespondError>,
-    ) -> Result<Option<RespondError>, RespondError> {
-        match answered {
-            Ok(()) => Ok(None),
-            Err(e @ RespondError::NotInFlight { .. }) => Err(e),
-            Err(e) => {
-                self.reject(reason::EXCEPTION_DURING_HANDLER)?;
-                Ok(Some(e))
-            }
-        }
+        or_fail(answered, || self.reject(reason::EXCEPTION_DURING_HANDLER))
     }
 
     fn check_open(&self) -> Result<(), RespondError> {
@@ -147,5 +136,23 @@ impl<'c> Answerer<'c> {
         }
         self.answered = true;
         Ok(())
+    }
+}
+
+/// The `*_or_fail` rule of both answer paths: an answer that could not be
+/// sent for its content (flags, length) is replaced by what `fail` sends
+/// (the handler-failure text), and the reason is returned; an answer to a
+/// request not in flight is an error as it is.
+pub(super) fn or_fail(
+    answered: Result<(), RespondError>,
+    fail: impl FnOnce() -> Result<(), RespondError>,
+) -> Result<Option<RespondError>, RespondError> {
+    match answered {
+        Ok(()) => Ok(None),
+        Err(e @ RespondError::NotInFlight { .. }) => Err(e),
+        Err(e) => {
+            fail()?;
+            Ok(Some(e))
+        }
     }
 }

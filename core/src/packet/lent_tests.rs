@@ -10,19 +10,10 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::pair::Rng;
+use super::tests::{enc, out, req};
 use super::wire::Packet;
 use super::*;
 use crate::time::Instant;
-
-fn enc(p: &Packet<'_>) -> Vec<u8> {
-    let mut v = std::vec![0; p.encoded_len()];
-    p.encode(&mut v).unwrap();
-    v
-}
-
-fn req(channel: u64, tag: u64, rq_type: u64, flags: u64, payload: &[u8]) -> Vec<u8> {
-    enc(&Packet::request(channel, tag, rq_type, flags, payload).unwrap())
-}
 
 fn lazy(f: impl FnOnce(&mut Config)) -> Connection {
     let mut c = Config {
@@ -31,13 +22,6 @@ fn lazy(f: impl FnOnce(&mut Config)) -> Connection {
     };
     f(&mut c);
     Connection::new(c).unwrap()
-}
-
-/// Everything queued for transmission, marked sent.
-fn out(c: &mut Connection) -> Vec<u8> {
-    let v: Vec<u8> = c.transmit_chunks().flatten().copied().collect();
-    c.advance_transmit(v.len());
-    v
 }
 
 /// A request stream: `(channel, tag, rq_type, flags, payload)` for each.

@@ -17,13 +17,13 @@ use crate::time::{Duration, Instant};
 
 use crate::testutil::unhex as hex;
 
-fn enc(p: &Packet<'_>) -> Vec<u8> {
+pub(super) fn enc(p: &Packet<'_>) -> Vec<u8> {
     let mut v = vec![0; p.encoded_len()];
     p.encode(&mut v).unwrap();
     v
 }
 
-fn req(channel: u64, tag: u64, rq_type: u64, flags: u64, payload: &[u8]) -> Vec<u8> {
+pub(super) fn req(channel: u64, tag: u64, rq_type: u64, flags: u64, payload: &[u8]) -> Vec<u8> {
     enc(&Packet::request(channel, tag, rq_type, flags, payload).unwrap())
 }
 
@@ -55,7 +55,7 @@ fn feed(c: &mut Connection, bytes: &[u8]) {
 }
 
 /// Everything queued for transmission, marked sent.
-fn out(c: &mut Connection) -> Vec<u8> {
+pub(super) fn out(c: &mut Connection) -> Vec<u8> {
     let v: Vec<u8> = c.transmit_chunks().flatten().copied().collect();
     assert_eq!(v.len(), c.transmit_len());
     c.advance_transmit(v.len());

@@ -1009,21 +1009,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                     flags,
                     payload,
                 } => {
-                    if let Some(Waiter::Batch(id, index)) = self.ids.get((channel, tag)) {
-                        if payload.len() <= BATCH_COPY_MAX {
-                            // Copied into the batch's buffer: no `Bytes` per
-                            // response until the batch is sent.
+                    let payload = match self.ids.get((channel, tag)) {
+                        // Copied into the batch's buffer: no `Bytes` per
+                        // response until the batch is sent.
+                        Some(Waiter::Batch(id, index)) if payload.len() <= BATCH_COPY_MAX => {
                             if let Some(b) = self.batches.get_mut(&id) {
                                 let start = b.payloads.len();
                                 b.payloads.extend_from_slice(payload);
                                 b.spans.push((index, start, b.payloads.len()));
                             }
-                            let payload = Bytes::new();
-                            self.complete((channel, tag), Ok(Response { ok, flags, payload }));
-                            continue;
+                            Bytes::new()
                         }
-                    }
-                    let payload = self.conn.take_lent_payload();
+                        _ => self.conn.take_lent_payload(),
+                    };
                     self.complete((channel, tag), Ok(Response { ok, flags, payload }));
                 }
                 BorrowedEvent::RequestReceived {
