@@ -37,34 +37,43 @@ fn first_extended_json_key(doc: &RawDocument) -> Option<&str> {
 }
 
 /// Whether some document at the dotted `path` below `doc` (keys may hold
-/// dots and repeat, so every reading is tried; a JavaScript scope is
-/// `key.$scope`) has `key` as its first extended-JSON key.
+/// dots, be empty and repeat, so every reading is tried; a JavaScript scope
+/// is `key.$scope`) has `key` as its first extended-JSON key.
 fn holds_at(doc: &RawDocument, path: &str, key: &str) -> bool {
     if path.is_empty() {
-        return first_extended_json_key(doc) == Some(key);
+        return first_extended_json_key(doc) == Some(key) || holds_below(doc, path, key);
     }
+    holds_below(doc, path, key)
+}
+
+/// Whether `path` names a document below `doc` (its first key is one of
+/// `doc`'s keys, possibly empty) that has `key` as its first extended-JSON
+/// key. `holds_at` alone decides whether `path` names `doc` itself.
+fn holds_below(doc: &RawDocument, path: &str, key: &str) -> bool {
     doc.iter_elements().filter_map(Result::ok).any(|element| {
         let k = element.key().as_str();
+        // The rest of the path below this element: None if the path ends here.
         let rest = if path == k {
-            ""
+            None
         } else if let Some(rest) = path.strip_prefix(k).and_then(|r| r.strip_prefix('.')) {
-            rest
+            Some(rest)
         } else {
             return false;
         };
+        let at = |d: &RawDocument| match rest {
+            None => first_extended_json_key(d) == Some(key),
+            Some(rest) => holds_below(d, rest, key),
+        };
         match element.value() {
-            Ok(bson::RawBsonRef::Document(d)) => holds_at(d, rest, key),
-            Ok(bson::RawBsonRef::Array(a)) => {
-                RawDocument::from_bytes(a.as_bytes()).is_ok_and(|d| holds_at(d, rest, key))
-            }
-            Ok(bson::RawBsonRef::JavaScriptCodeWithScope(c)) => {
-                let scope_rest = if rest == "$scope" {
-                    Some("")
-                } else {
-                    rest.strip_prefix("$scope.")
-                };
-                scope_rest.is_some_and(|r| holds_at(c.scope, r, key))
-            }
+            Ok(bson::RawBsonRef::Document(d)) => at(d),
+            Ok(bson::RawBsonRef::Array(a)) => RawDocument::from_bytes(a.as_bytes()).is_ok_and(at),
+            Ok(bson::RawBsonRef::JavaScriptCodeWithScope(c)) => match rest {
+                Some("$scope") => first_extended_json_key(c.scope) == Some(key),
+                Some(r) => r
+                    .strip_prefix("$scope.")
+                    .is_some_and(|r| holds_below(c.scope, r, key)),
+                None => false,
+            },
             _ => false,
         }
     })

@@ -1044,6 +1044,27 @@ mod tests {
             .starts_with("the top-level document"));
     }
 
+    #[test]
+    fn paths_use_keys_as_written() {
+        // fuzz/seeds/bson_document/crash-extjson-empty-array-key: an array whose second
+        // element is written under the empty key (not "1"), so the path ends in an empty key.
+        let bytes = unhex(
+            "3a000000 04 1300 29000000 10 3000 01000031 03 00 1b000000 10 7800 01000000 \
+             02 2473796d626f6c00 02000000 7800 00 00 02 7300 02000000 7400 00",
+        );
+        assert_eq!(
+            from_slice::<Document>(&bytes),
+            Err(refused("$symbol", "\u{13}."))
+        );
+        // The same document under "1" is named by its index.
+        let indexed =
+            to_vec(&doc! {"\u{13}": [822_083_585, {"x": 1, "$symbol": "x"}], "s": "t"}).unwrap();
+        assert_eq!(
+            from_slice::<Document>(&indexed),
+            Err(refused("$symbol", "\u{13}.1"))
+        );
+    }
+
     /// `{"": {"": ... {}}}`: `depth` levels counting the top-level document.
     fn nested(depth: usize) -> Vec<u8> {
         let mut doc = Vec::with_capacity(5 + 7 * depth);
