@@ -3,7 +3,7 @@
 use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
 use core::cmp::Reverse;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::borrowed::BorrowedEvent;
 use super::config::{Config, ConfigError, EVENT_OVERHEAD};
@@ -13,6 +13,7 @@ use super::event::{
 };
 use super::lent::{or_fail, Answerer, LentRequest};
 use super::reason;
+use super::receive::ReceiveBuffer;
 use super::rules::{self, Head, Kind, RxEnd, SendState, Transport};
 use super::tags::TagMemory;
 use super::transmit::{TransmitChunks, TransmitQueue};
@@ -123,8 +124,8 @@ use crate::time::{Duration, Instant};
 pub struct Connection {
     config: Config,
     limits: ParseLimits,
-    /// Bytes of packets not yet parsed.
-    rx: BytesMut,
+    /// Bytes of packets not yet handled.
+    rx: ReceiveBuffer,
     rx_end: Option<RxEnd>,
     /// What the driver said of the transport.
     transport: Transport,
@@ -361,7 +362,7 @@ impl Connection {
         Ok(Connection {
             limits: config.parse_limits(),
             config,
-            rx: BytesMut::new(),
+            rx: ReceiveBuffer::default(),
             rx_end: None,
             transport: Transport::Open,
             peer_erq: false,
@@ -413,7 +414,7 @@ impl Connection {
         let held = self.rx.len() + self.event_cost;
         let room = self.config.max_receive_buffer.saturating_sub(held);
         let take = room.min(data.len());
-        self.rx.extend_from_slice(&data[..take]);
+        self.rx.append(&data[..take]);
         self.stats.bytes_received += take as u64;
         self.pump();
         Ok(take)
@@ -828,11 +829,11 @@ impl Connection {
                                 tag: d.tag,
                                 rq_type,
                                 flags: d.pflags,
-                                payload: &self.rx[d.len - d.payload_len..d.len],
+                                payload: &self.rx.unhandled()[d.len - d.payload_len..d.len],
                             };
                             let limits = (self.config.max_packet_len, self.transport.can_send());
                             if Answerer::offer(&mut self.tx, limits, request, &mut answer) {
-                                self.rx.advance(d.len);
+                                self.rx.consume(d.len);
                                 self.answered(d.channel, d.tag, false);
                                 continue;
                             }
@@ -842,7 +843,7 @@ impl Connection {
                             len: d.len,
                             payload_len: d.payload_len,
                         };
-                        return Some(d.lend(&self.rx[d.len - d.payload_len..d.len]));
+                        return Some(d.lend(&self.rx.unhandled()[d.len - d.payload_len..d.len]));
                     }
                     None if self.events.is_empty() => return None,
                     None => {}
@@ -905,7 +906,7 @@ impl Connection {
     fn release_lent(&mut self) {
         if !matches!(self.lent, Lent::Nothing) {
             if let Lent::Packet { len, .. } = core::mem::take(&mut self.lent) {
-                self.rx.advance(len);
+                self.rx.consume(len);
             }
         }
     }
@@ -1158,8 +1159,7 @@ impl Connection {
     /// close our side.
     fn end_rx(&mut self, end: RxEnd) {
         self.rx_end = Some(end);
-        self.stats.bytes_ignored += self.rx.len() as u64;
-        self.rx = BytesMut::new();
+        self.stats.bytes_ignored += self.rx.clear() as u64;
         self.push_event(match end {
             RxEnd::Closed(reason) => Event::PeerClosed { reason },
             RxEnd::Failed(e) => Event::ProtocolError(e),
@@ -1254,7 +1254,7 @@ impl Connection {
         if self.rx_end.is_some() {
             return Step::Idle;
         }
-        let (head, len) = match Packet::parse(&self.rx, &self.limits) {
+        let (head, len) = match Packet::parse(self.rx.unhandled(), &self.limits) {
             Err(e) => {
                 self.end_rx(RxEnd::Failed(ProtocolError::Packet(e)));
                 return Step::Handled;
@@ -1267,7 +1267,9 @@ impl Connection {
                     self.end_rx(RxEnd::Closed(PeerCloseReason::TransportEof));
                 } else {
                     let have = self.rx.len();
-                    let need = Packet::peek_len(&self.rx, &self.limits).ok().flatten();
+                    let need = Packet::peek_len(self.rx.unhandled(), &self.limits)
+                        .ok()
+                        .flatten();
                     self.end_rx(RxEnd::Failed(ProtocolError::Truncated { have, need }));
                 }
                 return Step::Handled;
@@ -1276,12 +1278,12 @@ impl Connection {
         };
         match head.kind(self.config.max_tag) {
             Kind::Eof => {
-                self.rx.advance(len);
+                self.rx.consume(len);
                 self.stats.packets_received += 1;
                 self.end_rx(RxEnd::Closed(PeerCloseReason::EofPacket));
             }
             Kind::Erq => {
-                self.rx.advance(len);
+                self.rx.consume(len);
                 self.stats.packets_received += 1;
                 if !self.peer_erq {
                     self.peer_erq = true;
@@ -1289,7 +1291,7 @@ impl Connection {
                 }
             }
             Kind::MalformedMarker => {
-                self.rx.advance(len);
+                self.rx.consume(len);
                 self.stats.packets_received += 1;
                 self.end_rx(RxEnd::Failed(ProtocolError::MalformedMarker {
                     channel: head.channel,
@@ -1321,7 +1323,7 @@ impl Connection {
                 payload_len: head.payload_len,
             })
         } else {
-            self.rx.advance(len);
+            self.rx.consume(len);
             self.stats.unknown_responses += 1;
             self.push_event(Event::UnknownResponse {
                 channel: head.channel,
@@ -1343,7 +1345,7 @@ impl Connection {
             // Once our EOF is queued the refusal cannot be sent; once the
             // transport is lost it never will be: dropped, not waited for.
             if self.send.eof_queued() || self.transport == Transport::Lost {
-                self.rx.advance(len);
+                self.rx.consume(len);
                 self.stats.packets_received += 1;
                 self.stats.requests_dropped += 1;
                 return Step::Handled;
@@ -1351,7 +1353,7 @@ impl Connection {
             if self.tx.len() >= self.config.max_transmit_buffer {
                 return Step::Blocked;
             }
-            self.rx.advance(len);
+            self.rx.consume(len);
             self.stats.packets_received += 1;
             self.stats.requests_refused += 1;
             if refusal == rules::Refusal::TagInUse {
@@ -1371,7 +1373,7 @@ impl Connection {
         if self.inflight >= self.config.max_inflight_inbound {
             if self.transport == Transport::Lost {
                 // It could never be answered: dropped, not waited for.
-                self.rx.advance(len);
+                self.rx.consume(len);
                 self.stats.packets_received += 1;
                 self.stats.requests_dropped += 1;
                 return Step::Handled;
@@ -1401,12 +1403,7 @@ impl Connection {
     /// Removes the packet of `len` bytes from the front of `rx` and returns
     /// its payload (its last `payload_len` bytes) without copying.
     fn take_payload(&mut self, len: usize, payload_len: usize) -> Bytes {
-        // One split for the whole packet; the header is skipped in the
-        // frozen `Bytes` (a pointer move there, where `BytesMut::advance`
-        // does more bookkeeping).
-        let mut packet = self.rx.split_to(len).freeze();
-        packet.advance(len - payload_len);
-        packet
+        self.rx.split_packet(len, payload_len)
     }
 
     /// Ends our waiting request `(channel, tag)`; returns whether it was

@@ -68,6 +68,8 @@ mod lent_tests;
 #[cfg(all(feature = "alloc", any(test, feature = "testing")))]
 pub mod pair;
 pub mod reason;
+#[cfg(feature = "alloc")]
+mod receive;
 mod rules;
 mod tags;
 #[cfg(all(test, feature = "alloc"))]

@@ -26,13 +26,21 @@ impl Chunk {
     }
 }
 
-/// Invariants: `head < chunks[0].len()` when `chunks` is not empty (an
-/// exhausted front chunk is dropped at once), no chunk is empty, and
-/// `len` is the sum of the chunks' lengths minus `head`.
+/// Invariants: the front chunk is `chunks[0]`, or `tail` when `chunks` is
+/// empty; `head < ` its length when the queue is not empty (an exhausted
+/// front chunk is dropped, an exhausted `tail` emptied, at once); no chunk
+/// in `chunks` is empty; `len` is the sum of the chunks' and `tail`'s
+/// lengths minus `head`.
 #[derive(Debug, Default)]
 pub(crate) struct TransmitQueue {
+    /// Chunks sent before `tail`: copy buffers closed by a shared chunk
+    /// after them, and the shared chunks.
     chunks: VecDeque<Chunk>,
-    /// Bytes of `chunks[0]` already handed to the transport.
+    /// The open copy buffer at the back of the queue, where headers and
+    /// short payloads are appended: kept out of `chunks` so that a packet
+    /// is two appends to a `Vec`, with no look-up of the back chunk.
+    tail: Vec<u8>,
+    /// Bytes of the front chunk already handed to the transport.
     head: usize,
     len: usize,
     queued_total: u64,
@@ -89,24 +97,14 @@ impl TransmitQueue {
     fn copy_buffer(&mut self, n: usize) -> &mut Vec<u8> {
         self.len += n;
         self.queued_total += n as u64;
-        let single = self.chunks.len() == 1;
-        let head = self.head;
-        if let Some(Chunk::Copied(v)) = self.chunks.back_mut() {
-            // Reclaim the sent part of a lone front buffer before growing
-            // it.
-            if single && head > 0 && head >= v.len() / 2 {
-                v.drain(..head);
-                self.head = 0;
-            }
-        } else {
-            let spare = core::mem::take(&mut self.spare);
-            self.chunks.push_back(Chunk::Copied(spare));
+        // Reclaim the sent part of the tail, when it is the front chunk,
+        // before growing it.
+        if self.head != 0 && self.chunks.is_empty() && self.head >= self.tail.len() / 2 {
+            self.tail.drain(..self.head);
+            self.head = 0;
         }
-        let Some(Chunk::Copied(buf)) = self.chunks.back_mut() else {
-            unreachable!("the back chunk is a copy buffer");
-        };
-        buf.reserve(n);
-        buf
+        self.tail.reserve(n);
+        &mut self.tail
     }
 
     /// Queues `bytes` as its own chunk, without copying.
@@ -116,18 +114,29 @@ impl TransmitQueue {
         }
         self.len += bytes.len();
         self.queued_total += bytes.len() as u64;
+        if !self.tail.is_empty() {
+            // The tail goes before it: close it, and open the spare one.
+            let spare = core::mem::take(&mut self.spare);
+            let closed = core::mem::replace(&mut self.tail, spare);
+            self.chunks.push_back(Chunk::Copied(closed));
+        }
         self.chunks.push_back(Chunk::Shared(bytes));
     }
 
     /// The first unsent contiguous slice.
     pub(crate) fn front(&self) -> Option<&[u8]> {
-        self.chunks.front().map(|c| &c.as_slice()[self.head..])
+        match self.chunks.front() {
+            Some(c) => Some(&c.as_slice()[self.head..]),
+            None if self.tail.is_empty() => None,
+            None => Some(&self.tail[self.head..]),
+        }
     }
 
     /// Every unsent slice, in order.
     pub(crate) fn chunks(&self) -> TransmitChunks<'_> {
         TransmitChunks {
             inner: self.chunks.iter(),
+            tail: (!self.tail.is_empty()).then_some(&self.tail[..]),
             head: self.head,
         }
     }
@@ -138,6 +147,13 @@ impl TransmitQueue {
         let mut left = n;
         while left > 0 {
             let Some(front) = self.chunks.front() else {
+                // The tail is the front, and holds at least `left` bytes.
+                if left < self.tail.len() - self.head {
+                    self.head += left;
+                } else {
+                    self.tail.clear();
+                    self.head = 0;
+                }
                 break;
             };
             let remaining = front.as_slice().len() - self.head;
@@ -159,16 +175,15 @@ impl TransmitQueue {
         n
     }
 
-    /// Drops everything queued without counting it as sent (the transport
-    /// is gone).
+    /// Drops everything queued (the transport is gone).
     pub(crate) fn discard(&mut self) {
         self.chunks.clear();
+        self.tail.clear();
         self.head = 0;
         self.len = 0;
     }
 
-    /// Copies as many queued bytes as fit into `out`, marks them sent, and
-    /// returns how many.
+    /// Copies as much as fits into `out` and marks it sent.
     pub(crate) fn fill(&mut self, out: &mut [u8]) -> usize {
         let mut pos = 0;
         for chunk in self.chunks() {
@@ -189,6 +204,9 @@ impl TransmitQueue {
 #[derive(Clone, Debug)]
 pub struct TransmitChunks<'a> {
     inner: alloc::collections::vec_deque::Iter<'a, Chunk>,
+    /// The open copy buffer, last (`None` if empty or already given).
+    tail: Option<&'a [u8]>,
+    /// Bytes of the first slice already sent.
     head: usize,
 }
 
@@ -196,13 +214,17 @@ impl<'a> Iterator for TransmitChunks<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let chunk = self.inner.next()?;
+        let chunk = match self.inner.next() {
+            Some(c) => c.as_slice(),
+            None => self.tail.take()?,
+        };
         let head = core::mem::take(&mut self.head);
-        Some(&chunk.as_slice()[head..])
+        Some(&chunk[head..])
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+        let n = self.inner.len() + usize::from(self.tail.is_some());
+        (n, Some(n))
     }
 }
 
@@ -274,6 +296,86 @@ mod tests {
         expect.extend_from_slice(&[2; 10]);
         assert_eq!(drain(&q), expect);
         assert_eq!(q.len(), 50);
+    }
+
+    #[test]
+    fn tail_closed_by_a_shared_chunk_keeps_its_sent_part_skipped() {
+        let mut q = TransmitQueue::default();
+        q.push_copied(b"abcd");
+        assert_eq!(q.advance(1), 1);
+        q.push_shared(Bytes::from_static(b"EF"));
+        q.push_copied(b"gh");
+        assert_eq!(q.chunks().len(), 3);
+        assert_eq!(q.front(), Some(&b"bcd"[..]));
+        assert_eq!(drain(&q), b"bcdEFgh");
+        assert_eq!(q.advance(5), 5);
+        assert_eq!(q.front(), Some(&b"gh"[..]));
+        assert_eq!(q.advance(2), 2);
+        assert_eq!((q.front(), q.chunks().len(), q.len()), (None, 0, 0));
+        // The emptied tail is reused, not reallocated.
+        q.push_copied(b"i");
+        assert_eq!(drain(&q), b"i");
+        q.discard();
+        assert_eq!((q.front(), q.len()), (None, 0));
+    }
+
+    /// Random pushes and advances against a plain byte vector.
+    #[test]
+    fn random_operations_match_a_byte_vector() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut q = TransmitQueue::default();
+        let mut model: Vec<u8> = Vec::new();
+        let mut counter = 0u8;
+        for _ in 0..20_000 {
+            let mut bytes = |n: u64| -> Vec<u8> {
+                (0..n)
+                    .map(|_| {
+                        counter = counter.wrapping_add(1);
+                        counter
+                    })
+                    .collect()
+            };
+            match next(5) {
+                0 => {
+                    let b = bytes(next(6));
+                    q.push_copied(&b);
+                    model.extend_from_slice(&b);
+                }
+                1 => {
+                    let (h, p) = (bytes(1 + next(4)), bytes(next(20)));
+                    q.push_packet(&h, &p);
+                    model.extend_from_slice(&h);
+                    model.extend_from_slice(&p);
+                }
+                2 => {
+                    let b = bytes(next(10));
+                    q.push_shared(Bytes::from(b.clone()));
+                    model.extend_from_slice(&b);
+                }
+                3 => {
+                    let n = usize::try_from(next(40)).unwrap();
+                    let done = q.advance(n);
+                    assert_eq!(done, n.min(model.len()));
+                    model.drain(..done);
+                }
+                _ => {
+                    let mut out = vec![0u8; usize::try_from(next(30)).unwrap()];
+                    let n = q.fill(&mut out);
+                    assert_eq!(&out[..n], &model[..n]);
+                    model.drain(..n);
+                }
+            }
+            assert_eq!(q.len(), model.len());
+            assert_eq!(drain(&q), model);
+            assert!(q.chunks().all(|c| !c.is_empty()), "an empty slice");
+            assert_eq!(q.front().is_none(), model.is_empty());
+        }
     }
 
     #[test]
