@@ -10,11 +10,14 @@
 //! flood. The window is at most `cap` slots long; tags that do not fit (far
 //! ahead, behind the window, or evicted from its front because an old entry
 //! held it back while newer tags moved on) go to a `BTreeMap` spill, O(log n)
-//! as before. Each tag is in at most one of the two. Memory: `cap` slots at
-//! most plus one spill entry per live entry outside the window; the live
-//! entries are bounded by the connection's limits.
+//! as before. Each tag is in at most one of the two. The slots are a ring
+//! whose length is a power of two, so finding a tag's slot is an addition
+//! and a mask. Memory: `cap` slots rounded up to a power of two at most
+//! (grown by doubling as the window widens) plus one spill entry per live
+//! entry outside the window; the live entries are bounded by the
+//! connection's limits.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 /// Entries of type `V` keyed by a `u64` tag: a window of slots indexed by
@@ -36,11 +39,17 @@ use alloc::vec::Vec;
 /// ```
 #[derive(Debug)]
 pub struct TagWindow<V> {
-    /// The tag of `slots[0]`.
+    /// The tag of the window's first slot.
     base: u64,
-    /// `slots[i]` holds the entry of tag `base + i`, if any. Never starts with
-    /// an empty slot.
-    slots: VecDeque<Option<V>>,
+    /// The slots, a ring: the entry of tag `base + i` (for `i < span`) is
+    /// at `ring[(head + i) & (ring.len() - 1)]`. Its length is 0 or a power
+    /// of two, at most `cap` rounded up to one; every slot outside the
+    /// window is `None`.
+    ring: Vec<Option<V>>,
+    /// Where the window's first slot is in `ring`.
+    head: usize,
+    /// Slots in the window: 0, or the first one holds an entry.
+    span: usize,
     /// Entries outside the window.
     spill: BTreeMap<u64, V>,
     /// Live entries (window and spill).
@@ -51,10 +60,14 @@ pub struct TagWindow<V> {
 
 impl<V> TagWindow<V> {
     /// An empty map whose window holds at most `cap` slots (at least 1).
+    /// Nothing is allocated until an entry is added; the slots then grow
+    /// by doubling, to at most `cap` rounded up to a power of two.
     pub fn new(cap: usize) -> Self {
         TagWindow {
             base: 0,
-            slots: VecDeque::new(),
+            ring: Vec::new(),
+            head: 0,
+            span: 0,
             spill: BTreeMap::new(),
             len: 0,
             cap: cap.max(1),
@@ -71,16 +84,23 @@ impl<V> TagWindow<V> {
         self.len == 0
     }
 
-    /// The window index of `tag`, if the window covers it.
+    /// Where in `ring` the slot of window index `i` is.
+    #[inline]
+    fn slot(&self, i: usize) -> usize {
+        (self.head + i) & (self.ring.len().wrapping_sub(1))
+    }
+
+    /// Where in `ring` the slot of `tag` is, if the window covers it.
+    #[inline]
     fn index(&self, tag: u64) -> Option<usize> {
         let off = usize::try_from(tag.checked_sub(self.base)?).ok()?;
-        (off < self.slots.len()).then_some(off)
+        (off < self.span).then(|| self.slot(off))
     }
 
     /// The entry of `tag`.
     pub fn get(&self, tag: u64) -> Option<&V> {
         if let Some(i) = self.index(tag) {
-            if let Some(v) = &self.slots[i] {
+            if let Some(v) = &self.ring[i] {
                 return Some(v);
             }
         }
@@ -99,8 +119,8 @@ impl<V> TagWindow<V> {
     /// The entry of `tag`, mutably.
     pub fn get_mut(&mut self, tag: u64) -> Option<&mut V> {
         if let Some(i) = self.index(tag) {
-            if self.slots[i].is_some() {
-                return self.slots[i].as_mut();
+            if self.ring[i].is_some() {
+                return self.ring[i].as_mut();
             }
         }
         if self.spill.is_empty() {
@@ -121,12 +141,15 @@ impl<V> TagWindow<V> {
 
     /// Adds the entry of `tag`, which must have none (unchecked: for
     /// callers that know, such as a connection adding a fresh tag).
+    #[inline]
     pub(crate) fn add(&mut self, tag: u64, value: V) {
         debug_assert!(!self.contains(tag), "tag {tag} added twice");
         self.len += 1;
-        if self.slots.is_empty() {
+        if self.span == 0 {
             self.base = tag;
-            self.slots.push_back(Some(value));
+            self.extend_to(1);
+            let at = self.slot(0);
+            self.ring[at] = Some(value);
             return;
         }
         let Some(mut off) = tag
@@ -141,51 +164,89 @@ impl<V> TagWindow<V> {
             // Move the window forward: the entries that fall out of its
             // front go to the spill.
             let shift = off - self.cap + 1;
-            if shift >= self.slots.len() {
-                self.evict(self.slots.len());
-                self.base = tag;
-                self.slots.push_back(Some(value));
-                return;
-            }
-            self.evict(shift);
-            off = usize::try_from(tag - self.base).unwrap_or(usize::MAX);
-            if self.slots.is_empty() {
+            self.evict(shift.min(self.span));
+            if self.span == 0 {
                 self.base = tag;
                 off = 0;
+            } else {
+                off = usize::try_from(tag - self.base).unwrap_or(usize::MAX);
             }
         }
-        while self.slots.len() <= off {
-            self.slots.push_back(None);
+        if off >= self.span {
+            self.extend_to(off + 1);
         }
-        self.slots[off] = Some(value);
+        let at = self.slot(off);
+        self.ring[at] = Some(value);
     }
 
-    /// Moves the first `n` slots' entries to the spill, then drops leading
-    /// empty slots.
+    /// Makes the window `span` slots long (`span <= cap`; the new slots
+    /// are empty), growing the ring if it is too short.
+    #[inline]
+    fn extend_to(&mut self, span: usize) {
+        if span > self.ring.len() {
+            self.grow(span);
+        }
+        self.span = span;
+    }
+
+    /// Doubles the ring until it holds `min` slots, the window moved to
+    /// its start.
+    #[cold]
+    fn grow(&mut self, min: usize) {
+        let mut size = if self.ring.is_empty() {
+            16.min(self.cap.next_power_of_two())
+        } else {
+            self.ring.len() * 2
+        };
+        while size < min {
+            size *= 2;
+        }
+        let mut ring: Vec<Option<V>> = Vec::with_capacity(size);
+        for i in 0..self.span {
+            let at = self.slot(i);
+            ring.push(self.ring[at].take());
+        }
+        ring.resize_with(size, || None);
+        self.ring = ring;
+        self.head = 0;
+    }
+
+    /// Moves the first `n` (at most `span`) slots' entries to the spill,
+    /// then drops leading empty slots.
     fn evict(&mut self, n: usize) {
         for _ in 0..n {
-            if let Some(Some(v)) = self.slots.pop_front() {
+            let at = self.head;
+            if let Some(v) = self.ring[at].take() {
                 self.spill.insert(self.base, v);
             }
-            self.base = self.base.wrapping_add(1);
+            self.pop_front_slot();
         }
         self.trim();
     }
 
+    /// Drops the window's first slot (empty).
+    #[inline]
+    fn pop_front_slot(&mut self) {
+        self.head = self.slot(1);
+        self.base = self.base.wrapping_add(1);
+        self.span -= 1;
+    }
+
     /// Drops leading empty slots.
+    #[inline]
     fn trim(&mut self) {
-        while let Some(None) = self.slots.front() {
-            self.slots.pop_front();
-            self.base = self.base.wrapping_add(1);
+        while self.span > 0 && self.ring[self.head].is_none() {
+            self.pop_front_slot();
         }
     }
 
     /// Removes and returns the entry of `tag`.
+    #[inline]
     pub fn remove(&mut self, tag: u64) -> Option<V> {
         if let Some(i) = self.index(tag) {
-            if let Some(v) = self.slots[i].take() {
+            if let Some(v) = self.ring[i].take() {
                 self.len -= 1;
-                if i == 0 {
+                if i == self.head {
                     self.trim();
                 }
                 return Some(v);
@@ -202,13 +263,14 @@ impl<V> TagWindow<V> {
     /// Removes every entry; returns them in tag order.
     pub fn drain_sorted(&mut self) -> Vec<(u64, V)> {
         let mut out: Vec<(u64, V)> = core::mem::take(&mut self.spill).into_iter().collect();
-        let base = self.base;
-        let from_window = core::mem::take(&mut self.slots)
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, v)| Some((base.wrapping_add(i as u64), v?)));
         let spilled = out.len();
-        out.extend(from_window);
+        for i in 0..self.span {
+            let at = self.slot(i);
+            if let Some(v) = self.ring[at].take() {
+                out.push((self.base.wrapping_add(i as u64), v));
+            }
+        }
+        self.span = 0;
         // Spilled tags may sit anywhere relative to the window.
         if spilled > 0 {
             out.sort_unstable_by_key(|&(t, _)| t);
@@ -232,7 +294,7 @@ mod tests {
             if t >= 5 {
                 assert_eq!(w.remove(t - 3), Some(t - 3));
             }
-            assert!(w.slots.len() <= 4 && w.spill.is_empty());
+            assert!(w.span <= 4 && w.spill.is_empty());
         }
         assert_eq!(w.len(), 3);
     }
@@ -245,7 +307,7 @@ mod tests {
             w.insert(t, 'b');
             assert_eq!(w.remove(t), Some('b'));
         }
-        assert!(w.slots.len() <= 4);
+        assert!(w.span <= 4);
         assert_eq!(w.get(0), Some(&'a'));
         assert_eq!(w.remove(0), Some('a'));
         assert_eq!(w.len(), 0);
@@ -299,8 +361,12 @@ mod tests {
                 } else {
                     prop_assert_eq!(w.remove(tag), model.remove(&tag));
                 }
-                prop_assert!(w.slots.len() <= cap);
-                prop_assert!(!matches!(w.slots.front(), Some(None)));
+                prop_assert!(w.span <= cap);
+                prop_assert!(w.ring.len() <= cap.next_power_of_two());
+                prop_assert!(w.span == 0 || w.ring[w.head].is_some());
+                // Every slot outside the window is empty.
+                let outside = (w.span..w.ring.len()).filter(|&i| w.ring[w.slot(i)].is_some()).count();
+                prop_assert_eq!(outside, 0);
                 prop_assert_eq!(w.len(), model.len());
                 for t in [tag, tag.wrapping_add(1), tag.wrapping_sub(1)] {
                     prop_assert_eq!(w.get(t), model.get(&t));
