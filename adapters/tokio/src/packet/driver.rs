@@ -47,6 +47,10 @@ const MAX_SLICES: usize = 64;
 /// from the receive buffer without copying.
 const BATCH_COPY_MAX: usize = 4096;
 
+/// The most a batch reserves at once for its copied payloads, guessing from
+/// the first one's length.
+const BATCH_RESERVE_MAX: usize = 1 << 20;
+
 /// A multiplicative hasher for the driver's maps. Their keys are chosen on
 /// this side — call ids, our own `(channel, tag)`s, task ids — never by the
 /// peer, so there is nothing to flood; SipHash was a visible share of the
@@ -197,10 +201,6 @@ impl Waiters {
 
     fn remove(&mut self, (channel, tag): (u64, u64)) -> Option<Waiter> {
         self.channel(channel)?.remove(tag)
-    }
-
-    fn get(&mut self, (channel, tag): (u64, u64)) -> Option<Waiter> {
-        self.channel(channel)?.get(tag).copied()
     }
 
     /// Keeps the entries for which `keep` is true (rare: abandons, ends).
@@ -566,7 +566,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 deadline: b.deadline,
                 outstanding: n,
                 payloads: Vec::new(),
-                spans: Vec::new(),
+                // At most one span per request.
+                spans: Vec::with_capacity(n),
             },
         );
         self.batch_outstanding += n;
@@ -952,22 +953,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
 
     fn complete(&mut self, key: (u64, u64), outcome: Outcome) {
         match self.ids.remove(key) {
-            Some(Waiter::Call(id)) => {
-                if let Some((_, reply)) = self.calls.remove(&id) {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Some(Waiter::Batch(id, index)) => {
-                if let Some(b) = self.batches.get_mut(&id) {
-                    b.results[index] = outcome;
-                    b.outstanding -= 1;
-                    self.batch_outstanding -= 1;
-                    if b.outstanding == 0 {
-                        self.maybe_finish_batch(id);
-                    }
-                }
-            }
+            Some(Waiter::Call(id)) => self.complete_call(id, outcome),
+            Some(Waiter::Batch(id, index)) => Self::complete_batch(
+                &mut self.batches,
+                &mut self.batch_outstanding,
+                (id, index),
+                |_| outcome,
+            ),
             None => {}
+        }
+    }
+
+    /// Sends call `id` its outcome.
+    fn complete_call(&mut self, id: u64, outcome: Outcome) {
+        if let Some((_, reply)) = self.calls.remove(&id) {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Gives request `index` of batch `id` (in `batches`) the outcome
+    /// `outcome` makes of the batch (which it may copy a payload into), and
+    /// sends the batch its results if it was the last one missing. One
+    /// look-up of the batch. (Of the driver's fields, so that a payload lent
+    /// by `conn` can be copied.)
+    fn complete_batch(
+        batches: &mut IdMap<u64, BatchState>,
+        batch_outstanding: &mut usize,
+        (id, index): (u64, usize),
+        outcome: impl FnOnce(&mut BatchState) -> Outcome,
+    ) {
+        let Some(b) = batches.get_mut(&id) else {
+            return;
+        };
+        b.results[index] = outcome(b);
+        b.outstanding -= 1;
+        *batch_outstanding -= 1;
+        if b.outstanding == 0 {
+            if let Some(b) = batches.remove(&id) {
+                b.send();
+            }
         }
     }
 
@@ -1009,20 +1033,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                     flags,
                     payload,
                 } => {
-                    let payload = match self.ids.get((channel, tag)) {
+                    // One look-up of who waits, and of its batch.
+                    match self.ids.remove((channel, tag)) {
                         // Copied into the batch's buffer: no `Bytes` per
                         // response until the batch is sent.
                         Some(Waiter::Batch(id, index)) if payload.len() <= BATCH_COPY_MAX => {
-                            if let Some(b) = self.batches.get_mut(&id) {
-                                let start = b.payloads.len();
-                                b.payloads.extend_from_slice(payload);
-                                b.spans.push((index, start, b.payloads.len()));
-                            }
-                            Bytes::new()
+                            Self::complete_batch(
+                                &mut self.batches,
+                                &mut self.batch_outstanding,
+                                (id, index),
+                                |b| {
+                                    if b.payloads.capacity() == 0 {
+                                        // Room for as many of this size as
+                                        // are missing (within a bound), not
+                                        // a doubling per few responses.
+                                        let hint = payload.len().saturating_mul(b.outstanding);
+                                        b.payloads.reserve(hint.min(BATCH_RESERVE_MAX));
+                                    }
+                                    let start = b.payloads.len();
+                                    b.payloads.extend_from_slice(payload);
+                                    b.spans.push((index, start, b.payloads.len()));
+                                    Ok(Response {
+                                        ok,
+                                        flags,
+                                        payload: Bytes::new(),
+                                    })
+                                },
+                            );
                         }
-                        _ => self.conn.take_lent_payload(),
-                    };
-                    self.complete((channel, tag), Ok(Response { ok, flags, payload }));
+                        Some(Waiter::Batch(id, index)) => {
+                            let payload = self.conn.take_lent_payload();
+                            Self::complete_batch(
+                                &mut self.batches,
+                                &mut self.batch_outstanding,
+                                (id, index),
+                                |_| Ok(Response { ok, flags, payload }),
+                            );
+                        }
+                        Some(Waiter::Call(id)) => {
+                            let payload = self.conn.take_lent_payload();
+                            self.complete_call(id, Ok(Response { ok, flags, payload }));
+                        }
+                        None => {}
+                    }
                 }
                 BorrowedEvent::RequestReceived {
                     channel,
