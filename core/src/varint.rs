@@ -153,8 +153,14 @@ pub fn encode_array(value: u64) -> ([u8; MAX_OCTETS], usize) {
 pub fn decode(buf: &[u8], rules: VarintRules) -> Result<Option<(u64, usize)>, VarintError> {
     // One octet (values below 128: most tags, flags, types and short
     // lengths) decides nothing the loop below would check differently.
-    match buf.first() {
-        Some(&octet) if octet < 0x80 && rules.max_octets > 0 => Ok(Some((u64::from(octet), 1))),
+    match *buf {
+        [a, ..] if a < 0x80 && rules.max_octets > 0 => Ok(Some((u64::from(a), 1))),
+        // Two octets (tags up to 16,383) read straight: no loop, no
+        // overflow possible; a leading 0x80 goes the long way, which
+        // refuses it when canonical form is required.
+        [a, b, ..] if b < 0x80 && a != 0x80 && rules.max_octets >= 2 => {
+            Ok(Some(((u64::from(a & 0x7f) << 7) | u64::from(b), 2)))
+        }
         _ => decode_octets(buf, rules),
     }
 }
