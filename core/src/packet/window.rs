@@ -132,6 +132,14 @@ impl<V> TagWindow<V> {
 
     /// Sets the entry of `tag`; returns the one it replaces.
     pub fn insert(&mut self, tag: u64, value: V) -> Option<V> {
+        // Counting up: the tag right after the window, which no entry can
+        // hold when nothing is spilled.
+        if self.spill.is_empty() {
+            if let Some(at) = self.next_slot(tag) {
+                self.push_at(at, value);
+                return None;
+            }
+        }
         if let Some(old) = self.get_mut(tag) {
             return Some(core::mem::replace(old, value));
         }
@@ -144,6 +152,10 @@ impl<V> TagWindow<V> {
     #[inline]
     pub(crate) fn add(&mut self, tag: u64, value: V) {
         debug_assert!(!self.contains(tag), "tag {tag} added twice");
+        if let Some(at) = self.next_slot(tag) {
+            self.push_at(at, value);
+            return;
+        }
         self.len += 1;
         if self.span == 0 {
             self.base = tag;
@@ -177,6 +189,25 @@ impl<V> TagWindow<V> {
         }
         let at = self.slot(off);
         self.ring[at] = Some(value);
+    }
+
+    /// Where `tag` goes in `ring` if it is the one right after a non-empty
+    /// window and the window may grow by one slot without growing the ring
+    /// or passing `cap`.
+    #[inline]
+    fn next_slot(&self, tag: u64) -> Option<usize> {
+        let next = self.span != 0
+            && tag.checked_sub(self.base) == Some(self.span as u64)
+            && self.span < self.ring.len().min(self.cap);
+        next.then(|| self.slot(self.span))
+    }
+
+    /// Adds `value` in the slot `at` (from `next_slot`) at the window's end.
+    #[inline]
+    fn push_at(&mut self, at: usize, value: V) {
+        self.ring[at] = Some(value);
+        self.span += 1;
+        self.len += 1;
     }
 
     /// Makes the window `span` slots long (`span <= cap`; the new slots
@@ -327,6 +358,17 @@ mod tests {
         );
         assert_eq!(w.len(), 0);
         assert_eq!(w.get(10), None);
+    }
+
+    #[test]
+    fn the_window_does_not_wrap_past_the_largest_tag() {
+        // Tag 0 is not "the one after u64::MAX": it goes behind the window.
+        let mut w = TagWindow::new(2);
+        w.insert(u64::MAX, 'a');
+        w.insert(0, 'b');
+        assert_eq!((w.get(u64::MAX), w.get(0)), (Some(&'a'), Some(&'b')));
+        assert_eq!(w.spill.len(), 1);
+        assert_eq!(w.drain_sorted(), [(0, 'b'), (u64::MAX, 'a')].to_vec());
     }
 
     #[test]
