@@ -16,9 +16,9 @@ use super::reason;
 use super::receive::ReceiveBuffer;
 use super::rules::{self, Head, Kind, RxEnd, SendState, Transport};
 use super::tags::TagMemory;
-use super::transmit::{TransmitChunks, TransmitQueue};
+use super::transmit::{Staged, TransmitChunks, TransmitQueue};
 use super::window::TagWindow;
-use super::wire::{Packet, ParseLimits, EOF, ERQ, MAX_HEADER_LEN};
+use super::wire::{Packet, ParseLimits, EOF, ERQ};
 use crate::time::{Duration, Instant};
 
 /// One end of a cs.packetstream connection, as a sans-IO state machine.
@@ -228,37 +228,6 @@ enum Step {
     Blocked,
     /// No whole packet, or the receive side has ended.
     Idle,
-}
-
-/// A packet with its header encoded once, for both the length check and
-/// the transmit queue.
-pub(super) struct Encoded<'p> {
-    buf: [u8; MAX_HEADER_LEN],
-    /// Where the header is in `buf`.
-    header: core::ops::Range<usize>,
-    payload: &'p [u8],
-}
-
-impl<'p> Encoded<'p> {
-    pub(super) fn new(packet: &Packet<'p>) -> Self {
-        let mut buf = [0u8; MAX_HEADER_LEN];
-        let header = packet.encode_header_at(&mut buf);
-        debug_assert_eq!(header.len() + packet.payload().len(), packet.encoded_len());
-        Encoded {
-            buf,
-            header,
-            payload: packet.payload(),
-        }
-    }
-
-    pub(super) fn header(&self) -> &[u8] {
-        &self.buf[self.header.clone()]
-    }
-
-    /// The whole packet's length ([`Packet::encoded_len`]).
-    pub(super) fn len(&self) -> usize {
-        self.header.len().saturating_add(self.payload.len())
-    }
 }
 
 #[derive(Debug)]
@@ -551,8 +520,8 @@ impl Connection {
                 max: self.config.max_transmit_buffer,
             });
         }
-        let encoded = Encoded::new(&packet);
-        let len = encoded.len();
+        let staged = self.tx.stage(&packet);
+        let len = staged.len;
         if len > self.config.max_packet_len {
             return Err(SubmitError::PayloadTooLong {
                 len,
@@ -567,7 +536,7 @@ impl Connection {
             self.deadlines.push(Reverse((d, channel, tag)));
             self.timed += 1;
         }
-        self.queue_encoded(&encoded, Some(&payload));
+        self.queue_staged(&staged, &payload, Some(&payload));
         self.stats.requests_sent += 1;
         Ok(tag)
     }
@@ -645,8 +614,8 @@ impl Connection {
     }
 
     fn answer(&mut self, packet: &Packet<'_>, owned: Option<&Bytes>) -> Result<(), RespondError> {
-        let encoded = Encoded::new(packet);
-        let len = encoded.len();
+        let staged = self.tx.stage(packet);
+        let len = staged.len;
         if len > self.config.max_packet_len {
             return Err(RespondError::PayloadTooLong {
                 len,
@@ -656,7 +625,7 @@ impl Connection {
         self.leave_inflight(packet.channel(), packet.tag());
         // Once the transport is lost nobody will send it (`after_answer`
         // counts it dropped).
-        self.queue_encoded(&encoded, owned);
+        self.queue_staged(&staged, packet.payload(), owned);
         self.after_answer();
         Ok(())
     }
@@ -1109,22 +1078,23 @@ impl Connection {
 
     /// Queues `packet`, or drops it once the transport is lost.
     fn queue_packet(&mut self, packet: &Packet<'_>, owned: Option<&Bytes>) {
-        self.queue_encoded(&Encoded::new(packet), owned);
+        let staged = self.tx.stage(packet);
+        self.queue_staged(&staged, packet.payload(), owned);
     }
 
-    /// Queues an encoded packet, or drops it once the transport is lost.
-    /// `owned` is the payload as `Bytes`, if the caller gave it so: one over
-    /// the copy threshold is queued without copying.
-    fn queue_encoded(&mut self, packet: &Encoded<'_>, owned: Option<&Bytes>) {
+    /// Queues the packet just staged (its header in the transmit queue's
+    /// scratch buffer, `payload` its payload), or drops it once the
+    /// transport is lost. `owned` is the payload as `Bytes`, if the caller
+    /// gave it so: one over the copy threshold is queued without copying.
+    fn queue_staged(&mut self, staged: &Staged, payload: &[u8], owned: Option<&Bytes>) {
         if !self.transport.can_send() {
             return;
         }
         match owned {
             Some(bytes) if bytes.len() > self.config.copy_threshold => {
-                self.tx.push_copied(packet.header());
-                self.tx.push_shared(bytes.clone());
+                self.tx.push_staged_shared(staged, bytes.clone());
             }
-            _ => self.tx.push_packet(packet.header(), packet.payload),
+            _ => self.tx.push_staged(staged, payload),
         }
     }
 

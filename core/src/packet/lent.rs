@@ -2,7 +2,6 @@
 //! [`Connection::poll_lent_answering`](super::Connection::poll_lent_answering)
 //! lends its closure.
 
-use super::connection::Encoded;
 use super::event::RespondError;
 use super::reason;
 use super::transmit::TransmitQueue;
@@ -123,8 +122,8 @@ impl<'c> Answerer<'c> {
     }
 
     fn queue(&mut self, packet: &Packet<'_>) -> Result<(), RespondError> {
-        let encoded = Encoded::new(packet);
-        let len = encoded.len();
+        let staged = self.tx.stage(packet);
+        let len = staged.len;
         if len > self.max_packet_len {
             return Err(RespondError::PayloadTooLong {
                 len,
@@ -132,7 +131,7 @@ impl<'c> Answerer<'c> {
             });
         }
         if self.can_send {
-            self.tx.push_packet(encoded.header(), packet.payload());
+            self.tx.push_staged(&staged, packet.payload());
         }
         self.answered = true;
         Ok(())

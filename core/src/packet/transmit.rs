@@ -11,6 +11,8 @@ use core::iter::FusedIterator;
 
 use bytes::Bytes;
 
+use super::wire::{Packet, MAX_HEADER_LEN};
+
 #[derive(Debug)]
 enum Chunk {
     Copied(Vec<u8>),
@@ -47,6 +49,29 @@ pub(crate) struct TransmitQueue {
     sent_total: u64,
     /// An emptied copy buffer kept for reuse.
     spare: Vec<u8>,
+    /// Where [`stage`](Self::stage) encodes a header: kept, not zeroed and
+    /// moved about per packet.
+    scratch: HeaderScratch,
+}
+
+/// The header buffer of [`TransmitQueue::stage`].
+#[derive(Debug)]
+struct HeaderScratch([u8; MAX_HEADER_LEN]);
+
+impl Default for HeaderScratch {
+    fn default() -> Self {
+        HeaderScratch([0; MAX_HEADER_LEN])
+    }
+}
+
+/// A packet whose header [`TransmitQueue::stage`] encoded and which is not
+/// queued yet: its length can be checked first.
+#[derive(Clone, Debug)]
+pub(crate) struct Staged {
+    /// Where the header is in the scratch buffer.
+    header: core::ops::Range<usize>,
+    /// The whole packet's length ([`Packet::encoded_len`]).
+    pub(crate) len: usize,
 }
 
 impl TransmitQueue {
@@ -65,36 +90,41 @@ impl TransmitQueue {
         self.sent_total
     }
 
-    /// Copies `bytes` to the end of the queue.
-    pub(crate) fn push_copied(&mut self, bytes: &[u8]) {
-        self.push_copied_parts(&[bytes]);
-    }
-
-    /// Copies each of `parts` to the end of the queue, in order.
-    pub(crate) fn push_copied_parts(&mut self, parts: &[&[u8]]) {
-        let n: usize = parts.iter().map(|p| p.len()).sum();
-        if n == 0 {
-            return;
-        }
-        let buf = self.copy_buffer(n);
-        for part in parts {
-            buf.extend_from_slice(part);
-        }
-    }
-
-    /// Copies a packet's `header` and short `payload` to the end of the
-    /// queue (the per-packet path of [`push_copied_parts`](Self::push_copied_parts)).
+    /// Encodes `packet`'s header into the scratch buffer, for
+    /// [`push_staged`](Self::push_staged) or
+    /// [`push_staged_shared`](Self::push_staged_shared) (with no other
+    /// packet staged in between) once its length has been checked.
     #[inline]
-    pub(crate) fn push_packet(&mut self, header: &[u8], payload: &[u8]) {
-        let buf = self.copy_buffer(header.len() + payload.len());
-        buf.extend_from_slice(header);
-        buf.extend_from_slice(payload);
+    pub(crate) fn stage(&mut self, packet: &Packet<'_>) -> Staged {
+        let header = packet.encode_header_at(&mut self.scratch.0);
+        let len = header.len().saturating_add(packet.payload().len());
+        debug_assert_eq!(len, packet.encoded_len());
+        Staged { header, len }
     }
 
-    /// The copy buffer at the back, with room reserved for `n` more bytes
-    /// (`n > 0`), counted as queued.
+    /// Queues the staged header and `payload` (the staged packet's),
+    /// copied into the open copy buffer.
     #[inline]
-    fn copy_buffer(&mut self, n: usize) -> &mut Vec<u8> {
+    pub(crate) fn push_staged(&mut self, staged: &Staged, payload: &[u8]) {
+        self.reserve_tail(staged.len);
+        self.tail
+            .extend_from_slice(&self.scratch.0[staged.header.clone()]);
+        self.tail.extend_from_slice(payload);
+    }
+
+    /// Queues the staged header copied and its long `payload` as its own
+    /// chunk, without copying it.
+    pub(crate) fn push_staged_shared(&mut self, staged: &Staged, payload: Bytes) {
+        let header = staged.header.clone();
+        self.reserve_tail(header.len());
+        self.tail.extend_from_slice(&self.scratch.0[header]);
+        self.push_shared(payload);
+    }
+
+    /// Reserves room for `n` more bytes in the open copy buffer (`tail`),
+    /// counted as queued: the caller appends them.
+    #[inline]
+    fn reserve_tail(&mut self, n: usize) {
         self.len += n;
         self.queued_total += n as u64;
         // Reclaim the sent part of the tail, when it is the front chunk,
@@ -104,7 +134,6 @@ impl TransmitQueue {
             self.head = 0;
         }
         self.tail.reserve(n);
-        &mut self.tail
     }
 
     /// Queues `bytes` as its own chunk, without copying.
@@ -235,6 +264,28 @@ impl FusedIterator for TransmitChunks<'_> {}
 mod tests {
     use super::*;
     use std::vec;
+
+    impl TransmitQueue {
+        /// Copies `bytes` to the end of the queue (as a packet's header and
+        /// payload are).
+        fn push_copied(&mut self, bytes: &[u8]) {
+            self.push_copied_parts(&[bytes]);
+        }
+
+        fn push_copied_parts(&mut self, parts: &[&[u8]]) {
+            let n: usize = parts.iter().map(|p| p.len()).sum();
+            if n > 0 {
+                self.reserve_tail(n);
+                for part in parts {
+                    self.tail.extend_from_slice(part);
+                }
+            }
+        }
+
+        fn push_packet(&mut self, header: &[u8], payload: &[u8]) {
+            self.push_copied_parts(&[header, payload]);
+        }
+    }
 
     fn drain(q: &TransmitQueue) -> Vec<u8> {
         q.chunks().flatten().copied().collect()
