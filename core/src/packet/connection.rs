@@ -1224,7 +1224,7 @@ impl Connection {
         if self.rx_end.is_some() {
             return Step::Idle;
         }
-        let (head, len) = match Packet::parse(self.rx.unhandled(), &self.limits) {
+        let (head, len) = match Packet::parse_inlined(self.rx.unhandled(), &self.limits) {
             Err(e) => {
                 self.end_rx(RxEnd::Failed(ProtocolError::Packet(e)));
                 return Step::Handled;

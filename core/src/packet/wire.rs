@@ -570,6 +570,18 @@ impl<'a> Packet<'a> {
         buf: &'a [u8],
         limits: &ParseLimits,
     ) -> Result<Option<(Packet<'a>, usize)>, PacketError> {
+        Self::parse_inlined(buf, limits)
+    }
+
+    /// [`parse`](Self::parse), always inlined: for the connections' per-packet
+    /// step, where the returned `Result<Option<(Packet, usize)>>` then never
+    /// goes through memory.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    pub(crate) fn parse_inlined(
+        buf: &'a [u8],
+        limits: &ParseLimits,
+    ) -> Result<Option<(Packet<'a>, usize)>, PacketError> {
         let Some((total, prefix)) = Self::peek_prefix(buf, limits)? else {
             return Ok(None);
         };
