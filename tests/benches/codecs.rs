@@ -1767,27 +1767,18 @@ fn bson_section(plan: &Plan, report: &mut Report) {
 // ---------------------------------------------------------------------------
 
 /// Moves everything `from` has queued into `to` through a 64 KiB scratch
-/// buffer (one copy out, as a socket write; one copy in, as a read),
-/// handing every event `to` reports to `on_event`.
+/// buffer, handing every event `to` reports to `on_event`.
 fn carry(
     from: &mut Connection,
     to: &mut Connection,
     scratch: &mut [u8],
     mut on_event: impl FnMut(&mut Connection, PacketEvent),
 ) {
-    loop {
-        let n = from.fill_transmit(scratch);
-        if n == 0 {
-            break;
+    common::carry_packets(from, to, scratch, |to| {
+        while let Some(e) = to.poll_event() {
+            on_event(to, e);
         }
-        let mut off = 0;
-        while off < n {
-            off += to.handle_input(&scratch[off..n]).expect("valid input");
-            while let Some(e) = to.poll_event() {
-                on_event(to, e);
-            }
-        }
-    }
+    });
 }
 
 /// A client and an echo server, back to back.

@@ -13,42 +13,29 @@
 //! workloads: packet-pair, lent-pair, lengths-pair
 //! ```
 
+mod common;
+
 use bytes::{Bytes, BytesMut};
+use common::{carry_packets, CHUNK};
 use framewire::packet::{BorrowedEvent, Config, Connection, Event};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 /// Requests in flight at a time (the codecs bench's packet section uses 128).
 const WINDOW: usize = 128;
-/// Transmit chunk carried from one end to the other at a time.
-const CHUNK: usize = 64 * 1024;
 
-/// Moves everything `from` has to send into `to`, calling `poll` after each
-/// piece of input.
-fn carry(
-    from: &mut Connection,
-    to: &mut Connection,
-    scratch: &mut [u8],
-    mut poll: impl FnMut(&mut Connection),
-) {
-    loop {
-        let n = from.fill_transmit(scratch);
-        if n == 0 {
-            break;
-        }
-        let mut off = 0;
-        while off < n {
-            off += to.handle_input(&scratch[off..n]).expect("valid input");
-            poll(to);
-        }
-    }
-}
-
-/// `total` 16-byte echo requests between two core packet `Connection`s,
-/// `WINDOW` in flight; returns the responses' payload bytes.
-#[inline(never)]
-fn measured_packet_pair(total: usize) -> u64 {
-    let mut client = Connection::new(Config::default()).expect("config");
-    let mut server = Connection::new(Config::default()).expect("config");
+/// `total` 16-byte echo requests between two core packet `Connection`s
+/// configured by `config`, `WINDOW` in flight: `serve` is called on the
+/// server after each piece of its input, `take_responses` on the client,
+/// returning the payload bytes and count of the responses it took. Returns
+/// the responses' payload bytes.
+fn echo_pair(
+    total: usize,
+    config: Config,
+    mut serve: impl FnMut(&mut Connection),
+    mut take_responses: impl FnMut(&mut Connection) -> (u64, usize),
+) -> u64 {
+    let mut client = Connection::new(config).expect("config");
+    let mut server = Connection::new(config).expect("config");
     let mut scratch = vec![0u8; CHUNK];
     let payload = Bytes::from_static(b"0123456789abcdef");
     let now = framewire::time::Instant::ZERO;
@@ -61,7 +48,25 @@ fn measured_packet_pair(total: usize) -> u64 {
                 .expect("submit");
         }
         sent += batch;
-        carry(&mut client, &mut server, &mut scratch, |srv| {
+        carry_packets(&mut client, &mut server, &mut scratch, &mut serve);
+        carry_packets(&mut server, &mut client, &mut scratch, |cl| {
+            let (b, n) = take_responses(cl);
+            bytes += b;
+            answered += n;
+        });
+    }
+    assert_eq!(answered, total, "every request answered");
+    bytes
+}
+
+/// The echo with events polled as `Event`s and answered with `respond`
+/// (parsing on input, a `Bytes` and a queued event per packet).
+#[inline(never)]
+fn measured_packet_pair(total: usize) -> u64 {
+    echo_pair(
+        total,
+        Config::default(),
+        |srv| {
             while let Some(e) = srv.poll_event() {
                 match e {
                     Event::RequestReceived {
@@ -74,23 +79,23 @@ fn measured_packet_pair(total: usize) -> u64 {
                     e => unreachable!("unexpected event {e:?}"),
                 }
             }
-        });
-        carry(&mut server, &mut client, &mut scratch, |cl| {
+        },
+        |cl| {
+            let (mut bytes, mut n) = (0, 0);
             while let Some(e) = cl.poll_event() {
                 match e {
                     Event::ResponseReceived {
                         ok: true, payload, ..
                     } => {
                         bytes += payload.len() as u64;
-                        answered += 1;
+                        n += 1;
                     }
                     e => unreachable!("unexpected event {e:?}"),
                 }
             }
-        });
-    }
-    assert_eq!(answered, total, "every request answered");
-    bytes
+            (bytes, n)
+        },
+    )
 }
 
 /// The same echo between two `Connection`s parsing on poll: the server
@@ -103,42 +108,31 @@ fn measured_lent_pair(total: usize) -> u64 {
         parse_on_poll: true,
         ..Config::default()
     };
-    let mut client = Connection::new(lazy).expect("config");
-    let mut server = Connection::new(lazy).expect("config");
-    let mut scratch = vec![0u8; CHUNK];
-    let payload = Bytes::from_static(b"0123456789abcdef");
-    let now = framewire::time::Instant::ZERO;
-    let (mut sent, mut bytes, mut answered) = (0, 0u64, 0);
-    while sent < total {
-        let batch = WINDOW.min(total - sent);
-        for _ in 0..batch {
-            client
-                .submit(0, 0, 0, payload.clone(), now, None)
-                .expect("submit");
-        }
-        sent += batch;
-        carry(&mut client, &mut server, &mut scratch, |srv| {
+    echo_pair(
+        total,
+        lazy,
+        |srv| {
             let unanswered = srv.poll_lent_answering(|rq, answer| {
                 answer.respond(rq.flags, rq.payload).expect("respond");
             });
             assert!(unanswered.is_none(), "every request answered in place");
-        });
-        carry(&mut server, &mut client, &mut scratch, |cl| {
+        },
+        |cl| {
+            let (mut bytes, mut n) = (0, 0);
             while let Some(e) = cl.poll_lent() {
                 match e {
                     BorrowedEvent::ResponseReceived {
                         ok: true, payload, ..
                     } => {
                         bytes += payload.len() as u64;
-                        answered += 1;
+                        n += 1;
                     }
                     e => unreachable!("unexpected event {e:?}"),
                 }
             }
-        });
-    }
-    assert_eq!(answered, total, "every request answered");
-    bytes
+            (bytes, n)
+        },
+    )
 }
 
 /// The anchor: the same echo with a tokio-util `LengthDelimitedCodec` at

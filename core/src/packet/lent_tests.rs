@@ -93,6 +93,22 @@ fn lent_answer(rq: LentRequest<'_>, answer: &mut Answerer<'_>) {
     }
 }
 
+/// `(channel, tag, rq_type, flags, payload)` of a request event; any other
+/// event fails the test.
+fn request_fields(e: BorrowedEvent<'_>) -> (u64, u64, u64, u64, &[u8]) {
+    let BorrowedEvent::RequestReceived {
+        channel,
+        tag,
+        rq_type,
+        flags,
+        payload,
+    } = e
+    else {
+        panic!("unexpected {e:?}");
+    };
+    (channel, tag, rq_type, flags, payload)
+}
+
 /// Feeds `wire` to both servers in the same random pieces: the eager one
 /// answers each polled request through `respond`; the lazy one answers in
 /// place, except (when `defer_odd`) odd tags, which come out as events and
@@ -126,17 +142,8 @@ fn run_echo(seed: u64, requests: &Requests, defer_odd: bool, max_inflight: usize
         let end = (at_eager + piece).min(wire.len());
         at_eager += eager.handle_input(&wire[at_eager..end]).unwrap();
         while let Some(e) = eager.poll_event() {
-            let Event::RequestReceived {
-                channel,
-                tag,
-                rq_type,
-                flags,
-                payload,
-            } = e
-            else {
-                panic!("unexpected {e:?}");
-            };
-            expected_answer(&mut eager, channel, tag, rq_type, flags, &payload);
+            let (channel, tag, rq_type, flags, payload) = request_fields(e.lend());
+            expected_answer(&mut eager, channel, tag, rq_type, flags, payload);
         }
         sent_eager.extend(out(&mut eager));
 
@@ -149,16 +156,7 @@ fn run_echo(seed: u64, requests: &Requests, defer_odd: bool, max_inflight: usize
                 }
             });
             let Some(e) = event else { break };
-            let BorrowedEvent::RequestReceived {
-                channel,
-                tag,
-                rq_type,
-                flags,
-                payload,
-            } = e
-            else {
-                panic!("unexpected {e:?}");
-            };
+            let (channel, tag, rq_type, flags, payload) = request_fields(e);
             assert!(
                 defer_odd && tag % 2 == 1,
                 "answered in place, not delivered"

@@ -16,6 +16,7 @@ use std::hint::black_box;
 
 use bytes::{Buf, BytesMut};
 use framewire::framing::{Decode, Framing, LengthPrefixed};
+use framewire::packet::Connection;
 use framewire::stream::{BorrowedFramedStream, Event, FramedStream};
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 
@@ -316,6 +317,28 @@ impl OneCopy {
         Tally {
             frames: 0,
             bytes: input.len() as u64,
+        }
+    }
+}
+
+/// Moves everything packet connection `from` has queued into `to` through
+/// `scratch` (one copy out, as a socket write; one copy in, as a read),
+/// calling `poll` on `to` after each piece of input it takes.
+pub(crate) fn carry_packets(
+    from: &mut Connection,
+    to: &mut Connection,
+    scratch: &mut [u8],
+    mut poll: impl FnMut(&mut Connection),
+) {
+    loop {
+        let n = from.fill_transmit(scratch);
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        while off < n {
+            off += to.handle_input(&scratch[off..n]).expect("valid input");
+            poll(to);
         }
     }
 }
