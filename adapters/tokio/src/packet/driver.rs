@@ -9,6 +9,12 @@
 //! core's events (responses to their callers, requests to new handler
 //! tasks), retry calls that waited for transmit room, and write everything
 //! queued with vectored writes. Then it publishes its counters and sleeps.
+//!
+//! A source that answered `Pending` (the command channel, the handler
+//! set, the socket's read side) has registered the task's waker, so it is
+//! not polled again in the same wakeup: the steps after it repeat only
+//! while the core itself has work (a round trip's wakeup is one pass and
+//! one idle check, not two full passes).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
@@ -285,7 +291,23 @@ pub(crate) struct Driver<S> {
     unflushed: bool,
     /// `Instant::now()` taken once per step, for the calls submitted in it.
     now: Option<Instant>,
+    /// The sources that answered `Pending` in this wakeup.
+    idle: Idle,
     phase: Phase,
+}
+
+/// Which of the driver's wakers are registered in the current wakeup: a
+/// source that answered `Pending` wakes the task when it has something,
+/// so polling it again before the wakeup ends would only repeat the check
+/// (a lock or atomics each time).
+#[derive(Clone, Copy, Default)]
+struct Idle {
+    /// The command channel.
+    commands: bool,
+    /// The handler tasks (cleared when one is spawned).
+    handlers: bool,
+    /// The transport's read side.
+    read: bool,
 }
 
 /// Where the driver is in its life.
@@ -364,6 +386,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             close_started: None,
             unflushed: false,
             now: None,
+            idle: Idle::default(),
             phase: Phase::Running,
         }
     }
@@ -394,6 +417,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     }
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.idle = Idle::default();
         loop {
             self.now = None;
             let mut progress = self.poll_commands(cx);
@@ -429,6 +453,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
 
     fn poll_commands(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
+        if self.idle.commands {
+            return progress;
+        }
         // A bounded batch, so that reading and writing are not starved.
         for _ in 0..256 {
             match self.cmds.poll_recv(cx) {
@@ -441,7 +468,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 }
                 // `Shared` holds a sender, so the channel never closes
                 // while the driver runs.
-                Poll::Ready(None) | Poll::Pending => break,
+                Poll::Ready(None) | Poll::Pending => {
+                    self.idle.commands = true;
+                    break;
+                }
             }
         }
         progress
@@ -734,6 +764,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         self.handler = Some(Arc::clone(&handler));
         let conn_limit = Arc::clone(&self.conn_limit);
         let shared_limit = self.shared_limit.clone();
+        self.idle.handlers = false;
         let handle = self.handlers.spawn(async move {
             // The semaphores are never closed.
             let _local = conn_limit.acquire_owned().await.ok();
@@ -781,6 +812,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 self.send_reply(channel, tag, reply);
             }
             Ok(Err(fut)) => {
+                self.idle.handlers = false;
                 let handle = self.handlers.spawn(async move {
                     let _permits = permits;
                     fut.await
@@ -797,10 +829,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
 
     fn poll_handlers(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
+        if self.idle.handlers {
+            return progress;
+        }
         while let Poll::Ready(Some(done)) = self.handlers.poll_join_next_with_id(cx) {
             progress = true;
             self.handler_done(done);
         }
+        // Pending (the waker is registered) or none left (a new one clears
+        // the flag).
+        self.idle.handlers = true;
         progress
     }
 
@@ -838,28 +876,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     // ----- input -----
 
     /// Offers buffered bytes to the core and reads once more if it took them
-    /// all. Returns whether anything happened.
+    /// all (offering what was read at once, so the same pass dispatches
+    /// it). Returns whether anything happened.
     fn poll_input(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
+        let mut progress = self.offer_input();
         if self.read_lo < self.read_hi {
-            match self
-                .conn
-                .handle_input(&self.read_buf[self.read_lo..self.read_hi])
-            {
-                Ok(n) => {
-                    self.read_lo += n;
-                    progress |= n > 0;
-                }
-                // The receive side ended with a protocol error: the rest is
-                // of no use.
-                Err(_) => self.read_lo = self.read_hi,
-            }
-            if self.read_lo < self.read_hi {
-                // The core is full (backpressure): read no more for now.
-                return progress;
-            }
+            // The core is full (backpressure): read no more for now.
+            return progress;
         }
-        if self.transport_eof || self.rx_over() {
+        if self.idle.read || self.transport_eof || self.rx_over() {
             return progress;
         }
         self.read_lo = 0;
@@ -873,6 +898,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                     self.conn.handle_eof();
                 } else {
                     self.read_hi = n;
+                    self.offer_input();
                 }
                 true
             }
@@ -882,7 +908,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 self.transport_lost(cx, EndCause::Io(e.kind()));
                 true
             }
-            Poll::Pending => progress,
+            Poll::Pending => {
+                self.idle.read = true;
+                progress
+            }
+        }
+    }
+
+    /// Offers the buffered bytes to the core; returns whether it took any.
+    fn offer_input(&mut self) -> bool {
+        if self.read_lo == self.read_hi {
+            return false;
+        }
+        match self
+            .conn
+            .handle_input(&self.read_buf[self.read_lo..self.read_hi])
+        {
+            Ok(n) => {
+                self.read_lo += n;
+                n > 0
+            }
+            // The receive side ended with a protocol error: the rest is of
+            // no use.
+            Err(_) => {
+                self.read_lo = self.read_hi;
+                false
+            }
         }
     }
 
