@@ -38,6 +38,7 @@ use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tokio::time::{Instant, Sleep};
 
 use super::batch::BatchRequest;
+use super::batches::{Batches, BATCH_COPY_MAX};
 use super::connection::{Builder, Finish, PacketConnection, Response, Shared, Snapshot, Status};
 use super::error::{CallError, EndCause};
 use super::handler::{Handler, InPlaceAnswer, Reply, Request};
@@ -48,21 +49,12 @@ pub(crate) type Outcome = Result<Response, CallError>;
 /// The most slices handed to one vectored write.
 const MAX_SLICES: usize = 64;
 
-/// Batch response payloads up to this long are copied into the batch's
-/// one buffer (each result then a slice of it); longer ones are taken
-/// from the receive buffer without copying.
-const BATCH_COPY_MAX: usize = 4096;
-
-/// The most a batch reserves at once for its copied payloads, guessing from
-/// the first one's length.
-const BATCH_RESERVE_MAX: usize = 1 << 20;
-
 /// A multiplicative hasher for the driver's maps. Their keys are chosen on
 /// this side — call ids, our own `(channel, tag)`s, task ids — never by the
 /// peer, so there is nothing to flood; SipHash was a visible share of the
 /// per-call cost.
 #[derive(Clone, Copy, Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -125,57 +117,12 @@ pub(crate) struct BatchCmd {
     pub(crate) reply: oneshot::Sender<Vec<Outcome>>,
 }
 
-/// A batch in the driver: its outcomes so far and the requests not yet
-/// handed to the core.
-struct BatchState {
-    reply: oneshot::Sender<Vec<Outcome>>,
-    /// One per request, in the caller's order; a request not answered yet
-    /// holds a placeholder (its index is then in `ids`, or at or past
-    /// `next`), so the vector goes to the caller as it is.
-    results: Vec<Outcome>,
-    /// Requests not yet in the core (waiting for room), the first of them
-    /// at index `next`.
-    rest: std::vec::IntoIter<BatchRequest>,
-    next: usize,
-    deadline: Option<Instant>,
-    /// Results still missing.
-    outstanding: usize,
-    /// Short response payloads, copied one after another: each result in
-    /// `spans` gets its slice when the batch is sent.
-    payloads: Vec<u8>,
-    /// `(result index, start, end)` in `payloads`.
-    spans: Vec<(usize, usize, usize)>,
-}
-
-impl BatchState {
-    /// Sends the results to the caller, the copied payloads in place.
-    fn send(mut self) {
-        if !self.spans.is_empty() {
-            let payloads = Bytes::from(self.payloads);
-            for (index, start, end) in self.spans {
-                if let Ok(response) = &mut self.results[index] {
-                    response.payload = payloads.slice(start..end);
-                }
-            }
-        }
-        let _ = self.reply.send(self.results);
-    }
-}
-
-/// Whose request a `(channel, tag)` of ours is.
-#[derive(Clone, Copy)]
-enum Waiter {
-    /// A [`Call`](super::Call), by id.
-    Call(u64),
-    /// Request `index` of a batch, by batch id.
-    Batch(u64, usize),
-}
-
-/// Who waits for each of our requests in the core, by `(channel, tag)`: a
-/// [`TagWindow`] per channel (our tags count up on each), so O(1) without
-/// hashing.
+/// Which call waits for each of our requests in the core, by
+/// `(channel, tag)`: a [`TagWindow`] of call ids per channel (our tags count
+/// up on each), so O(1) without hashing. (Batch requests are found by
+/// [`Batches::find`].)
 struct Waiters {
-    channels: Vec<(u64, TagWindow<Waiter>)>,
+    channels: Vec<(u64, TagWindow<u64>)>,
     /// The window length of each channel's map.
     window: usize,
 }
@@ -188,36 +135,25 @@ impl Waiters {
         }
     }
 
-    fn channel(&mut self, channel: u64) -> Option<&mut TagWindow<Waiter>> {
+    fn channel(&mut self, channel: u64) -> Option<&mut TagWindow<u64>> {
         self.channels
             .iter_mut()
             .find(|(c, _)| *c == channel)
             .map(|(_, w)| w)
     }
 
-    fn insert(&mut self, (channel, tag): (u64, u64), waiter: Waiter) {
+    fn insert(&mut self, (channel, tag): (u64, u64), call: u64) {
         if let Some(w) = self.channel(channel) {
-            w.insert(tag, waiter);
+            w.insert(tag, call);
             return;
         }
         let mut w = TagWindow::new(self.window);
-        w.insert(tag, waiter);
+        w.insert(tag, call);
         self.channels.push((channel, w));
     }
 
-    fn remove(&mut self, (channel, tag): (u64, u64)) -> Option<Waiter> {
+    fn remove(&mut self, (channel, tag): (u64, u64)) -> Option<u64> {
         self.channel(channel)?.remove(tag)
-    }
-
-    /// Keeps the entries for which `keep` is true (rare: abandons, ends).
-    fn retain(&mut self, mut keep: impl FnMut((u64, u64), &Waiter) -> bool) {
-        for (channel, w) in &mut self.channels {
-            for (tag, waiter) in w.drain_sorted() {
-                if keep((*channel, tag), &waiter) {
-                    w.insert(tag, waiter);
-                }
-            }
-        }
     }
 
     fn clear(&mut self) {
@@ -262,9 +198,7 @@ pub(crate) struct Driver<S> {
     calls: IdMap<u64, ((u64, u64), oneshot::Sender<Outcome>)>,
     ids: Waiters,
     /// Batches not fully answered, by id.
-    batches: IdMap<u64, BatchState>,
-    /// Results the batches still miss, all together.
-    batch_outstanding: usize,
+    batches: Batches,
     /// Calls and batches waiting for room in the core, in order.
     deferred: VecDeque<Deferred>,
 
@@ -368,8 +302,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             transport_eof: false,
             calls: IdMap::default(),
             ids: Waiters::new(max_pending),
-            batches: IdMap::default(),
-            batch_outstanding: 0,
+            batches: Batches::default(),
             deferred: VecDeque::new(),
             handler: builder.handler.clone(),
             in_place: builder.in_place.clone(),
@@ -535,7 +468,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         ) {
             Ok(tag) => {
                 let key = (s.channel, tag);
-                self.ids.insert(key, Waiter::Call(s.id));
+                self.ids.insert(key, s.id);
                 self.calls.insert(s.id, (key, s.reply));
                 None
             }
@@ -562,9 +495,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 Deferred::Call(s) => self.try_submit(s).map(Deferred::Call),
                 Deferred::Batch(id, deadline) => {
                     // Progress if any of its requests went in.
-                    let before = self.batches.get(&id).map(|b| b.next);
+                    let before = self.batches.get_mut(id).map(|b| b.next);
                     let blocked = !self.submit_batch(id);
-                    progress |= self.batches.get(&id).map(|b| b.next) != before;
+                    progress |= self.batches.get_mut(id).map(|b| b.next) != before;
                     blocked.then_some(Deferred::Batch(id, deadline))
                 }
             };
@@ -580,27 +513,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     // ----- batches -----
 
     fn start_batch(&mut self, b: BatchCmd) {
-        let n = b.requests.len();
-        if n == 0 || b.reply.is_closed() {
+        if b.requests.is_empty() || b.reply.is_closed() {
             let _ = b.reply.send(Vec::new());
             return;
         }
-        let results = vec![Err(CallError::TimedOut); n];
-        self.batches.insert(
-            b.id,
-            BatchState {
-                reply: b.reply,
-                results,
-                rest: b.requests.into_iter(),
-                next: 0,
-                deadline: b.deadline,
-                outstanding: n,
-                payloads: Vec::new(),
-                // At most one span per request.
-                spans: Vec::with_capacity(n),
-            },
-        );
-        self.batch_outstanding += n;
+        self.batches.start(b.id, b.requests, b.deadline, b.reply);
         if !self.deferred.is_empty() || !self.submit_batch(b.id) {
             self.deferred.push_back(Deferred::Batch(b.id, b.deadline));
         }
@@ -611,116 +528,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     fn submit_batch(&mut self, id: u64) -> bool {
         let now = self.now();
         let core_now = self.core_now(now);
-        let Some(batch) = self.batches.get_mut(&id) else {
+        let Some(batch) = self.batches.get_mut(id) else {
             return true;
         };
         let timeout = match batch.deadline {
             Some(d) if d <= now => {
                 // Past its deadline before it could be sent: every unsent
                 // request times out.
-                self.fail_unsent(id, CallError::TimedOut);
+                self.batches.fail_unsent(id, CallError::TimedOut);
                 return true;
             }
             Some(d) => Some(core_duration(d - now)),
             None => None,
         };
-        let mut blocked = false;
-        while let Some(rq) = batch.rest.as_slice().first() {
-            match self.conn.submit(
+        let conn = &mut self.conn;
+        self.batches.send_with(id, |rq| {
+            conn.submit(
                 rq.channel,
                 rq.rq_type,
                 rq.flags,
                 rq.payload.clone(),
                 core_now,
                 timeout,
-            ) {
-                Ok(tag) => {
-                    self.ids
-                        .insert((rq.channel, tag), Waiter::Batch(id, batch.next));
-                }
-                Err(SubmitError::TransmitFull { .. } | SubmitError::TooManyPending { .. }) => {
-                    blocked = true;
-                    break;
-                }
-                Err(e) => {
-                    batch.results[batch.next] = Err(CallError::Submit(e));
-                    batch.outstanding -= 1;
-                    self.batch_outstanding -= 1;
-                }
-            }
-            batch.rest.next();
-            batch.next += 1;
-        }
-        if !blocked {
-            self.maybe_finish_batch(id);
-        }
-        !blocked
-    }
-
-    /// Ends every unsent request of batch `id` with `error`.
-    fn fail_unsent(&mut self, id: u64, error: CallError) {
-        let Some(batch) = self.batches.get_mut(&id) else {
-            return;
-        };
-        for _ in batch.rest.by_ref() {
-            batch.results[batch.next] = Err(error);
-            batch.next += 1;
-            batch.outstanding -= 1;
-            self.batch_outstanding -= 1;
-        }
-        self.maybe_finish_batch(id);
-    }
-
-    /// Sends the batch's results if none is missing.
-    fn maybe_finish_batch(&mut self, id: u64) {
-        if self.batches.get(&id).is_some_and(|b| b.outstanding == 0) {
-            if let Some(b) = self.batches.remove(&id) {
-                b.send();
-            }
-        }
+            )
+        })
     }
 
     /// The batch's future was dropped: its requests in the core are
     /// abandoned, the unsent ones forgotten.
     fn abandon_batch(&mut self, id: u64) {
-        let Some(b) = self.batches.remove(&id) else {
-            return;
-        };
-        self.batch_outstanding -= b.outstanding;
         self.deferred
             .retain(|d| !matches!(d, Deferred::Batch(bid, _) if *bid == id));
         let conn = &mut self.conn;
-        self.ids.retain(|(channel, tag), w| {
-            if matches!(w, Waiter::Batch(bid, _) if *bid == id) {
-                conn.abandon(channel, tag);
-                false
-            } else {
-                true
-            }
+        self.batches.abandon(id, |channel, tag| {
+            conn.abandon(channel, tag);
         });
-    }
-
-    /// Ends every batch with `error` for each missing result.
-    fn fail_batches(&mut self, error: CallError) {
-        // The requests in the core ...
-        let batches = &mut self.batches;
-        self.ids.retain(|_, w| match *w {
-            Waiter::Call(_) => true,
-            Waiter::Batch(id, index) => {
-                if let Some(b) = batches.get_mut(&id) {
-                    b.results[index] = Err(error);
-                }
-                false
-            }
-        });
-        // ... and those not sent yet.
-        for (_, mut b) in self.batches.drain() {
-            for r in &mut b.results[b.next..] {
-                *r = Err(error);
-            }
-            b.send();
-        }
-        self.batch_outstanding = 0;
     }
 
     // ----- handlers -----
@@ -879,7 +721,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     /// all (offering what was read at once, so the same pass dispatches
     /// it). Returns whether anything happened.
     fn poll_input(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = self.offer_input();
+        let progress = self.offer_input();
         if self.read_lo < self.read_hi {
             // The core is full (backpressure): read no more for now.
             return progress;
@@ -920,20 +762,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         if self.read_lo == self.read_hi {
             return false;
         }
-        match self
+        if let Ok(n) = self
             .conn
             .handle_input(&self.read_buf[self.read_lo..self.read_hi])
         {
-            Ok(n) => {
-                self.read_lo += n;
-                n > 0
-            }
+            self.read_lo += n;
+            n > 0
+        } else {
             // The receive side ended with a protocol error: the rest is of
             // no use.
-            Err(_) => {
-                self.read_lo = self.read_hi;
-                false
-            }
+            self.read_lo = self.read_hi;
+            false
         }
     }
 
@@ -987,7 +826,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                     Deferred::Call(s) => {
                         let _ = s.reply.send(Err(CallError::TimedOut));
                     }
-                    Deferred::Batch(id, _) => self.fail_unsent(id, CallError::TimedOut),
+                    Deferred::Batch(id, _) => self.batches.fail_unsent(id, CallError::TimedOut),
                 }
             }
             self.timer_at = None;
@@ -1002,16 +841,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
 
     // ----- events -----
 
-    fn complete(&mut self, key: (u64, u64), outcome: Outcome) {
-        match self.ids.remove(key) {
-            Some(Waiter::Call(id)) => self.complete_call(id, outcome),
-            Some(Waiter::Batch(id, index)) => Self::complete_batch(
-                &mut self.batches,
-                &mut self.batch_outstanding,
-                (id, index),
-                |_| outcome,
-            ),
-            None => {}
+    /// Gives our request `(channel, tag)`'s caller its outcome.
+    fn complete(&mut self, (channel, tag): (u64, u64), outcome: Outcome) {
+        if let Some(request) = self.batches.find(channel, tag) {
+            self.batches.complete(request, |_| outcome);
+        } else if let Some(id) = self.ids.remove((channel, tag)) {
+            self.complete_call(id, outcome);
         }
     }
 
@@ -1019,30 +854,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     fn complete_call(&mut self, id: u64, outcome: Outcome) {
         if let Some((_, reply)) = self.calls.remove(&id) {
             let _ = reply.send(outcome);
-        }
-    }
-
-    /// Gives request `index` of batch `id` (in `batches`) the outcome
-    /// `outcome` makes of the batch (which it may copy a payload into), and
-    /// sends the batch its results if it was the last one missing. One
-    /// look-up of the batch. (Of the driver's fields, so that a payload lent
-    /// by `conn` can be copied.)
-    fn complete_batch(
-        batches: &mut IdMap<u64, BatchState>,
-        batch_outstanding: &mut usize,
-        (id, index): (u64, usize),
-        outcome: impl FnOnce(&mut BatchState) -> Outcome,
-    ) {
-        let Some(b) = batches.get_mut(&id) else {
-            return;
-        };
-        b.results[index] = outcome(b);
-        b.outstanding -= 1;
-        *batch_outstanding -= 1;
-        if b.outstanding == 0 {
-            if let Some(b) = batches.remove(&id) {
-                b.send();
-            }
         }
     }
 
@@ -1084,48 +895,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                     flags,
                     payload,
                 } => {
-                    // One look-up of who waits, and of its batch.
-                    match self.ids.remove((channel, tag)) {
-                        // Copied into the batch's buffer: no `Bytes` per
-                        // response until the batch is sent.
-                        Some(Waiter::Batch(id, index)) if payload.len() <= BATCH_COPY_MAX => {
-                            Self::complete_batch(
-                                &mut self.batches,
-                                &mut self.batch_outstanding,
-                                (id, index),
-                                |b| {
-                                    if b.payloads.capacity() == 0 {
-                                        // Room for as many of this size as
-                                        // are missing (within a bound), not
-                                        // a doubling per few responses.
-                                        let hint = payload.len().saturating_mul(b.outstanding);
-                                        b.payloads.reserve(hint.min(BATCH_RESERVE_MAX));
-                                    }
-                                    let start = b.payloads.len();
-                                    b.payloads.extend_from_slice(payload);
-                                    b.spans.push((index, start, b.payloads.len()));
-                                    Ok(Response {
-                                        ok,
-                                        flags,
-                                        payload: Bytes::new(),
-                                    })
-                                },
-                            );
-                        }
-                        Some(Waiter::Batch(id, index)) => {
+                    // A batch's (found by its runs, without an entry per
+                    // request), else a call's.
+                    if let Some(request) = self.batches.find(channel, tag) {
+                        if payload.len() <= BATCH_COPY_MAX {
+                            // Copied into the batch's buffer: no `Bytes` per
+                            // response until the batch is sent.
+                            self.batches.complete_copied(request, ok, flags, payload);
+                        } else {
                             let payload = self.conn.take_lent_payload();
-                            Self::complete_batch(
-                                &mut self.batches,
-                                &mut self.batch_outstanding,
-                                (id, index),
-                                |_| Ok(Response { ok, flags, payload }),
-                            );
+                            self.batches
+                                .complete(request, |_| Ok(Response { ok, flags, payload }));
                         }
-                        Some(Waiter::Call(id)) => {
-                            let payload = self.conn.take_lent_payload();
-                            self.complete_call(id, Ok(Response { ok, flags, payload }));
-                        }
-                        None => {}
+                    } else if let Some(id) = self.ids.remove((channel, tag)) {
+                        let payload = self.conn.take_lent_payload();
+                        self.complete_call(id, Ok(Response { ok, flags, payload }));
                     }
                 }
                 BorrowedEvent::RequestReceived {
@@ -1189,7 +973,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 Deferred::Call(s) => {
                     let _ = s.reply.send(Err(error));
                 }
-                Deferred::Batch(id, _) => self.fail_unsent(id, error),
+                Deferred::Batch(id, _) => self.batches.fail_unsent(id, error),
             }
         }
     }
@@ -1273,7 +1057,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             let _ = reply.send(Err(CallError::Cancelled { cause }));
         }
         self.cancel_deferred(CallError::Cancelled { cause });
-        self.fail_batches(CallError::Cancelled { cause });
+        self.batches.fail_all(CallError::Cancelled { cause });
         self.ids.clear();
         self.handlers.abort_all();
         self.handler_keys.clear();
@@ -1289,7 +1073,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             let _ = reply.send(Err(CallError::Cancelled { cause }));
         }
         self.cancel_deferred(CallError::Cancelled { cause });
-        self.fail_batches(CallError::Cancelled { cause });
+        self.batches.fail_all(CallError::Cancelled { cause });
         self.ids.clear();
         // The getters show the final counters once `wait` returns.
         self.publish();
@@ -1301,7 +1085,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         let snapshot = Snapshot {
             stats: *self.conn.stats(),
             pending: self.calls.len()
-                + self.batch_outstanding
+                + self.batches.outstanding()
                 + self
                     .deferred
                     .iter()

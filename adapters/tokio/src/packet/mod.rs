@@ -80,10 +80,12 @@
 //! ```
 
 mod batch;
+mod batches;
 mod connection;
 mod driver;
 mod error;
 mod handler;
+mod runs;
 mod server;
 #[cfg(test)]
 mod tests;
