@@ -90,7 +90,11 @@ pub const EOF_BYTES: [u8; 4] = [0x03, 0x00, 0x02, 0x00];
 pub const ERQ_BYTES: [u8; 4] = [0x03, 0x01, 0x02, 0x00];
 
 /// Writes `v` canonically at `out[pos..]`; returns the new position. At most
-/// four varints precede it in a header, so it always fits.
+/// four varints precede it in a header, so it always fits. Always inlined
+/// into the header encoder, where the first field's position is a
+/// constant.
+#[allow(clippy::inline_always)]
+#[inline(always)]
 fn put_varint(out: &mut [u8; MAX_HEADER_LEN], pos: usize, v: u64) -> usize {
     if v < 0x80 {
         out[pos] = v as u8;
