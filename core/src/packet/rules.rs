@@ -136,6 +136,7 @@ pub(crate) enum Kind {
 }
 
 impl Head {
+    #[inline]
     pub(crate) fn of(p: &Packet<'_>) -> Self {
         Head {
             channel: p.channel(),

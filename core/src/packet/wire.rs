@@ -540,7 +540,10 @@ impl<'a> Packet<'a> {
         Ok(Self::peek_prefix(buf, limits)?.map(|(total, _)| total))
     }
 
-    /// `(total, prefix_len)` of the packet at the start of `buf`.
+    /// `(total, prefix_len)` of the packet at the start of `buf`. Always
+    /// inlined: it opens every parse.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn peek_prefix(
         buf: &[u8],
         limits: &ParseLimits,
