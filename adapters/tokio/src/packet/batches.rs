@@ -5,9 +5,6 @@
 //!
 //! [`PacketConnection::call_batch`]: super::PacketConnection::call_batch
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-
 use bytes::Bytes;
 use framewire::packet::SubmitError;
 use tokio::sync::oneshot;
@@ -15,7 +12,7 @@ use tokio::time::Instant;
 
 use super::batch::BatchRequest;
 use super::connection::Response;
-use super::driver::{IdHasher, Outcome};
+use super::driver::{IdMap, Outcome};
 use super::error::CallError;
 use super::runs::BatchRuns;
 
@@ -103,7 +100,7 @@ impl OpenBatch {
 /// Every batch not fully answered.
 #[derive(Default)]
 pub(crate) struct Batches {
-    states: HashMap<u64, OpenBatch, BuildHasherDefault<IdHasher>>,
+    states: IdMap<u64, OpenBatch>,
     /// Which batch request each of our tags in the core is.
     runs: BatchRuns,
     /// Results the batches miss, all together.
@@ -144,8 +141,8 @@ impl Batches {
     }
 
     /// Batch `id`, if not finished.
-    pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut OpenBatch> {
-        self.states.get_mut(&id)
+    pub(crate) fn get(&self, id: u64) -> Option<&OpenBatch> {
+        self.states.get(&id)
     }
 
     /// Hands batch `id`'s unsent requests to `submit` (the core's), in

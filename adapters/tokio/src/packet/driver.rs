@@ -72,7 +72,7 @@ impl Hasher for IdHasher {
     }
 }
 
-type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// A handler's slots: this connection's, and the server's if shared.
 type HandlerPermits = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
@@ -495,9 +495,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 Deferred::Call(s) => self.try_submit(s).map(Deferred::Call),
                 Deferred::Batch(id, deadline) => {
                     // Progress if any of its requests went in.
-                    let before = self.batches.get_mut(id).map(|b| b.next);
+                    let before = self.batches.get(id).map(|b| b.next);
                     let blocked = !self.submit_batch(id);
-                    progress |= self.batches.get_mut(id).map(|b| b.next) != before;
+                    progress |= self.batches.get(id).map(|b| b.next) != before;
                     blocked.then_some(Deferred::Batch(id, deadline))
                 }
             };
@@ -528,7 +528,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     fn submit_batch(&mut self, id: u64) -> bool {
         let now = self.now();
         let core_now = self.core_now(now);
-        let Some(batch) = self.batches.get_mut(id) else {
+        let Some(batch) = self.batches.get(id) else {
             return true;
         };
         let timeout = match batch.deadline {
@@ -606,8 +606,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         self.handler = Some(Arc::clone(&handler));
         let conn_limit = Arc::clone(&self.conn_limit);
         let shared_limit = self.shared_limit.clone();
-        self.idle.handlers = false;
-        let handle = self.handlers.spawn(async move {
+        self.spawn_task((channel, tag), async move {
             // The semaphores are never closed.
             let _local = conn_limit.acquire_owned().await.ok();
             let _global = match shared_limit {
@@ -616,7 +615,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             };
             handler.handle(request).await
         });
-        self.handler_keys.insert(handle.id(), (channel, tag));
+    }
+
+    /// Runs a handler for request `key` in its own task, whose reply
+    /// `poll_handlers` collects (so the handler set is polled again in this
+    /// wakeup).
+    fn spawn_task(&mut self, key: (u64, u64), task: impl Future<Output = Reply> + Send + 'static) {
+        self.idle.handlers = false;
+        let handle = self.handlers.spawn(task);
+        self.handler_keys.insert(handle.id(), key);
     }
 
     /// Handler slots (this connection's and the shared one), if free now.
@@ -654,12 +661,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 self.send_reply(channel, tag, reply);
             }
             Ok(Err(fut)) => {
-                self.idle.handlers = false;
-                let handle = self.handlers.spawn(async move {
+                self.spawn_task((channel, tag), async move {
                     let _permits = permits;
                     fut.await
                 });
-                self.handler_keys.insert(handle.id(), (channel, tag));
             }
             Err(_) => {
                 tracing::warn!("request handler panicked");
