@@ -3,7 +3,8 @@
 # counted by callgrind: the same on every run of the same binary, so small
 # changes can be compared on a noisy shared machine where times cannot.
 # Usage: scripts/instructions.sh [REQUESTS] [WORKLOAD ...]
-#   (default 20000 requests; workloads packet-pair, lent-pair and lengths-pair)
+#   (default 20000 requests; workloads packet-pair, lent-pair and lengths-pair;
+#   also bson-decode, bson-decode-crate, bson-encode, bson-encode-crate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 2; }

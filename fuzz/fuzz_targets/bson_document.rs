@@ -8,7 +8,8 @@
 //! `bson` crate's serde visitor would reinterpret; a target that reads keys as
 //! written gets every valid document exactly; the envelope check agrees with
 //! the `BsonDocument` framing; decoded documents re-encode to bytes that
-//! decode to the same value.
+//! decode to the same value; a typed target reads what the `bson` crate's
+//! serde decoder reads.
 #![no_main]
 #![allow(clippy::match_same_arms)]
 
@@ -330,6 +331,15 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    // The typed serde path must not panic.
-    let _ = fw::from_slice::<Typed>(data);
+    // The typed serde path (framewire's own deserializer for documents of
+    // plain types, the bson crate's for the rest) reads what the bson crate's
+    // serde decoder reads.
+    if let Ok(typed) = fw::from_slice::<Typed>(data) {
+        let theirs = bson::deserialize_from_slice::<Typed>(data);
+        assert_eq!(
+            Some(format!("{typed:?}")),
+            theirs.as_ref().ok().map(|t| format!("{t:?}")),
+            "typed target: framewire vs bson {theirs:?}"
+        );
+    }
 });

@@ -10,7 +10,8 @@
 //!
 //! ```text
 //! instructions <workload> <requests>
-//! workloads: packet-pair, lent-pair, lengths-pair
+//! workloads: packet-pair, lent-pair, lengths-pair,
+//!            bson-decode, bson-decode-crate, bson-encode, bson-encode-crate
 //! ```
 
 mod common;
@@ -169,6 +170,82 @@ fn measured_lengths_pair(total: usize) -> u64 {
     bytes
 }
 
+/// WIRE.md's 50-byte benchmark document `{"seq": i, "pad": b"x"*26}`: an
+/// int32 and a generic binary, as py-bson writes it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Small {
+    seq: i32,
+    pad: bson::Binary,
+}
+
+/// `total` such documents, `seq` counting up, as py-bson encodes them.
+fn small_documents(total: usize) -> Vec<Vec<u8>> {
+    (0..total)
+        .map(|seq| framewire::message::bson::to_vec(&small(seq)).expect("encodes"))
+        .collect()
+}
+
+fn small(seq: usize) -> Small {
+    Small {
+        seq: i32::try_from(seq % (1 << 30)).expect("fits"),
+        pad: bson::Binary {
+            subtype: bson::spec::BinarySubtype::Generic,
+            bytes: vec![b'x'; 26],
+        },
+    }
+}
+
+/// Each document decoded by `framewire::message::bson::from_slice`
+/// (validation first, then serde). Returns the sum of the `seq`s.
+#[inline(never)]
+fn measured_bson_decode(docs: &[Vec<u8>]) -> u64 {
+    docs.iter()
+        .map(|doc| {
+            let small: Small = framewire::message::bson::from_slice(doc).expect("decodes");
+            u64::try_from(small.seq).expect("seq") + small.pad.bytes.len() as u64
+        })
+        .sum()
+}
+
+/// The anchor: the `bson` crate's serde decoder alone.
+#[inline(never)]
+fn measured_bson_decode_crate(docs: &[Vec<u8>]) -> u64 {
+    docs.iter()
+        .map(|doc| {
+            let small: Small = bson::deserialize_from_slice(doc).expect("decodes");
+            u64::try_from(small.seq).expect("seq") + small.pad.bytes.len() as u64
+        })
+        .sum()
+}
+
+/// Each value encoded by `framewire::message::bson::encode_into` into a
+/// reused buffer. Returns the bytes written.
+#[inline(never)]
+fn measured_bson_encode(values: &[Small]) -> u64 {
+    let mut buf = Vec::with_capacity(64);
+    values
+        .iter()
+        .map(|value| {
+            buf.clear();
+            framewire::message::bson::encode_into(value, &mut buf).expect("encodes") as u64
+        })
+        .sum()
+}
+
+/// The anchor: the `bson` crate's serde encoder alone.
+#[inline(never)]
+fn measured_bson_encode_crate(values: &[Small]) -> u64 {
+    let mut buf = Vec::with_capacity(64);
+    values
+        .iter()
+        .map(|value| {
+            buf.clear();
+            bson::serialize_to_buffer(value, &mut buf).expect("encodes");
+            buf.len() as u64
+        })
+        .sum()
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; positional arguments are ours.
     let args: Vec<String> = std::env::args()
@@ -183,7 +260,16 @@ fn main() {
         "packet-pair" => measured_packet_pair(total),
         "lent-pair" => measured_lent_pair(total),
         "lengths-pair" => measured_lengths_pair(total),
-        other => panic!("unknown workload {other:?} (packet-pair, lent-pair, lengths-pair)"),
+        "bson-decode" => measured_bson_decode(&small_documents(total)),
+        "bson-decode-crate" => measured_bson_decode_crate(&small_documents(total)),
+        "bson-encode" => measured_bson_encode(&(0..total).map(small).collect::<Vec<_>>()),
+        "bson-encode-crate" => {
+            measured_bson_encode_crate(&(0..total).map(small).collect::<Vec<_>>())
+        }
+        other => panic!(
+            "unknown workload {other:?} (packet-pair, lent-pair, lengths-pair, bson-decode, \
+             bson-decode-crate, bson-encode, bson-encode-crate)"
+        ),
     };
     println!("{workload}: {total} requests, {bytes} response payload bytes");
 }
