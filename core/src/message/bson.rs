@@ -128,6 +128,9 @@ use serde::ser::{Serialize, Serializer};
 
 mod checked;
 mod plain;
+mod plain_encoder;
+#[cfg(test)]
+mod test_documents;
 
 /// Default maximum length of a document, in bytes (16 MiB, MongoDB's `maxBsonObjectSize`).
 pub const DEFAULT_MAX_DOCUMENT_LEN: usize = 16 * 1024 * 1024;
@@ -398,8 +401,12 @@ pub fn encode_into_with_max<T: Serialize + ?Sized>(
     max: usize,
 ) -> Result<usize, BsonError> {
     let start = buf.len();
-    // The bson crate's raw serializer takes a sized value; a reference is one.
-    let result = bson::serialize_to_buffer(&value, buf);
+    let result = if plain_encoder::encode(value, buf) {
+        Ok(())
+    } else {
+        // The bson crate's raw serializer takes a sized value; a reference is one.
+        bson::serialize_to_buffer(&value, buf)
+    };
     let len = buf.len() - start;
     match result {
         Err(e) => {
