@@ -703,6 +703,41 @@ mod tests {
     }
 
     #[test]
+    fn enums_from_strings_and_documents() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct E {
+            e: Choice,
+        }
+        let cases = [
+            doc! {"e": "a"},
+            doc! {"e": {"b": 5}},
+            doc! {"e": {"s": [1, "x"]}},
+            doc! {"e": {"e": {"a": 1.5}}},
+            // A unit variant written as a document, an unknown variant, no variant, a number.
+            doc! {"e": {"a": 1}},
+            doc! {"e": "zz"},
+            doc! {"e": {}},
+            doc! {"e": 5},
+        ];
+        for (i, case) in cases.iter().enumerate() {
+            let bytes = to_vec(case).unwrap();
+            assert!(accepts(&bytes, 100));
+            let fast = deserialize::<E>(&bytes).map(|v| format!("{v:?}"));
+            let theirs = bson::deserialize_from_slice::<E>(&bytes)
+                .ok()
+                .map(|v| format!("{v:?}"));
+            // The first four read, the rest fail (and leave the error to the crate).
+            assert_eq!(fast, theirs, "{case:?}");
+            assert_eq!(theirs.is_some(), i < 4, "{case:?}");
+            assert_eq!(
+                from_slice::<E>(&bytes).ok().map(|v| format!("{v:?}")),
+                theirs
+            );
+        }
+    }
+
+    #[test]
     fn errors_are_the_crates() {
         #[derive(Deserialize, Debug, PartialEq)]
         struct Wants {
