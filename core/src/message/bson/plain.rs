@@ -32,32 +32,33 @@ use serde::de::{
 use super::is_extended_json_key;
 
 /// The element types the fast path reads (BSON spec numbering).
-const DOUBLE: u8 = 0x01;
-const STRING: u8 = 0x02;
-const DOCUMENT: u8 = 0x03;
-const ARRAY: u8 = 0x04;
-const BINARY: u8 = 0x05;
-const BOOLEAN: u8 = 0x08;
-const NULL: u8 = 0x0A;
-const INT32: u8 = 0x10;
-const INT64: u8 = 0x12;
+pub(super) const DOUBLE: u8 = 0x01;
+pub(super) const STRING: u8 = 0x02;
+pub(super) const DOCUMENT: u8 = 0x03;
+pub(super) const ARRAY: u8 = 0x04;
+pub(super) const BINARY: u8 = 0x05;
+pub(super) const BOOLEAN: u8 = 0x08;
+pub(super) const NULL: u8 = 0x0A;
+pub(super) const INT32: u8 = 0x10;
+pub(super) const INT64: u8 = 0x12;
 
-/// Binary subtype 0 (generic), the only one handed to visitors as plain bytes.
-const GENERIC: u8 = 0x00;
+/// Binary subtype 0 (generic): the only one handed to visitors as plain bytes, and what the
+/// crate writes for `serialize_bytes`.
+pub(super) const GENERIC: u8 = 0x00;
 
 /// Newtype names starting with this are the `bson` crate's private hooks (`RawDocumentBuf`,
-/// `RawBson`, `Uuid`, human-readable and lossy-UTF-8 wrappers), which its deserializer treats
-/// specially: the fast path leaves those to the crate.
-const BSON_PRIVATE_NEWTYPE_PREFIX: &str = "$__";
+/// `RawBson`, `Uuid`, human-readable and lossy-UTF-8 wrappers), which its deserializer and
+/// serializer treat specially: the plain paths leave those to the crate.
+pub(super) const BSON_PRIVATE_NEWTYPE_PREFIX: &str = "$__";
 
-/// Something the fast path does not read: malformed, not a plain element type, or a case the
-/// `bson` crate treats specially. The caller falls back to the crate.
+/// Something a plain path does not read or write: malformed, not a plain element type, or a
+/// case the `bson` crate treats specially. The caller falls back to the crate.
 #[derive(Debug)]
 pub(super) struct NotPlain;
 
 impl fmt::Display for NotPlain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not read by the plain BSON path")
+        f.write_str("not handled by the plain BSON path")
     }
 }
 
@@ -67,6 +68,13 @@ impl de::Error for NotPlain {
     fn custom<T: fmt::Display>(_message: T) -> Self {
         // The message is not kept: any error sends the document to the crate's decoder, which
         // gives the error its users see.
+        NotPlain
+    }
+}
+
+impl serde::ser::Error for NotPlain {
+    fn custom<T: fmt::Display>(_message: T) -> Self {
+        // As above, for the crate's encoder.
         NotPlain
     }
 }

@@ -14,49 +14,16 @@
 
 use alloc::vec::Vec;
 use core::cell::Cell;
-use core::fmt;
 
 use serde::ser::{
-    self, Impossible, Serialize, SerializeMap, SerializeSeq, SerializeStruct,
-    SerializeStructVariant, SerializeTuple, SerializeTupleStruct, SerializeTupleVariant,
-    Serializer,
+    Impossible, Serialize, SerializeMap, SerializeSeq, SerializeStruct, SerializeStructVariant,
+    SerializeTuple, SerializeTupleStruct, SerializeTupleVariant, Serializer,
 };
 
-/// Element types (BSON spec numbering).
-const DOUBLE: u8 = 0x01;
-const STRING: u8 = 0x02;
-const DOCUMENT: u8 = 0x03;
-const ARRAY: u8 = 0x04;
-const BINARY: u8 = 0x05;
-const BOOLEAN: u8 = 0x08;
-const NULL: u8 = 0x0A;
-const INT32: u8 = 0x10;
-const INT64: u8 = 0x12;
-
-/// Binary subtype 0 (generic), what the crate writes for `serialize_bytes`.
-const GENERIC: u8 = 0x00;
-
-/// Newtype names starting with this are the `bson` crate's private hooks.
-const BSON_PRIVATE_NEWTYPE_PREFIX: &str = "$__";
-
-/// Something this path does not write: the caller encodes with the crate.
-#[derive(Debug)]
-pub(super) struct NotPlain;
-
-impl fmt::Display for NotPlain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not written by the plain BSON path")
-    }
-}
-
-impl core::error::Error for NotPlain {}
-
-impl ser::Error for NotPlain {
-    fn custom<T: fmt::Display>(_message: T) -> Self {
-        // Not kept: any error sends the value to the crate's encoder, whose error users see.
-        NotPlain
-    }
-}
+use super::plain::{
+    NotPlain, ARRAY, BINARY, BOOLEAN, BSON_PRIVATE_NEWTYPE_PREFIX, DOCUMENT, DOUBLE, GENERIC,
+    INT32, INT64, NULL, STRING,
+};
 
 /// Append `value` to `buf` as one document, as the `bson` crate's `serialize_to_buffer`
 /// would. Returns `false` (with `buf` as it was) where this path gives up; see the module
@@ -420,44 +387,29 @@ fn push_decimal(buf: &mut Vec<u8>, mut n: usize) {
     buf.extend_from_slice(&digits[at..]);
 }
 
-impl SerializeSeq for DocumentWriter<'_> {
-    type Ok = ();
-    type Error = NotPlain;
+/// Sequences, tuples and tuple structs: array elements keyed by their index.
+macro_rules! array_elements {
+    ($($trait:ident::$method:ident),*) => {$(
+        impl $trait for DocumentWriter<'_> {
+            type Ok = ();
+            type Error = NotPlain;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotPlain> {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotPlain> {
+                self.element(value)
+            }
 
-    fn end(self) -> Result<(), NotPlain> {
-        self.finish()
-    }
+            fn end(self) -> Result<(), NotPlain> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl SerializeTuple for DocumentWriter<'_> {
-    type Ok = ();
-    type Error = NotPlain;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotPlain> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), NotPlain> {
-        self.finish()
-    }
-}
-
-impl SerializeTupleStruct for DocumentWriter<'_> {
-    type Ok = ();
-    type Error = NotPlain;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotPlain> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), NotPlain> {
-        self.finish()
-    }
-}
+array_elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 impl SerializeMap for DocumentWriter<'_> {
     type Ok = ();
