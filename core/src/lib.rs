@@ -23,6 +23,7 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+mod decimal;
 pub mod framing;
 pub mod message;
 #[cfg(feature = "alloc")]

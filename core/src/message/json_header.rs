@@ -331,18 +331,11 @@ impl Out<'_> {
         self.put(b"\"");
     }
 
-    fn put_decimal(&mut self, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..]);
+    fn put_decimal(&mut self, n: u64) {
+        self.put(crate::decimal::digits(
+            n,
+            &mut [0; crate::decimal::MAX_DIGITS],
+        ));
     }
 }
 

@@ -77,18 +77,12 @@ fn put(out: &mut [u8], pos: usize, s: &[u8]) -> usize {
 }
 
 /// Writes `v` in decimal at `out[pos..]`; returns the new position.
-fn put_decimal(out: &mut [u8], pos: usize, mut v: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    put(out, pos, &digits[i..])
+fn put_decimal(out: &mut [u8], pos: usize, v: u64) -> usize {
+    put(
+        out,
+        pos,
+        crate::decimal::digits(v, &mut [0; crate::decimal::MAX_DIGITS]),
+    )
 }
 
 impl fmt::Display for TagInUse {

@@ -20,6 +20,8 @@ use serde::ser::{
     SerializeTuple, SerializeTupleStruct, SerializeTupleVariant, Serializer,
 };
 
+use crate::decimal;
+
 use super::plain::{
     NotPlain, ARRAY, BINARY, BOOLEAN, BSON_PRIVATE_NEWTYPE_PREFIX, DOCUMENT, DOUBLE, GENERIC,
     INT32, INT64, NULL, STRING,
@@ -71,14 +73,6 @@ impl<'a> ValueWriter<'a> {
             // The crate refuses a top-level value that is not a document.
             None => Err(NotPlain),
         }
-    }
-
-    /// A length field's bytes.
-    #[inline]
-    fn length_of(len: usize) -> Result<[u8; 4], NotPlain> {
-        i32::try_from(len)
-            .map(i32::to_le_bytes)
-            .map_err(|_| NotPlain)
     }
 
     fn document(mut self, kind: u8) -> Result<DocumentWriter<'a>, NotPlain> {
@@ -174,7 +168,7 @@ impl<'a> Serializer for ValueWriter<'a> {
 
     fn serialize_str(mut self, v: &str) -> Result<(), NotPlain> {
         self.element_type(STRING)?;
-        let len = Self::length_of(v.len().checked_add(1).ok_or(NotPlain)?)?;
+        let len = length_field(v.len().checked_add(1).ok_or(NotPlain)?)?;
         self.buf.extend_from_slice(&len);
         self.buf.extend_from_slice(v.as_bytes());
         self.buf.push(0);
@@ -183,7 +177,7 @@ impl<'a> Serializer for ValueWriter<'a> {
 
     fn serialize_bytes(mut self, v: &[u8]) -> Result<(), NotPlain> {
         self.element_type(BINARY)?;
-        let len = Self::length_of(v.len())?;
+        let len = length_field(v.len())?;
         self.buf.extend_from_slice(&len);
         self.buf.push(GENERIC);
         self.buf.extend_from_slice(v);
@@ -297,8 +291,8 @@ pub(super) struct DocumentWriter<'a> {
     buf: &'a mut Vec<u8>,
     /// Where the length field is.
     start: usize,
-    /// Elements written, for sequence indexes.
-    count: usize,
+    /// Array elements written: the next index.
+    count: u64,
     /// Where the element type of the value whose key was written last goes.
     pending: Option<usize>,
     gave_up: &'a Cell<bool>,
@@ -317,27 +311,27 @@ impl<'a> DocumentWriter<'a> {
         }
     }
 
+    /// Write a placeholder for the next element's type; returns where the type goes.
+    #[inline]
+    fn placeholder(&mut self) -> usize {
+        self.buf.push(0);
+        self.buf.len() - 1
+    }
+
     /// Write a placeholder element type and `key`; returns where the type goes.
     #[inline]
     fn key(&mut self, key: &str) -> Result<usize, NotPlain> {
-        // The crate refuses a key holding NUL.
-        if key.as_bytes().contains(&0) {
-            return Err(NotPlain);
-        }
-        let type_at = self.buf.len();
-        self.buf.push(0);
-        self.buf.extend_from_slice(key.as_bytes());
-        self.buf.push(0);
-        self.count += 1;
+        let type_at = self.placeholder();
+        push_key(self.buf, key)?;
         Ok(type_at)
     }
 
     /// Write a placeholder element type and the next index as the key.
     #[inline]
     fn index(&mut self) -> usize {
-        let type_at = self.buf.len();
-        self.buf.push(0);
-        push_decimal(self.buf, self.count);
+        let type_at = self.placeholder();
+        self.buf
+            .extend_from_slice(decimal::digits(self.count, &mut [0; decimal::MAX_DIGITS]));
         self.buf.push(0);
         self.count += 1;
         type_at
@@ -361,30 +355,33 @@ impl<'a> DocumentWriter<'a> {
     }
 }
 
+/// The bytes of a length field (an int32: longer is the crate's to refuse).
+#[inline]
+fn length_field(len: usize) -> Result<[u8; 4], NotPlain> {
+    i32::try_from(len)
+        .map(i32::to_le_bytes)
+        .map_err(|_| NotPlain)
+}
+
+/// Append `key` and its NUL; the crate refuses a key holding NUL.
+#[inline]
+fn push_key(buf: &mut Vec<u8>, key: &str) -> Result<(), NotPlain> {
+    if key.as_bytes().contains(&0) {
+        return Err(NotPlain);
+    }
+    buf.extend_from_slice(key.as_bytes());
+    buf.push(0);
+    Ok(())
+}
+
 /// Terminate the document whose length field is at `start`, and fill in its length.
 fn finish_document(buf: &mut Vec<u8>, start: usize) -> Result<(), NotPlain> {
     buf.push(0);
-    let len = ValueWriter::length_of(buf.len() - start)?;
+    let len = length_field(buf.len() - start)?;
     buf.get_mut(start..start + 4)
         .ok_or(NotPlain)?
         .copy_from_slice(&len);
     Ok(())
-}
-
-/// Append `n` in decimal.
-fn push_decimal(buf: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        // `n % 10` is below 10.
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[at..]);
 }
 
 /// Sequences, tuples and tuple structs: array elements keyed by their index.
@@ -416,10 +413,8 @@ impl SerializeMap for DocumentWriter<'_> {
     type Error = NotPlain;
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), NotPlain> {
-        let type_at = self.buf.len();
-        self.buf.push(0);
+        let type_at = self.placeholder();
         key.serialize(KeyWriter { buf: self.buf })?;
-        self.count += 1;
         self.pending = Some(type_at);
         Ok(())
     }
@@ -528,12 +523,7 @@ impl Serializer for KeyWriter<'_> {
     }
 
     fn serialize_str(self, v: &str) -> Result<(), NotPlain> {
-        if v.as_bytes().contains(&0) {
-            return Err(NotPlain);
-        }
-        self.buf.extend_from_slice(v.as_bytes());
-        self.buf.push(0);
-        Ok(())
+        push_key(self.buf, v)
     }
 
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), NotPlain> {
