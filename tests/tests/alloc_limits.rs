@@ -335,3 +335,43 @@ fn the_counter_counts() {
     assert!(bytes >= 1 << 20, "counted {bytes}");
     drop(v);
 }
+
+/// A server answering the original's requests (tags counting up from 2 on
+/// channel 0, so 0 and 1 are never used) holds no more memory after 1,000
+/// of them than after 50: its memory of used tags is a run, not an entry
+/// per tag up to `Config::max_remembered_tags` (it was about 20 bytes per
+/// request, some 20 KB per connection, before the first tag was forgotten).
+#[test]
+fn tag_memory_of_a_counting_peer_stays_flat() {
+    let _g = serial();
+    let now = framewire::time::Instant::ZERO;
+    let mut client = Connection::new(Config::default()).unwrap();
+    let mut server = Connection::new(Config::default()).unwrap();
+    let mut wire = vec![0u8; 64 * 1024];
+    let mut round = |client: &mut Connection, server: &mut Connection| {
+        for _ in 0..10 {
+            client.submit(0, 0, 0, &b"ping"[..], now, None).unwrap();
+        }
+        let n = client.fill_transmit(&mut wire);
+        assert_eq!(server.handle_input(&wire[..n]), Ok(n));
+        while let Some(e) = server.poll_event() {
+            let Event::RequestReceived { tag, .. } = e else {
+                panic!("{e:?}")
+            };
+            server.respond(0, tag, 0, &b"pong"[..]).unwrap();
+        }
+        let n = server.fill_transmit(&mut wire);
+        assert_eq!(client.handle_input(&wire[..n]), Ok(n));
+        while client.poll_event().is_some() {}
+    };
+    for _ in 0..5 {
+        round(&mut client, &mut server);
+    }
+    let held = ALLOC.allocated();
+    for _ in 0..95 {
+        round(&mut client, &mut server);
+    }
+    assert_eq!(server.remembered_tags(), 1000, "every tag is remembered");
+    let grown = ALLOC.allocated().saturating_sub(held);
+    assert!(grown < 1024, "grew {grown} bytes over 950 requests");
+}

@@ -9,8 +9,8 @@
 //! channel is folded in, and the unused tags below it become "used" too.
 //!
 //! The rules are written once, over [`TagSet`]: the alloc
-//! `Connection` keeps a `BTreeSet` per channel
-//! ([`TagMemory`]), the [`BorrowedConnection`](super::BorrowedConnection) one
+//! `Connection` keeps a [`RunSet`] per channel (a run of consecutive tags
+//! and a `BTreeSet`, in [`TagMemory`]), the [`BorrowedConnection`](super::BorrowedConnection) one
 //! fixed pool shared by its channels.
 
 #[cfg(feature = "alloc")]
@@ -89,21 +89,97 @@ fn fold(floor: &mut u128, set: &mut impl TagSet) -> usize {
     n
 }
 
+/// The alloc connection's set of remembered tags: a run of consecutive tags
+/// held as two numbers, and a `BTreeSet` for the rest.
+///
+/// The rules above only ever see a set, and this is one, exactly (the
+/// proptest below holds it to `BTreeSet`'s answers). The run is how it
+/// stays small for the peer the original is: its tags count up from 2 on
+/// channel 0, so 0 and 1 are never used, the floor stays at 0 and every
+/// tag would otherwise be a tree entry until the limit forces the floor up
+/// (1,024 entries by default, per connection).
 #[cfg(feature = "alloc")]
-impl TagSet for BTreeSet<u64> {
-    // The set is empty whenever the peer counts up (the floor does all the
-    // work), so look-ups in an empty set are answered without a tree search.
+#[derive(Debug, Default)]
+pub(crate) struct RunSet {
+    /// The run is `run_start..run_end` (empty when equal). `u128`: a run
+    /// may end after `u64::MAX`.
+    run_start: u128,
+    run_end: u128,
+    /// The remembered tags outside the run.
+    rest: BTreeSet<u64>,
+}
+
+#[cfg(feature = "alloc")]
+impl RunSet {
+    fn in_run(&self, tag: u64) -> bool {
+        (self.run_start..self.run_end).contains(&u128::from(tag))
+    }
+
+    /// Moves the tags of `rest` that continue the run into it.
+    fn absorb(&mut self) {
+        while let Ok(next) = u64::try_from(self.run_end) {
+            if self.rest.is_empty() || !self.rest.remove(&next) {
+                break;
+            }
+            self.run_end += 1;
+        }
+    }
+
+    /// Tags remembered (the run's and the rest).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        usize::try_from(self.run_end - self.run_start).unwrap_or(usize::MAX) + self.rest.len()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl TagSet for RunSet {
     fn contains(&self, tag: u64) -> bool {
-        !self.is_empty() && BTreeSet::contains(self, &tag)
+        // The set is empty whenever the peer counts up from the floor,
+        // so look-ups in an empty tree are answered without a search.
+        self.in_run(tag) || (!self.rest.is_empty() && self.rest.contains(&tag))
     }
+
     fn first(&self) -> Option<u64> {
-        BTreeSet::first(self).copied()
+        let run = (self.run_start < self.run_end).then_some(self.run_start as u64);
+        match (run, self.rest.first().copied()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
+
     fn remove(&mut self, tag: u64) -> bool {
-        !self.is_empty() && BTreeSet::remove(self, &tag)
+        if !self.in_run(tag) {
+            return !self.rest.is_empty() && self.rest.remove(&tag);
+        }
+        let t = u128::from(tag);
+        if t == self.run_start {
+            // What the rules remove: always the smallest tag.
+            self.run_start += 1;
+        } else {
+            // Inside the run: the part above `tag` goes to the tree.
+            self.rest.extend((t + 1..self.run_end).map(|u| u as u64));
+            self.run_end = t;
+        }
+        true
     }
+
     fn insert(&mut self, tag: u64) -> bool {
-        BTreeSet::insert(self, tag)
+        if self.contains(tag) {
+            return false;
+        }
+        let t = u128::from(tag);
+        if self.run_start == self.run_end {
+            self.run_start = t;
+            self.run_end = t + 1;
+        } else if t == self.run_end {
+            self.run_end += 1;
+        } else {
+            self.rest.insert(tag);
+            return true;
+        }
+        self.absorb();
+        true
     }
 }
 
@@ -115,7 +191,7 @@ pub(crate) struct TagMemory {
     /// can fold in.
     floor: u128,
     /// Used tags above `floor`.
-    above: BTreeSet<u64>,
+    above: RunSet,
 }
 
 #[cfg(feature = "alloc")]
@@ -129,6 +205,12 @@ impl TagMemory {
     #[cfg(test)]
     pub(crate) fn remembered(&self) -> usize {
         self.above.len()
+    }
+
+    /// Tags held in the tree (not in the run).
+    #[cfg(test)]
+    pub(crate) fn tree_entries(&self) -> usize {
+        self.above.rest.len()
     }
 
     /// Records `tag` as used; returns the change in remembered entries.
@@ -195,5 +277,72 @@ mod tests {
         assert_eq!(m.forget_oldest(), 1);
         assert!(m.contains(u64::MAX) && m.contains(0));
         assert_eq!(m.insert(u64::MAX), 0);
+    }
+
+    #[test]
+    fn the_originals_tags_from_2_need_no_tree_entries() {
+        // Tags 0 and 1 are never used, so the floor stays at 0 and every
+        // tag is remembered: in the run, not in the tree.
+        let mut m = TagMemory::default();
+        for t in 2..3000 {
+            assert!(!m.contains(t));
+            assert_eq!(m.insert(t), 1);
+        }
+        assert_eq!((m.remembered(), m.tree_entries()), (2998, 0));
+        // Out of order by a few: held in the tree only until the gap fills.
+        for t in [3001, 3002, 3000] {
+            m.insert(t);
+        }
+        assert_eq!((m.remembered(), m.tree_entries()), (3001, 0));
+        assert!(!m.contains(0) && !m.contains(1) && m.contains(2) && m.contains(3002));
+        // Forgetting the oldest folds the whole run into the floor.
+        assert_eq!(m.forget_oldest(), 3001);
+        assert_eq!(m.remembered(), 0);
+        assert!(m.contains(0) && m.contains(3002) && !m.contains(3003));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u64),
+        Remove(u64),
+        RemoveFirst,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Small tags (runs, gaps, collisions) and the top of the range.
+        let tag = prop_oneof![0u64..40, (u64::MAX - 5)..=u64::MAX];
+        prop_oneof![
+            4 => tag.clone().prop_map(Op::Insert),
+            1 => tag.prop_map(Op::Remove),
+            1 => Just(Op::RemoveFirst),
+        ]
+    }
+
+    proptest::proptest! {
+        /// `RunSet` is a set: every answer is `BTreeSet`'s.
+        #[test]
+        fn run_set_answers_as_a_btree_set(ops in proptest::collection::vec(op(), 0..200)) {
+            let (mut runs, mut tree) = (RunSet::default(), BTreeSet::new());
+            for op in ops {
+                match op {
+                    Op::Insert(t) => proptest::prop_assert_eq!(runs.insert(t), tree.insert(t)),
+                    Op::Remove(t) => proptest::prop_assert_eq!(runs.remove(t), tree.remove(&t)),
+                    Op::RemoveFirst => {
+                        let first = tree.first().copied();
+                        proptest::prop_assert_eq!(runs.first(), first);
+                        if let Some(t) = first {
+                            proptest::prop_assert!(runs.remove(t));
+                            tree.remove(&t);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(runs.len(), tree.len());
+                proptest::prop_assert_eq!(runs.first(), tree.first().copied());
+                for t in (0..42).chain((u64::MAX - 6)..=u64::MAX) {
+                    proptest::prop_assert_eq!(runs.contains(t), tree.contains(&t), "tag {}", t);
+                }
+            }
+        }
     }
 }
