@@ -3,10 +3,12 @@
 //! The original remembers every `(channel, tag)` for the connection's life.
 //! Here a channel keeps a high-water mark `floor` (every tag below it counts
 //! as used) and the set of used tags at or above it. Consecutive tags fold
-//! into the floor, so a peer that counts up (as the original does) costs no
-//! memory at all; gaps cost one entry per tag above the gap. When the
-//! connection's total passes its limit, the smallest remembered tag of the
-//! channel is folded in, and the unused tags below it become "used" too.
+//! into the floor. Tags above a gap count one entry each against the
+//! connection's limit (the original's own gap: it starts at 2, so 0 and 1
+//! stay unused). When the total passes the limit, the smallest remembered
+//! tag of the channel is folded in, and the unused tags below it become
+//! "used" too. In memory, the alloc connection holds a run of consecutive
+//! tags as two numbers, so a peer that counts up costs none either way.
 //!
 //! The rules are written once, over [`TagSet`]: the alloc
 //! `Connection` keeps a [`RunSet`] per channel (a run of consecutive tags
