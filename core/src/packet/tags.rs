@@ -144,10 +144,7 @@ impl TagSet for RunSet {
 
     fn first(&self) -> Option<u64> {
         let run = (self.run_start < self.run_end).then_some(self.run_start as u64);
-        match (run, self.rest.first().copied()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        run.into_iter().chain(self.rest.first().copied()).min()
     }
 
     fn remove(&mut self, tag: u64) -> bool {
