@@ -462,6 +462,62 @@ async fn the_server_calls_the_client_back() {
     .await;
 }
 
+/// Counts the handlers alive: one is made when a handler starts and
+/// dropped with its future.
+struct Alive(Arc<AtomicUsize>);
+
+impl Alive {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Alive(Arc::clone(count))
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn handlers_still_running_are_aborted_when_their_connection_ends() {
+    deadline(async {
+        let alive = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&alive);
+        let server = serve(
+            listener().await,
+            move |_rq: Request| {
+                let guard = Alive::new(&counted);
+                async move {
+                    let _guard = guard;
+                    std::future::pending::<Reply>().await
+                }
+            },
+            ServeOptions::new().connection(Builder::new().close_timeout(Duration::from_millis(50))),
+        )
+        .unwrap();
+        let client = PacketConnection::connect(server.local_addr())
+            .await
+            .unwrap();
+        let calls: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(client.call(0, 0, 0, &b"never answered"[..])))
+            .collect();
+        eventually("both handlers running", || {
+            alive.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        // The peer goes away: the server's connection ends (after its close
+        // timeout, its handlers never answering) and drops their futures.
+        client.abort();
+        for call in calls {
+            assert!(call.await.unwrap().is_err());
+        }
+        eventually("the handlers aborted", || alive.load(Ordering::SeqCst) == 0).await;
+        server.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn failures_and_unsendable_replies() {
     deadline(async {

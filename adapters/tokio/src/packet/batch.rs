@@ -182,7 +182,7 @@ impl Future for Batch {
             });
             // A closed channel means the driver has finished: the receiver
             // then reports the end (its sender was dropped with the command).
-            let _ = shared.cmds.send(cmd);
+            let _ = shared.commands.send(cmd);
             this.state = BatchState::Waiting {
                 shared,
                 id,
@@ -215,7 +215,7 @@ impl Future for Batch {
 impl Drop for Batch {
     fn drop(&mut self) {
         if let BatchState::Waiting { shared, id, .. } = &self.state {
-            let _ = shared.cmds.send(Command::AbandonBatch { id: *id });
+            let _ = shared.commands.send(Command::AbandonBatch { id: *id });
         }
     }
 }

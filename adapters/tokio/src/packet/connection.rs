@@ -14,11 +14,10 @@ use bytes::Bytes;
 use framewire::packet::{ChannelError, Config, ConfigError, State, Stats};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{
-    mpsc, oneshot, watch, AcquireError, OwnedSemaphorePermit, Semaphore, TryAcquireError,
-};
+use tokio::sync::{oneshot, watch, AcquireError, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
+use super::commands::Commands;
 use super::driver::{Command, Driver, Outcome, SubmitCmd};
 use super::error::{CallError, CloseError, EndCause};
 use super::handler::{Handler, InPlaceAnswer};
@@ -240,10 +239,9 @@ impl Builder {
         // The driver polls events lent: packets are parsed as it polls.
         config.parse_on_poll = true;
         let conn = framewire::packet::Connection::new(config)?;
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (status_tx, status_rx) = watch::channel(Status::default());
         let shared = Arc::new(Shared {
-            cmds: cmd_tx,
+            commands: Commands::new(),
             call_permits: Arc::new(Semaphore::new(config.max_pending_outbound)),
             next_call: AtomicU64::new(0),
             status: status_rx,
@@ -251,7 +249,7 @@ impl Builder {
             call_timeout: self.call_timeout,
             close_timeout: self.close_timeout,
         });
-        let driver = Driver::new(io, conn, cmd_rx, status_tx, Arc::clone(&shared), self);
+        let driver = Driver::new(io, conn, status_tx, Arc::clone(&shared), self);
         tokio::spawn(driver.run());
         Ok(PacketConnection {
             shared: Arc::clone(&shared),
@@ -311,7 +309,7 @@ impl Default for Snapshot {
 
 /// What handles, calls and the driver share.
 pub(crate) struct Shared {
-    pub(crate) cmds: mpsc::UnboundedSender<Command>,
+    pub(crate) commands: Commands,
     /// One permit per call waiting for its response:
     /// `Config::max_pending_outbound` of them.
     pub(crate) call_permits: Arc<Semaphore>,
@@ -343,7 +341,7 @@ impl Shared {
 
     fn send(&self, cmd: Command) {
         // A closed channel means the driver has finished: nothing to do.
-        let _ = self.cmds.send(cmd);
+        let _ = self.commands.send(cmd);
     }
 
     async fn wait_finished(&self) -> Result<(), CloseError> {
@@ -848,7 +846,7 @@ impl Call {
         });
         // A closed channel means the driver has finished: the receiver
         // then reports the end (its sender was dropped with the command).
-        let _ = shared.cmds.send(cmd);
+        let _ = shared.commands.send(cmd);
         self.state = CallState::Waiting {
             shared,
             id,

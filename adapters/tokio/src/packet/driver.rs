@@ -34,7 +34,6 @@ use framewire::packet::{
 use framewire::time::{Duration as CoreDuration, Instant as CoreInstant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tokio::time::{Instant, Sleep};
 
 use super::batch::BatchRequest;
@@ -42,6 +41,7 @@ use super::batches::{Batches, BATCH_COPY_MAX};
 use super::connection::{Builder, Finish, PacketConnection, Response, Shared, Snapshot, Status};
 use super::error::{CallError, EndCause};
 use super::handler::{Handler, InPlaceAnswer, Reply, Request};
+use super::tasks::HandlerTasks;
 
 /// What a call's future receives.
 pub(crate) type Outcome = Result<Response, CallError>;
@@ -180,7 +180,8 @@ impl Deferred {
 pub(crate) struct Driver<S> {
     io: S,
     conn: Connection,
-    cmds: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    /// Commands taken from `shared.commands` and not handled yet.
+    cmds: VecDeque<Command>,
     status: watch::Sender<Status>,
     shared: Arc<Shared>,
     /// Time zero of the core's clock.
@@ -204,8 +205,7 @@ pub(crate) struct Driver<S> {
 
     handler: Option<Arc<dyn Handler>>,
     in_place: Option<Arc<dyn InPlaceAnswer>>,
-    handlers: JoinSet<Reply>,
-    handler_keys: IdMap<TaskId, (u64, u64)>,
+    handlers: HandlerTasks,
     /// Poll each handler once in the driver before spawning it.
     inline_handlers: bool,
     /// Handler slots held across the inline handlers of one dispatch (so
@@ -228,6 +228,15 @@ pub(crate) struct Driver<S> {
     /// The sources that answered `Pending` in this wakeup.
     idle: Idle,
     phase: Phase,
+}
+
+impl<S> Drop for Driver<S> {
+    /// Finished or dropped with its task (the runtime shutting down): the
+    /// handles' commands fail from now on, and those still queued are
+    /// dropped, so their callers see the end.
+    fn drop(&mut self) {
+        self.shared.commands.close();
+    }
 }
 
 /// Which of the driver's wakers are registered in the current wakeup: a
@@ -269,6 +278,19 @@ fn answer_caught(
     }
 }
 
+/// Hands a handler's reply to the core.
+fn send_reply(conn: &mut Connection, channel: u64, tag: u64, reply: Reply) {
+    // A reply the core cannot send (flags too large, packet too long) is
+    // answered by the core as a failed handler instead.
+    let answered = match reply {
+        Reply::Respond { flags, payload } => conn.respond_or_fail(channel, tag, flags, payload),
+        Reply::Fail { reason } => conn.reject_or_fail(channel, tag, &reason),
+    };
+    if let Ok(Some(e)) = answered {
+        tracing::debug!(channel, tag, error = %e, "unsendable reply");
+    }
+}
+
 /// A time no timer will reach (for deadlines beyond Tokio's clock).
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365 * 30)
@@ -282,7 +304,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     pub(crate) fn new(
         io: S,
         conn: Connection,
-        cmds: tokio::sync::mpsc::UnboundedReceiver<Command>,
         status: watch::Sender<Status>,
         shared: Arc<Shared>,
         builder: &Builder,
@@ -292,7 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         Driver {
             io,
             conn,
-            cmds,
+            cmds: VecDeque::new(),
             status,
             shared,
             epoch: now,
@@ -306,8 +327,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             deferred: VecDeque::new(),
             handler: builder.handler.clone(),
             in_place: builder.in_place.clone(),
-            handlers: JoinSet::new(),
-            handler_keys: IdMap::default(),
+            handlers: HandlerTasks::new(),
             inline_handlers: builder.inline_handlers,
             inline_permits: None,
             conn_limit: Arc::new(Semaphore::new(builder.max_concurrent_handlers)),
@@ -385,29 +405,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     // ----- commands -----
 
     fn poll_commands(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
         if self.idle.commands {
-            return progress;
+            return false;
         }
-        // A bounded batch, so that reading and writing are not starved.
+        if self.cmds.is_empty()
+            && self
+                .shared
+                .commands
+                .poll_take(cx, &mut self.cmds)
+                .is_pending()
+        {
+            self.idle.commands = true;
+            return false;
+        }
+        // A bounded batch, so that reading and writing are not starved; the
+        // rest waits in `cmds` for the next pass.
         for _ in 0..256 {
-            match self.cmds.poll_recv(cx) {
-                Poll::Ready(Some(cmd)) => {
-                    progress = true;
-                    self.command(cmd);
-                    if self.phase == Phase::Finished {
-                        break;
-                    }
-                }
-                // `Shared` holds a sender, so the channel never closes
-                // while the driver runs.
-                Poll::Ready(None) | Poll::Pending => {
-                    self.idle.commands = true;
-                    break;
-                }
+            let Some(cmd) = self.cmds.pop_front() else {
+                break;
+            };
+            self.command(cmd);
+            if self.phase == Phase::Finished {
+                break;
             }
         }
-        progress
+        true
     }
 
     fn command(&mut self, cmd: Command) {
@@ -604,6 +626,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             }
         }
         self.handler = Some(Arc::clone(&handler));
+        // Slots free now are taken here, with no future; otherwise the task
+        // waits for them.
+        if let Some(permits) = self.try_handler_permits() {
+            self.spawn_task((channel, tag), async move {
+                let _permits = permits;
+                handler.handle(request).await
+            });
+            return;
+        }
         let conn_limit = Arc::clone(&self.conn_limit);
         let shared_limit = self.shared_limit.clone();
         self.spawn_task((channel, tag), async move {
@@ -622,8 +653,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     /// wakeup).
     fn spawn_task(&mut self, key: (u64, u64), task: impl Future<Output = Reply> + Send + 'static) {
         self.idle.handlers = false;
-        let handle = self.handlers.spawn(task);
-        self.handler_keys.insert(handle.id(), key);
+        self.handlers.spawn(key, task);
     }
 
     /// Handler slots (this connection's and the shared one), if free now.
@@ -658,7 +688,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                 // The slots are kept for the next inline handler of this
                 // step (released at its end).
                 self.inline_permits = Some(permits);
-                self.send_reply(channel, tag, reply);
+                send_reply(&mut self.conn, channel, tag, reply);
             }
             Ok(Err(fut)) => {
                 self.spawn_task((channel, tag), async move {
@@ -669,55 +699,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             Err(_) => {
                 tracing::warn!("request handler panicked");
                 self.inline_permits = Some(permits);
-                self.send_reply(channel, tag, Reply::exception());
+                send_reply(&mut self.conn, channel, tag, Reply::exception());
             }
         }
     }
 
     fn poll_handlers(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
         if self.idle.handlers {
-            return progress;
+            return false;
         }
-        while let Poll::Ready(Some(done)) = self.handlers.poll_join_next_with_id(cx) {
-            progress = true;
-            self.handler_done(done);
-        }
-        // Pending (the waker is registered) or none left (a new one clears
-        // the flag).
-        self.idle.handlers = true;
-        progress
-    }
-
-    fn handler_done(&mut self, done: Result<(TaskId, Reply), JoinError>) {
-        let (id, reply) = match done {
-            Ok((id, reply)) => (id, reply),
-            Err(e) => {
-                if e.is_panic() {
-                    tracing::warn!("request handler panicked");
-                }
-                (e.id(), Reply::exception())
-            }
-        };
-        let Some((channel, tag)) = self.handler_keys.remove(&id) else {
-            return;
-        };
-        self.send_reply(channel, tag, reply);
-    }
-
-    /// Hands a handler's reply to the core.
-    fn send_reply(&mut self, channel: u64, tag: u64, reply: Reply) {
-        // A reply the core cannot send (flags too large, packet too long) is
-        // answered by the core as a failed handler instead.
-        let answered = match reply {
-            Reply::Respond { flags, payload } => {
-                self.conn.respond_or_fail(channel, tag, flags, payload)
-            }
-            Reply::Fail { reason } => self.conn.reject_or_fail(channel, tag, &reason),
-        };
-        if let Ok(Some(e)) = answered {
-            tracing::debug!(channel, tag, error = %e, "unsendable reply");
-        }
+        let conn = &mut self.conn;
+        let polled = self.handlers.poll_finished(cx, |(channel, tag), reply| {
+            send_reply(conn, channel, tag, reply);
+        });
+        // Pending: the waker is registered; ready: the replies were all
+        // taken, and a task finishing from now on wakes the driver.
+        self.idle.handlers = polled.is_pending();
+        polled.is_ready()
     }
 
     // ----- input -----
@@ -1065,7 +1063,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         self.batches.fail_all(CallError::Cancelled { cause });
         self.ids.clear();
         self.handlers.abort_all();
-        self.handler_keys.clear();
         self.finish(finish);
     }
 

@@ -81,12 +81,14 @@
 
 mod batch;
 mod batches;
+mod commands;
 mod connection;
 mod driver;
 mod error;
 mod handler;
 mod runs;
 mod server;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
