@@ -87,6 +87,9 @@ impl HandlerTasks {
         let id = self.next_id;
         self.next_id += 1;
         let finished = Arc::clone(&self.finished);
+        // Boxed, the task's future is a pointer: the runtime moves it into
+        // its task cell and stage by stage without copying a request.
+        let task = Box::pin(task);
         let handle = tokio::spawn(async move {
             let reply = AssertUnwindSafe(task)
                 .catch_unwind()
