@@ -10,7 +10,7 @@
 //! tasks), retry calls that waited for transmit room, and write everything
 //! queued with vectored writes. Then it publishes its counters and sleeps.
 //!
-//! A source that answered `Pending` (the command channel, the handler
+//! A source that answered `Pending` (the command queue, the handler
 //! set, the socket's read side) has registered the task's waker, so it is
 //! not polled again in the same wakeup: the steps after it repeat only
 //! while the core itself has work (a round trip's wakeup is one pass and
@@ -245,7 +245,7 @@ impl<S> Drop for Driver<S> {
 /// (a lock or atomics each time).
 #[derive(Clone, Copy, Default)]
 struct Idle {
-    /// The command channel.
+    /// The command queue.
     commands: bool,
     /// The handler tasks (cleared when one is spawned).
     handlers: bool,

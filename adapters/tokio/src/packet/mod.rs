@@ -15,8 +15,8 @@
 //!   responses to their callers, spawns a task per peer request, and writes
 //!   everything the core has queued with vectored writes — one `writev` per
 //!   wakeup however many packets are queued (no `packet_grace` sleep).
-//! * **Calls** are `'static` futures ([`Call`]) that talk to the driver over
-//!   a channel; any number can be in flight. At most
+//! * **Calls** are `'static` futures ([`Call`]) that talk to the driver through
+//!   a command queue; any number can be in flight. At most
 //!   [`Config::max_pending_outbound`] (default 1024) wait for responses at
 //!   once: the next caller waits for a slot instead of failing, as it does
 //!   while the core's transmit queue is full. Dropping a call abandons the
