@@ -17,10 +17,10 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{oneshot, watch, AcquireError, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
-use super::commands::Commands;
 use super::driver::{Command, Driver, Outcome, SubmitCmd};
 use super::error::{CallError, CloseError, EndCause};
 use super::handler::{Handler, InPlaceAnswer};
+use super::mailbox::Mailbox;
 
 /// Default bound on the handlers of one connection running at once
 /// ([`Builder::max_concurrent_handlers`]). Requests beyond it wait in the
@@ -241,7 +241,7 @@ impl Builder {
         let conn = framewire::packet::Connection::new(config)?;
         let (status_tx, status_rx) = watch::channel(Status::default());
         let shared = Arc::new(Shared {
-            commands: Commands::new(),
+            commands: Mailbox::new(),
             call_permits: Arc::new(Semaphore::new(config.max_pending_outbound)),
             next_call: AtomicU64::new(0),
             status: status_rx,
@@ -309,7 +309,8 @@ impl Default for Snapshot {
 
 /// What handles, calls and the driver share.
 pub(crate) struct Shared {
-    pub(crate) commands: Commands,
+    /// Commands to the driver.
+    pub(crate) commands: Mailbox<Command>,
     /// One permit per call waiting for its response:
     /// `Config::max_pending_outbound` of them.
     pub(crate) call_permits: Arc<Semaphore>,

@@ -81,11 +81,11 @@
 
 mod batch;
 mod batches;
-mod commands;
 mod connection;
 mod driver;
 mod error;
 mod handler;
+mod mailbox;
 mod runs;
 mod server;
 mod tasks;

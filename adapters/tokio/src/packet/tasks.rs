@@ -14,67 +14,39 @@
 //! aborted when the set is aborted or dropped (the connection ended, or
 //! its driver was dropped with the runtime).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::BuildHasherDefault;
-use std::mem;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 
 use super::driver::IdHasher;
 use super::handler::Reply;
-
-/// What a finished handler task leaves for the driver.
-struct Finished {
-    /// `(task id, reply)` of the tasks finished since the driver last took
-    /// them.
-    replies: Mutex<Vec<(u64, Reply)>>,
-    /// Set with each push, cleared when the driver takes them: a check
-    /// without the lock.
-    any: AtomicBool,
-    /// The driver's waker.
-    waker: AtomicWaker,
-}
-
-impl Finished {
-    fn push(&self, id: u64, reply: Reply) {
-        self.replies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((id, reply));
-        self.any.store(true, Ordering::Release);
-        self.waker.wake();
-    }
-}
+use super::mailbox::Mailbox;
 
 /// A connection's running handler tasks, each with the `(channel, tag)` of
 /// the request it answers.
 pub(crate) struct HandlerTasks {
-    finished: Arc<Finished>,
+    /// `(task id, reply)` of each finished task.
+    finished: Arc<Mailbox<(u64, Reply)>>,
     /// Running tasks by id: how to abort each, and its request.
     running: HashMap<u64, (AbortHandle, (u64, u64)), BuildHasherDefault<IdHasher>>,
     next_id: u64,
     /// The replies taken from `finished` (kept for its allocation).
-    taken: Vec<(u64, Reply)>,
+    taken: VecDeque<(u64, Reply)>,
 }
 
 impl HandlerTasks {
     pub(crate) fn new() -> Self {
         HandlerTasks {
-            finished: Arc::new(Finished {
-                replies: Mutex::new(Vec::new()),
-                any: AtomicBool::new(false),
-                waker: AtomicWaker::new(),
-            }),
+            finished: Arc::new(Mailbox::new()),
             running: HashMap::default(),
             next_id: 0,
-            taken: Vec::new(),
+            taken: VecDeque::new(),
         }
     }
 
@@ -98,7 +70,8 @@ impl HandlerTasks {
                     tracing::warn!("request handler panicked");
                     Reply::exception()
                 });
-            finished.push(id, reply);
+            // Closed only when the set is dropped: the reply is not wanted.
+            let _ = finished.send((id, reply));
         });
         self.running.insert(id, (handle.abort_handle(), key));
     }
@@ -117,21 +90,8 @@ impl HandlerTasks {
         cx: &mut Context<'_>,
         mut reply: impl FnMut((u64, u64), Reply),
     ) -> Poll<()> {
-        if !self.finished.any.load(Ordering::Acquire) {
-            self.finished.waker.register(cx.waker());
-            // A task that finished before the registration did not wake it.
-            if !self.finished.any.load(Ordering::Acquire) {
-                return Poll::Pending;
-            }
-        }
-        {
-            let mut replies = self
-                .finished
-                .replies
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.finished.any.store(false, Ordering::Relaxed);
-            mem::swap(&mut *replies, &mut self.taken);
+        if self.finished.poll_take(cx, &mut self.taken).is_pending() {
+            return Poll::Pending;
         }
         for (id, answer) in self.taken.drain(..) {
             // A task aborted after it finished has no entry left.
@@ -153,6 +113,7 @@ impl HandlerTasks {
 impl Drop for HandlerTasks {
     fn drop(&mut self) {
         self.abort_all();
+        self.finished.close();
     }
 }
 
