@@ -614,27 +614,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             payload,
             connection: PacketConnection::non_owning(Arc::clone(&self.shared)),
         };
-        if self.inline_handlers {
-            let permits = match self.inline_permits.take() {
-                Some(p) => Some(p),
-                None => self.try_handler_permits(),
-            };
-            if let Some(permits) = permits {
+        // Slots free now are taken here, with no future (an inline dispatch
+        // may still hold them from its previous handler); otherwise the
+        // task waits for them.
+        let permits = self
+            .inline_permits
+            .take()
+            .or_else(|| self.try_handler_permits());
+        if let Some(permits) = permits {
+            if self.inline_handlers {
                 self.run_inline(cx, &*handler, request, permits);
                 self.handler = Some(handler);
                 return;
             }
-        }
-        self.handler = Some(Arc::clone(&handler));
-        // Slots free now are taken here, with no future; otherwise the task
-        // waits for them.
-        if let Some(permits) = self.try_handler_permits() {
+            self.handler = Some(Arc::clone(&handler));
             self.spawn_task((channel, tag), async move {
                 let _permits = permits;
                 handler.handle(request).await
             });
             return;
         }
+        self.handler = Some(Arc::clone(&handler));
         let conn_limit = Arc::clone(&self.conn_limit);
         let shared_limit = self.shared_limit.clone();
         self.spawn_task((channel, tag), async move {
