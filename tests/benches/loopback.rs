@@ -40,7 +40,10 @@
 //!   window of 1024 takes 0.7-1.2 s; of 128, 40-200 ms). Without
 //!   the venv these contenders are skipped with a `SKIP` line.
 //!
-//! Runs are interleaved over `rounds` rounds; for each contender and
+//! Runs are interleaved over `rounds` rounds (3, `--quick` 2, `--rounds N`;
+//! the Rust round-trip contenders run three times as many, see
+//! `ROUND_TRIP_ROUNDS`); each round is a new connection on new runtimes.
+//! For each contender and
 //! placement the best round counts (the highest rate; the lowest median and
 //! the lowest p99), because interference only ever slows a run down.
 
@@ -79,14 +82,17 @@ struct Plan {
 impl Plan {
     fn new(args: &[String]) -> Plan {
         let quick = args.iter().any(|a| a == "--quick");
-        let window = args
-            .iter()
-            .position(|a| a == "--window")
-            .and_then(|i| args.get(i + 1))
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(1024);
+        let number = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1))
+                .and_then(|n| n.parse::<usize>().ok())
+        };
+        let window = number("--window").unwrap_or(1024);
         Plan {
-            rounds: if quick { 2 } else { 3 },
+            rounds: number("--rounds")
+                .filter(|&r| r > 0)
+                .unwrap_or(if quick { 2 } else { 3 }),
             window,
             pipelined_for: Duration::from_millis(if quick { 150 } else { 300 }),
             round_trips: if quick { 2_000 } else { 5_000 },
@@ -507,6 +513,21 @@ fn name(kind: Server) -> &'static str {
 /// The runs: every contender of each mode, unless `--only pipelined|round-trips`
 /// (for profiling) or `--filter TEXT` (contenders whose name contains it)
 /// says otherwise.
+/// The Rust round-trip contenders run this many times as many rounds as the
+/// rest. Each round is a new connection on new runtimes, and on these
+/// machines a connection's median settles in one of a few levels (the bare
+/// ping-pong at 15.5, 17.3 or 18.9 µs on one CPU, from run to run): with
+/// three rounds the best one often missed a contender's lowest level, and
+/// a ratio moved by 20% between runs. A round of 5,000 round trips takes
+/// about 0.1 s, so the extra rounds cost little.
+const ROUND_TRIP_ROUNDS: usize = 3;
+
+/// Whether `kind` runs in every round of `mode`, not only every
+/// `ROUND_TRIP_ROUNDS`th: the Rust round-trip contenders.
+fn extra_rounds(mode: Mode, kind: Server) -> bool {
+    mode == Mode::RoundTrips && !matches!(kind, Server::PyGrace0 | Server::PyGraceDefault)
+}
+
 fn jobs(args: &[String]) -> Vec<(Mode, Server)> {
     let pipelined = [
         Server::BareEcho,
@@ -821,10 +842,12 @@ fn main() -> ExitCode {
     }
     let jobs = jobs(&args);
     let mut best = vec![vec![Best::default(); jobs.len()]; placements.len()];
-    for _ in 0..plan.rounds {
+    for round in 0..plan.rounds * ROUND_TRIP_ROUNDS {
         for (p, &(_, cpus)) in placements.iter().enumerate() {
             for (j, &(mode, kind)) in jobs.iter().enumerate() {
-                best[p][j].take(&run(kind, mode, cpus, &plan));
+                if round % ROUND_TRIP_ROUNDS == 0 || extra_rounds(mode, kind) {
+                    best[p][j].take(&run(kind, mode, cpus, &plan));
+                }
             }
         }
     }
@@ -835,8 +858,9 @@ fn main() -> ExitCode {
     };
 
     println!(
-        "\nframewire loopback ({ncpu} CPUs, {} rounds, window {}, {:.1} s)\n",
+        "\nframewire loopback ({ncpu} CPUs, {} rounds, Rust round trips {}, window {}, {:.1} s)\n",
         plan.rounds,
+        plan.rounds * ROUND_TRIP_ROUNDS,
         plan.window,
         started.elapsed().as_secs_f64()
     );
