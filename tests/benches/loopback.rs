@@ -133,12 +133,16 @@ enum Server {
     BareEcho,
     /// std blocking `read_exact` / `write_all`.
     StdPingPong,
-    /// framewire-tokio `Builder::start` with an echo handler.
+    /// framewire-tokio `Builder::start` with an echo handler, default
+    /// settings (on this bench's current-thread runtimes: handlers polled
+    /// inline first).
     FwTokio,
-    /// The same with `Builder::inline_handlers(true)`.
-    FwTokioInline,
-    /// `FwTokioInline`'s server; the client sends each window as one
-    /// `PacketConnection::call_batch` (pipelined only).
+    /// The same with `Builder::inline_handlers(false)`: a Tokio task per
+    /// request, the default on a multi-threaded runtime.
+    FwTokioTasks,
+    /// An echo answered in place (`Builder::answer_in_place`); the client
+    /// sends each window as one `PacketConnection::call_batch` (pipelined
+    /// only).
     FwTokioBatch,
     /// framewire-std `Builder::start` with an echo handler.
     FwStd,
@@ -195,12 +199,16 @@ fn serve(kind: Server, listener: StdListener) {
                     }
                 }
                 Server::BareEcho => bare_echo(sock).await,
-                Server::FwTokio | Server::FwTokioInline | Server::FwTokioBatch => {
+                Server::FwTokio | Server::FwTokioTasks | Server::FwTokioBatch => {
                     use framewire_tokio::packet::{Builder, Reply, Request};
                     let builder = Builder::new().handler(|rq: Request| async move {
                         Reply::with_flags(rq.flags, rq.payload)
                     });
-                    let builder = builder.inline_handlers(kind != Server::FwTokio);
+                    let builder = if kind == Server::FwTokioTasks {
+                        builder.inline_handlers(false)
+                    } else {
+                        builder
+                    };
                     // The call_batch contender's server answers in place
                     // (the same echo, with no future, task or `Bytes`).
                     let builder = if kind == Server::FwTokioBatch {
@@ -502,7 +510,7 @@ fn name(kind: Server) -> &'static str {
         Server::BareEcho => "bare tokio pipelined echo (hand-framed, the limit)",
         Server::StdPingPong => "bare std TcpStream ping-pong",
         Server::FwTokio => "framewire-tokio PacketConnection",
-        Server::FwTokioInline => "framewire-tokio, inline_handlers",
+        Server::FwTokioTasks => "framewire-tokio, a task per request",
         Server::FwTokioBatch => "framewire-tokio call_batch, answered in place",
         Server::FwStd => "framewire-std PacketConnection",
         Server::PyGrace0 => "cs.packetstream (Python), packet_grace 0",
@@ -533,7 +541,7 @@ fn jobs(args: &[String]) -> Vec<(Mode, Server)> {
         Server::BareEcho,
         Server::Framed,
         Server::FwTokio,
-        Server::FwTokioInline,
+        Server::FwTokioTasks,
         Server::FwTokioBatch,
         Server::FwStd,
         Server::PyGrace0,
@@ -544,7 +552,7 @@ fn jobs(args: &[String]) -> Vec<(Mode, Server)> {
         Server::StdPingPong,
         Server::Framed,
         Server::FwTokio,
-        Server::FwTokioInline,
+        Server::FwTokioTasks,
         Server::FwStd,
         Server::PyGrace0,
         Server::PyGraceDefault,
@@ -606,7 +614,7 @@ fn targets(
     };
     for (p, (place, _)) in placements.iter().enumerate() {
         if let Some(framed) = find(p, Mode::Pipelined, Server::Framed) {
-            for kind in [Server::FwTokio, Server::FwTokioInline, Server::FwTokioBatch] {
+            for kind in [Server::FwTokio, Server::FwTokioTasks, Server::FwTokioBatch] {
                 let Some(fw) = find(p, Mode::Pipelined, kind) else {
                     continue;
                 };
@@ -640,7 +648,7 @@ fn targets(
             continue;
         };
         let bare = bare.median.expect("timed");
-        for kind in [Server::FwTokio, Server::FwTokioInline, Server::FwStd] {
+        for kind in [Server::FwTokio, Server::FwTokioTasks, Server::FwStd] {
             let Some(m) = find(p, Mode::RoundTrips, kind).and_then(|b| b.median) else {
                 continue;
             };
@@ -790,7 +798,7 @@ fn python_comparisons(
     let mut rows = Vec::new();
     for (p, (place, _)) in placements.iter().enumerate() {
         for py in [Server::PyGrace0, Server::PyGraceDefault] {
-            for kind in [Server::FwTokioInline, Server::FwTokioBatch, Server::FwStd] {
+            for kind in [Server::FwTokio, Server::FwTokioBatch, Server::FwStd] {
                 if let (Some(fw), Some(orig)) =
                     (find(p, Mode::Pipelined, kind), find(p, Mode::Pipelined, py))
                 {

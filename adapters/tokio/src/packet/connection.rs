@@ -62,7 +62,9 @@ pub struct Builder {
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) close_timeout: Duration,
     pub(crate) read_buffer: usize,
-    pub(crate) inline_handlers: bool,
+    /// `None`: decided by the runtime the connection starts on
+    /// ([`Builder::inline_handlers`]).
+    pub(crate) inline_handlers: Option<bool>,
     /// A limit shared with other connections (the server's).
     pub(crate) shared_handler_limit: Option<Arc<Semaphore>>,
 }
@@ -92,7 +94,7 @@ impl Default for Builder {
             call_timeout: None,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             read_buffer: DEFAULT_READ_BUFFER,
-            inline_handlers: false,
+            inline_handlers: None,
             shared_handler_limit: None,
         }
     }
@@ -201,26 +203,42 @@ impl Builder {
         self
     }
 
-    /// Polls each handler once inside the connection's driver task before
-    /// giving it a task of its own (default false: every request gets its
-    /// own task).
+    /// Whether each handler is polled once inside the connection's driver
+    /// task before it gets a task of its own.
     ///
-    /// A handler that answers on its first poll — no `.await` that has to
-    /// wait — then costs no task spawn, no semaphore wait and no wakeup: for
-    /// cheap handlers (echo, lookups, counters) this roughly halves the
-    /// server side's cost per request. A handler that does wait is moved
-    /// into its own task from where it stopped, as usual. The concurrency
-    /// bounds still apply: when no slot is free the request waits for one in
-    /// its own task. Panics are caught and answered `exception during
-    /// handler`, as in a task.
+    /// **Default: decided by the runtime the connection starts on.** On a
+    /// current-thread runtime handlers are polled inline, because a task there
+    /// runs on the same thread as the driver anyway: it would only add a
+    /// spawn and two wakeups per request. On a multi-threaded runtime every
+    /// request gets its own task, so that one connection's handlers can run
+    /// in parallel on the runtime's workers. This sets it either way.
+    ///
+    /// Inline, a handler that answers on its first poll — no `.await` that
+    /// has to wait — costs no task spawn, no semaphore wait and no wakeup:
+    /// for cheap handlers (echo, lookups, counters) this roughly halves the
+    /// server side's cost per request. A handler that does wait is moved into
+    /// its own task from where it stopped, as usual. The concurrency bounds
+    /// still apply: when no slot is free the request waits for one in its own
+    /// task. Panics are caught and answered `exception during handler`, as in
+    /// a task.
     ///
     /// The cost: while a handler runs inline, the connection does not read
     /// or write, and on a multi-threaded runtime inline handlers of one
-    /// connection run one after another instead of in parallel. Leave it off
+    /// connection run one after another instead of in parallel. Turn it off
     /// for handlers that compute for long before their first `.await`.
+    ///
+    /// ```
+    /// use framewire_tokio::packet::{Builder, Reply, Request};
+    ///
+    /// // Every request in its own task, whatever the runtime.
+    /// let builder = Builder::new()
+    ///     .handler(|rq: Request| async move { Reply::ok(rq.payload) })
+    ///     .inline_handlers(false);
+    /// # let _ = builder;
+    /// ```
     #[must_use]
     pub fn inline_handlers(mut self, inline: bool) -> Self {
-        self.inline_handlers = inline;
+        self.inline_handlers = Some(inline);
         self
     }
 

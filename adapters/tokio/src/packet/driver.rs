@@ -300,6 +300,13 @@ fn core_duration(d: Duration) -> CoreDuration {
     CoreDuration::from_micros(u64::try_from(d.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX))
 }
 
+/// Whether the driver starts on a current-thread runtime, where handlers run
+/// inline by default (see [`Builder::inline_handlers`]).
+fn on_current_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
     pub(crate) fn new(
         io: S,
@@ -328,7 +335,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             handler: builder.handler.clone(),
             in_place: builder.in_place.clone(),
             handlers: HandlerTasks::new(),
-            inline_handlers: builder.inline_handlers,
+            inline_handlers: builder
+                .inline_handlers
+                .unwrap_or_else(on_current_thread_runtime),
             inline_permits: None,
             conn_limit: Arc::new(Semaphore::new(builder.max_concurrent_handlers)),
             shared_limit: builder.shared_handler_limit.clone(),

@@ -186,13 +186,14 @@ impl<T: Into<Reply>, E: fmt::Display> From<Result<T, E>> for Reply {
     }
 }
 
-/// Serves the peer's requests. Each request runs in its own Tokio task, so
-/// requests are handled concurrently (bounded, see
+/// Serves the peer's requests. Requests are handled concurrently (bounded,
+/// see
 /// [`Builder::max_concurrent_handlers`](super::Builder::max_concurrent_handlers))
-/// and answered in completion order. With
-/// [`Builder::inline_handlers`](super::Builder::inline_handlers) a handler is
-/// first polled once inside the connection's driver, and gets its own task
-/// only if it has to wait.
+/// and answered in completion order. On a multi-threaded runtime each
+/// request runs in its own Tokio task; on a current-thread runtime a handler
+/// is first polled once inside the connection's driver, and gets its own
+/// task only if it has to wait (either can be chosen with
+/// [`Builder::inline_handlers`](super::Builder::inline_handlers)).
 ///
 /// Any `Fn(Request) -> impl Future<Output = impl Into<Reply>>` closure is a
 /// handler:

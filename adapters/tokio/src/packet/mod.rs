@@ -12,7 +12,7 @@
 //! * **One driver task per connection** owns the core and the transport. It
 //!   reads into its buffer ([`DEFAULT_READ_BUFFER`]) and feeds the core (which
 //!   stops taking bytes while its limits say so: back-pressure), routes
-//!   responses to their callers, spawns a task per peer request, and writes
+//!   responses to their callers, runs the handlers of peer requests, and writes
 //!   everything the core has queued with vectored writes — one `writev` per
 //!   wakeup however many packets are queued (no `packet_grace` sleep).
 //! * **Calls** are `'static` futures ([`Call`]) that talk to the driver through
@@ -30,14 +30,16 @@
 //!   clock. The driver arms one timer from the core's `poll_timeout` and
 //!   calls `handle_timeout` when it fires, which ends the calls whose
 //!   timeout passed ([`CallError::TimedOut`]).
-//! * **Handlers** run in their own tasks, at most
+//! * **Handlers** run concurrently, at most
 //!   [`Builder::max_concurrent_handlers`] per connection (default
 //!   [`DEFAULT_MAX_CONCURRENT_HANDLERS`]); requests waiting for a slot are
 //!   bounded by [`Config::max_inflight_inbound`] (default 256), beyond which
-//!   the connection stops reading. With [`Builder::inline_handlers`] the
-//!   driver polls each handler once itself first, and only one that has to
-//!   wait gets a task. A handler that fails or panics, or whose
-//!   reply cannot be sent, is answered `exception during handler`.
+//!   the connection stops reading. On a multi-threaded runtime each runs in
+//!   its own task. On a current-thread runtime the driver polls each handler
+//!   once itself first, and only one that has to wait gets a task
+//!   ([`Builder::inline_handlers`] chooses either). A handler that fails or
+//!   panics, or whose reply cannot be sent, is answered `exception during
+//!   handler`.
 //! * **Closing**: [`close`](PacketConnection::close) (or the peer's end, or
 //!   dropping the last owning handle) runs the core's orderly close — ERQ,
 //!   the responses still owed, EOF, the peer's EOF — bounded by

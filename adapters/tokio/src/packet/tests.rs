@@ -1,5 +1,6 @@
 //! Tests of the driver's fast paths: inline handlers (answered at once,
-//! moved to a task when they wait, panicking, bounded by the handler slots)
+//! moved to a task when they wait, panicking, bounded by the handler slots,
+//! the default on a current-thread runtime only)
 //! and the `Call` state machine (waiting for a slot, timing out there,
 //! dropped there, calls on a finished connection).
 
@@ -85,7 +86,80 @@ async fn inline_handlers_on_a_multi_threaded_runtime() {
 
 #[tokio::test]
 async fn spawned_handlers_answer_wait_panic_and_call_back() {
+    deadline(mixed_calls(
+        &Builder::new().handler(mixed).inline_handlers(false),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_handlers_on_a_multi_threaded_runtime() {
     deadline(mixed_calls(&Builder::new().handler(mixed))).await;
+}
+
+/// The Tokio task each of `n` requests' handlers ran in, on a server built
+/// by `builder` (one call at a time).
+async fn handler_tasks(builder: Builder, n: u8) -> Vec<tokio::task::Id> {
+    let tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&tasks);
+    let (a, b) = tokio::io::duplex(4096);
+    let server = builder
+        .handler(move |rq: Request| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(tokio::task::id());
+                Reply::ok(rq.payload)
+            }
+        })
+        .start(b)
+        .unwrap();
+    let client = PacketConnection::new(a).unwrap();
+    for i in 0..n {
+        assert_eq!(
+            client.call(0, 0, 0, vec![i]).await.unwrap().payload[..],
+            [i]
+        );
+    }
+    client.close().await.unwrap();
+    server.wait().await.unwrap();
+    let tasks = tasks.lock().unwrap().clone();
+    assert_eq!(tasks.len(), usize::from(n), "every handler ran once");
+    tasks
+}
+
+fn all_distinct(tasks: &[tokio::task::Id]) -> bool {
+    let set: std::collections::HashSet<_> = tasks.iter().collect();
+    set.len() == tasks.len()
+}
+
+#[tokio::test]
+async fn by_default_handlers_run_in_the_driver_on_a_current_thread_runtime() {
+    let tasks = deadline(handler_tasks(Builder::new(), 4)).await;
+    assert!(
+        tasks.iter().all(|&t| t == tasks[0]),
+        "one task, the connection's driver: {tasks:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_handlers_get_a_task_each_on_a_multi_threaded_runtime() {
+    let tasks = deadline(handler_tasks(Builder::new(), 4)).await;
+    assert!(all_distinct(&tasks), "a task per request: {tasks:?}");
+}
+
+#[tokio::test]
+async fn handlers_can_get_a_task_each_on_a_current_thread_runtime() {
+    let tasks = deadline(handler_tasks(Builder::new().inline_handlers(false), 4)).await;
+    assert!(all_distinct(&tasks), "a task per request: {tasks:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_can_run_in_the_driver_on_a_multi_threaded_runtime() {
+    let tasks = deadline(handler_tasks(Builder::new().inline_handlers(true), 4)).await;
+    assert!(
+        tasks.iter().all(|&t| t == tasks[0]),
+        "one task, the connection's driver: {tasks:?}"
+    );
 }
 
 #[tokio::test]
