@@ -15,6 +15,7 @@ use framewire::packet::{ChannelError, Config, ConfigError, State, Stats};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{oneshot, watch, AcquireError, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::task::coop::Unconstrained;
 use tokio::time::Instant;
 
 use super::driver::{Command, Driver, Outcome, SubmitCmd};
@@ -708,7 +709,12 @@ enum CallState {
     Waiting {
         shared: Arc<Shared>,
         id: u64,
-        rx: oneshot::Receiver<Outcome>,
+        /// Outside Tokio's cooperative budget: the outcome arrives once, from
+        /// the driver task, so a call cannot keep its caller busy. In the
+        /// budget, `join_all` over 1,024 calls answered in one pass polled
+        /// each about five times (every call after the 128th of a poll was
+        /// told to yield and polled again).
+        rx: Unconstrained<oneshot::Receiver<Outcome>>,
         _permit: OwnedSemaphorePermit,
     },
     Done,
@@ -869,7 +875,7 @@ impl Call {
         self.state = CallState::Waiting {
             shared,
             id,
-            rx,
+            rx: tokio::task::unconstrained(rx),
             _permit: permit,
         };
     }

@@ -363,3 +363,58 @@ async fn answer_in_place_without_a_handler() {
     })
     .await;
 }
+
+/// Counts the polls of the future it wraps.
+struct CountPolls<'a, F> {
+    inner: F,
+    polls: &'a AtomicUsize,
+}
+
+impl<F: Future + Unpin> Future for CountPolls<'_, F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        std::pin::Pin::new(&mut self.inner).poll(cx)
+    }
+}
+
+#[tokio::test]
+async fn many_calls_answered_together_are_polled_about_twice_each() {
+    deadline(async {
+        const CALLS: usize = 1000;
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = Builder::new()
+            .handler(|rq: Request| async move { Reply::ok(rq.payload) })
+            .start(b)
+            .unwrap();
+        let client = PacketConnection::new(a).unwrap();
+        let polls = AtomicUsize::new(0);
+        let calls = (0..CALLS).map(|i| CountPolls {
+            inner: client.call(0, 0, 0, i.to_be_bytes().to_vec()),
+            polls: &polls,
+        });
+        for (i, r) in futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(r.unwrap().payload[..], i.to_be_bytes());
+        }
+        // One poll hands a call to the driver, one takes its outcome. A call
+        // inside Tokio's cooperative budget was polled about five times here:
+        // each poll of `join_all` could take only 128 outcomes, and every
+        // call after those was told to yield and polled again.
+        let polls = polls.load(Ordering::Relaxed);
+        assert!(
+            polls <= CALLS * 2 + CALLS / 10,
+            "{polls} polls for {CALLS} calls"
+        );
+        client.close().await.unwrap();
+        server.wait().await.unwrap();
+    })
+    .await;
+}
