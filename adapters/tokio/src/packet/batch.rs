@@ -180,9 +180,7 @@ impl Future for Batch {
                 deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
                 reply: tx,
             });
-            // A closed channel means the driver has finished: the receiver
-            // then reports the end (its sender was dropped with the command).
-            let _ = shared.commands.send(cmd);
+            shared.send(cmd);
             this.state = BatchState::Waiting {
                 shared,
                 id,
@@ -215,7 +213,7 @@ impl Future for Batch {
 impl Drop for Batch {
     fn drop(&mut self) {
         if let BatchState::Waiting { shared, id, .. } = &self.state {
-            let _ = shared.commands.send(Command::AbandonBatch { id: *id });
+            shared.send(Command::AbandonBatch { id: *id });
         }
     }
 }

@@ -359,8 +359,10 @@ impl Shared {
         CallError::Failed { cause }
     }
 
-    fn send(&self, cmd: Command) {
-        // A closed channel means the driver has finished: nothing to do.
+    /// Hands `cmd` to the driver. Once the driver has finished the mailbox
+    /// is closed and `cmd` is dropped here, with any reply sender in it: its
+    /// receiver then reports the connection's end.
+    pub(crate) fn send(&self, cmd: Command) {
         let _ = self.commands.send(cmd);
     }
 
@@ -869,9 +871,7 @@ impl Call {
             deadline,
             reply: tx,
         });
-        // A closed channel means the driver has finished: the receiver
-        // then reports the end (its sender was dropped with the command).
-        let _ = shared.commands.send(cmd);
+        shared.send(cmd);
         self.state = CallState::Waiting {
             shared,
             id,

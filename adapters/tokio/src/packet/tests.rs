@@ -127,6 +127,10 @@ async fn handler_tasks(builder: Builder, n: u8) -> Vec<tokio::task::Id> {
     tasks
 }
 
+fn all_same(tasks: &[tokio::task::Id]) -> bool {
+    tasks.iter().all(|&t| t == tasks[0])
+}
+
 fn all_distinct(tasks: &[tokio::task::Id]) -> bool {
     let set: std::collections::HashSet<_> = tasks.iter().collect();
     set.len() == tasks.len()
@@ -136,7 +140,7 @@ fn all_distinct(tasks: &[tokio::task::Id]) -> bool {
 async fn by_default_handlers_run_in_the_driver_on_a_current_thread_runtime() {
     let tasks = deadline(handler_tasks(Builder::new(), 4)).await;
     assert!(
-        tasks.iter().all(|&t| t == tasks[0]),
+        all_same(&tasks),
         "one task, the connection's driver: {tasks:?}"
     );
 }
@@ -157,7 +161,7 @@ async fn handlers_can_get_a_task_each_on_a_current_thread_runtime() {
 async fn handlers_can_run_in_the_driver_on_a_multi_threaded_runtime() {
     let tasks = deadline(handler_tasks(Builder::new().inline_handlers(true), 4)).await;
     assert!(
-        tasks.iter().all(|&t| t == tasks[0]),
+        all_same(&tasks),
         "one task, the connection's driver: {tasks:?}"
     );
 }
