@@ -18,8 +18,10 @@ use super::rules::{self, Head, Kind, RxEnd, SendState, Transport};
 use super::tags::TagMemory;
 use super::transmit::{Staged, TransmitChunks, TransmitQueue};
 use super::window::TagWindow;
-use super::wire::{Packet, ParseLimits, EOF, ERQ};
+use super::wire::{small_header, Packet, ParseLimits, EOF, ERQ};
 use crate::time::{Duration, Instant};
+
+mod fast;
 
 /// One end of a cs.packetstream connection, as a sans-IO state machine.
 ///
@@ -520,8 +522,21 @@ impl Connection {
                 max: self.config.max_transmit_buffer,
             });
         }
-        let staged = self.tx.stage(&packet);
-        let len = staged.len;
+        // A small request on channel 0 whose payload is copied has its
+        // header written straight; the rest is staged by the general
+        // encoder.
+        let small = if channel == 0 && payload.len() <= self.config.copy_threshold {
+            small_header(tag, packet.f_field(), packet.rq_type_wire(), payload.len())
+        } else {
+            None
+        };
+        let (staged, len) = if let Some((_, n)) = &small {
+            (None, n + payload.len())
+        } else {
+            let staged = self.tx.stage(&packet);
+            let len = staged.len;
+            (Some(staged), len)
+        };
         if len > self.config.max_packet_len {
             return Err(SubmitError::PayloadTooLong {
                 len,
@@ -536,7 +551,13 @@ impl Connection {
             self.deadlines.push(Reverse((d, channel, tag)));
             self.timed += 1;
         }
-        self.queue_staged(&staged, &payload, Some(&payload));
+        match (staged, small) {
+            (Some(staged), _) => self.queue_staged(&staged, &payload, Some(&payload)),
+            (None, Some((header, n))) if self.transport.can_send() => {
+                self.tx.push_header_and_payload(&header[..n], &payload);
+            }
+            (None, _) => {}
+        }
         self.stats.requests_sent += 1;
         Ok(tag)
     }
@@ -790,9 +811,14 @@ impl Connection {
         self.release_lent();
         loop {
             if self.events.is_empty() && self.config.parse_on_poll {
-                match self.parse_next() {
+                // The fast path has offered its requests to `answer` already.
+                let (next, offered) = match self.fast_next(&mut answer) {
+                    Some(d) => (Some(d), true),
+                    None => (self.parse_next(), false),
+                };
+                match next {
                     Some(d) => {
-                        if let Some(rq_type) = d.rq_type {
+                        if let (Some(rq_type), false) = (d.rq_type, offered) {
                             let request = LentRequest {
                                 channel: d.channel,
                                 tag: d.tag,

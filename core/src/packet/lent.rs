@@ -5,7 +5,7 @@
 use super::event::RespondError;
 use super::reason;
 use super::transmit::TransmitQueue;
-use super::wire::Packet;
+use super::wire::{small_header, Packet};
 
 /// A peer request lent to the closure of
 /// [`Connection::poll_lent_answering`](super::Connection::poll_lent_answering):
@@ -76,6 +76,20 @@ impl<'c> Answerer<'c> {
     /// [`Config::max_packet_len`](super::Config::max_packet_len).
     pub fn respond(&mut self, flags: u64, payload: &[u8]) -> Result<(), RespondError> {
         self.check_open()?;
+        // A small response on channel 0 is written straight; the rest (and
+        // every error) the general way.
+        if self.channel == 0 && flags < 1 << 5 {
+            let f = ((flags << 1) | 1) << 2;
+            if let Some((header, n)) = small_header(self.tag, f, None, payload.len()) {
+                if n + payload.len() <= self.max_packet_len {
+                    if self.can_send {
+                        self.tx.push_header_and_payload(&header[..n], payload);
+                    }
+                    self.answered = true;
+                    return Ok(());
+                }
+            }
+        }
         let packet = Packet::response(self.channel, self.tag, true, flags, payload)
             .map_err(RespondError::Field)?;
         self.queue(&packet)

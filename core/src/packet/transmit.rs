@@ -112,6 +112,15 @@ impl TransmitQueue {
         self.tail.extend_from_slice(payload);
     }
 
+    /// Queues `header` (written by the caller) and `payload`, copied into
+    /// the open copy buffer.
+    #[inline]
+    pub(crate) fn push_header_and_payload(&mut self, header: &[u8], payload: &[u8]) {
+        self.reserve_tail(header.len() + payload.len());
+        self.tail.extend_from_slice(header);
+        self.tail.extend_from_slice(payload);
+    }
+
     /// Queues the staged header copied and its long `payload` as its own
     /// chunk, without copying it.
     pub(crate) fn push_staged_shared(&mut self, staged: &Staged, payload: Bytes) {

@@ -128,6 +128,58 @@ fn put_varint(out: &mut [u8; MAX_HEADER_LEN], pos: usize, v: u64) -> usize {
     end
 }
 
+/// The header of a small packet on channel 0, written straight (no
+/// `Packet`, no length computed before it is written): `F` the whole `F`
+/// field, `rq_type_wire` a request's wire type. `Some((header, its
+/// length))` when the tag is below 2^21, `F` and the wire type below 128
+/// and the body below 128 bytes (a one-octet length prefix); `None` for
+/// anything else, which [`Packet::encode_header_at`] writes. The bytes are
+/// the same either way (tested).
+#[cfg(feature = "alloc")]
+#[allow(clippy::inline_always)]
+#[inline(always)]
+pub(crate) fn small_header(
+    tag: u64,
+    f: u64,
+    rq_type_wire: Option<u64>,
+    payload_len: usize,
+) -> Option<([u8; 6], usize)> {
+    let mut h = [0u8; 6];
+    let mut n = if tag < 0x80 {
+        h[1] = tag as u8;
+        2
+    } else if tag < 1 << 14 {
+        h[1] = (tag >> 7) as u8 | 0x80;
+        h[2] = (tag & 0x7f) as u8;
+        3
+    } else if tag < 1 << 21 {
+        h[1] = (tag >> 14) as u8 | 0x80;
+        h[2] = ((tag >> 7) & 0x7f) as u8 | 0x80;
+        h[3] = (tag & 0x7f) as u8;
+        4
+    } else {
+        return None;
+    };
+    if f >= 0x80 {
+        return None;
+    }
+    h[n] = f as u8;
+    n += 1;
+    if let Some(w) = rq_type_wire {
+        if w >= 0x80 {
+            return None;
+        }
+        h[n] = w as u8;
+        n += 1;
+    }
+    let body = (n - 1).checked_add(payload_len)?;
+    if body >= 0x80 {
+        return None;
+    }
+    h[0] = body as u8;
+    Some((h, n))
+}
+
 /// Decodes the header field at the start of `rest` and moves `rest` past
 /// it. Always inlined: counted by `scripts/instructions.sh`, a call per
 /// field cost 17 instructions a request more.
@@ -663,6 +715,48 @@ mod tests {
 
     // Every row of the WIRE.md §2 table (produced by the real
     // `bytes(cs.packetstream.Packet(...))`).
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn small_headers_are_the_general_encoders() {
+        let mut taken = 0;
+        for tag in [0u64, 2, 127, 128, 16_383, 16_384, (1 << 21) - 1, 1 << 21] {
+            for pflags in [0u64, 1, 15, 31, 32] {
+                for payload in [
+                    &b""[..],
+                    b"0123456789abcdef",
+                    &[7u8; 122][..],
+                    &[7u8; 124][..],
+                ] {
+                    for p in [
+                        Packet::from_parts(0, tag, pflags, None, payload).unwrap(),
+                        Packet::from_parts(0, tag, pflags, Some(1), payload).unwrap(),
+                        Packet::from_parts(0, tag, pflags, Some(127), payload).unwrap(),
+                        Packet::from_parts(0, tag, pflags, Some(128), payload).unwrap(),
+                    ] {
+                        let small =
+                            small_header(p.tag(), p.f_field(), p.rq_type_wire(), payload.len());
+                        let mut out = [0u8; MAX_HEADER_LEN];
+                        let n = p.encode_header(&mut out);
+                        match small {
+                            Some((h, m)) => {
+                                taken += 1;
+                                assert_eq!(&h[..m], &out[..n], "{p:?}");
+                            }
+                            None => assert!(
+                                p.body_len() >= 0x80
+                                    || tag >= 1 << 21
+                                    || p.f_field() >= 0x80
+                                    || p.rq_type_wire().is_some_and(|w| w >= 0x80),
+                                "{p:?} left to the general encoder"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        assert!(taken > 100, "only {taken} written straight");
+    }
+
     #[test]
     fn golden_request_tag2_type0_hello() {
         let p = Packet::request(0, 2, 0, 0, b"hello").unwrap();
