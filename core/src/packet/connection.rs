@@ -554,7 +554,7 @@ impl Connection {
         match (staged, small) {
             (Some(staged), _) => self.queue_staged(&staged, &payload, Some(&payload)),
             (None, Some((header, n))) if self.transport.can_send() => {
-                self.tx.push_header_and_payload(&header[..n], &payload);
+                self.tx.push_small(header, n, &payload);
             }
             (None, _) => {}
         }

@@ -83,7 +83,7 @@ impl<'c> Answerer<'c> {
             if let Some((header, n)) = small_header(self.tag, f, None, payload.len()) {
                 if n + payload.len() <= self.max_packet_len {
                     if self.can_send {
-                        self.tx.push_header_and_payload(&header[..n], payload);
+                        self.tx.push_small(header, n, payload);
                     }
                     self.answered = true;
                     return Ok(());

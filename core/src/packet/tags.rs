@@ -113,6 +113,12 @@ pub(crate) struct RunSet {
 
 #[cfg(feature = "alloc")]
 impl RunSet {
+    /// Whether no tag is remembered.
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.run_start == self.run_end && self.rest.is_empty()
+    }
+
     fn in_run(&self, tag: u64) -> bool {
         (self.run_start..self.run_end).contains(&u128::from(tag))
     }
@@ -213,7 +219,15 @@ impl TagMemory {
     }
 
     /// Records `tag` as used; returns the change in remembered entries.
+    #[inline]
     pub(crate) fn insert(&mut self, tag: u64) -> isize {
+        // The peer counting up from the floor with nothing remembered
+        // above it: the floor moves on and nothing folds (what `insert`
+        // does then, without its look-ups).
+        if u128::from(tag) == self.floor && self.above.is_empty() {
+            self.floor += 1;
+            return 0;
+        }
         insert(&mut self.floor, &mut self.above, tag)
     }
 

@@ -11,7 +11,7 @@ use core::iter::FusedIterator;
 
 use bytes::Bytes;
 
-use super::wire::{Packet, MAX_HEADER_LEN};
+use super::wire::{Packet, MAX_HEADER_LEN, SMALL_HEADER_LEN};
 
 #[derive(Debug)]
 enum Chunk {
@@ -112,12 +112,18 @@ impl TransmitQueue {
         self.tail.extend_from_slice(payload);
     }
 
-    /// Queues `header` (written by the caller) and `payload`, copied into
-    /// the open copy buffer.
+    /// Queues the first `n` bytes of `header` (a small header written by
+    /// the caller) and `payload`, copied into the open copy buffer.
     #[inline]
-    pub(crate) fn push_header_and_payload(&mut self, header: &[u8], payload: &[u8]) {
-        self.reserve_tail(header.len() + payload.len());
-        self.tail.extend_from_slice(header);
+    pub(crate) fn push_small(&mut self, header: [u8; SMALL_HEADER_LEN], n: usize, payload: &[u8]) {
+        debug_assert!(n <= SMALL_HEADER_LEN);
+        self.reserve_tail(n + payload.len());
+        // The whole array is one fixed-size store (no `memcpy` call for a
+        // few bytes); the bytes past the header are then cut off again.
+        self.tail.reserve(SMALL_HEADER_LEN);
+        let at = self.tail.len();
+        self.tail.extend_from_slice(&header);
+        self.tail.truncate(at + n);
         self.tail.extend_from_slice(payload);
     }
 

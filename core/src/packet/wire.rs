@@ -128,6 +128,10 @@ fn put_varint(out: &mut [u8; MAX_HEADER_LEN], pos: usize, v: u64) -> usize {
     end
 }
 
+/// The longest header [`small_header`] writes.
+#[cfg(feature = "alloc")]
+pub(crate) const SMALL_HEADER_LEN: usize = 6;
+
 /// The header of a small packet on channel 0, written straight (no
 /// `Packet`, no length computed before it is written): `F` the whole `F`
 /// field, `rq_type_wire` a request's wire type. `Some((header, its
@@ -143,8 +147,8 @@ pub(crate) fn small_header(
     f: u64,
     rq_type_wire: Option<u64>,
     payload_len: usize,
-) -> Option<([u8; 6], usize)> {
-    let mut h = [0u8; 6];
+) -> Option<([u8; SMALL_HEADER_LEN], usize)> {
+    let mut h = [0u8; SMALL_HEADER_LEN];
     let mut n = if tag < 0x80 {
         h[1] = tag as u8;
         2
