@@ -50,8 +50,11 @@
 //!    framed stream) and through the `bson` crate directly.
 //! 4. `packet`: two `framewire::packet::Connection`s wired back to back in
 //!    memory (`fill_transmit` -> `handle_input`), 16-byte requests answered
-//!    by an echo, 1 or 128 in flight; tokio-util `LengthDelimitedCodec`
-//!    doing the same exchange in memory as the anchor.
+//!    by an echo, 1 or 128 in flight, events polled owned (`poll_event`,
+//!    `respond`); and 128 in flight parsing on poll, the server answering
+//!    in place and the client taking responses lent (the path
+//!    framewire-tokio drives); tokio-util `LengthDelimitedCodec` doing the
+//!    same exchange in memory as the anchor.
 //! 5. `memory`: 1 GiB (`--quick`: 256 MiB) of 64 KiB frames through
 //!    `FramedStream`, and through framewire-tokio `FrameCodec` and
 //!    tokio-util `LengthDelimitedCodec` over a `tokio::io::duplex`; VmRSS
@@ -80,7 +83,7 @@ use framewire::framing::{
     BsonDocument, Delimited, Fixed, Framing, JsonHeader, LengthPrefixed, PacketFraming,
 };
 use framewire::packet::wire::Packet;
-use framewire::packet::{Config, Connection, Event as PacketEvent};
+use framewire::packet::{BorrowedEvent, Config, Connection, Event as PacketEvent};
 use framewire::stream::{Event, FramedStream};
 use framewire_tokio::codec::FrameCodec;
 use serde::{Deserialize, Serialize};
@@ -1802,17 +1805,84 @@ impl PacketPair {
     /// `total` requests, `window` in flight at a time; returns the count of
     /// responses (frames) and their payload bytes; the signature sums the
     /// tags answered.
-    fn run(&mut self, total: usize, window: usize) -> Count {
-        let mut t = Count::default();
+    /// Both ends parsing on poll (`Config::parse_on_poll`): the path
+    /// framewire-tokio drives.
+    fn lent() -> PacketPair {
+        let lazy = Config {
+            parse_on_poll: true,
+            ..Config::default()
+        };
+        PacketPair {
+            client: Connection::new(lazy).expect("config"),
+            server: Connection::new(lazy).expect("config"),
+            ..PacketPair::new()
+        }
+    }
+
+    /// `window` requests submitted.
+    fn submit(&mut self, window: usize) {
         let now = framewire::time::Instant::ZERO;
+        for _ in 0..window {
+            self.client
+                .submit(0, 0, 0, self.payload.clone(), now, None)
+                .expect("submit");
+        }
+    }
+
+    /// As [`run`](Self::run), the server answering each request in place
+    /// (`poll_lent_answering`) and the client taking each response lent
+    /// (`poll_lent`): no `Bytes` and no queued event per packet.
+    fn run_lent(&mut self, total: usize, window: usize) -> Count {
+        let mut t = Count::default();
         let mut sent = 0;
         while sent < total {
             let batch = window.min(total - sent);
-            for _ in 0..batch {
-                self.client
-                    .submit(0, 0, 0, self.payload.clone(), now, None)
-                    .expect("submit");
-            }
+            self.submit(batch);
+            sent += batch;
+            common::carry_packets(
+                &mut self.client,
+                &mut self.server,
+                &mut self.scratch,
+                |srv| {
+                    let unanswered = srv.poll_lent_answering(|rq, answer| {
+                        answer.respond(rq.flags, rq.payload).expect("respond");
+                    });
+                    assert!(unanswered.is_none(), "every request answered in place");
+                },
+            );
+            common::carry_packets(
+                &mut self.server,
+                &mut self.client,
+                &mut self.scratch,
+                |cl| {
+                    while let Some(e) = cl.poll_lent() {
+                        if let BorrowedEvent::ResponseReceived {
+                            ok: true,
+                            tag,
+                            payload,
+                            ..
+                        } = e
+                        {
+                            t.frames += 1;
+                            t.bytes += payload.len() as u64;
+                            t.sig = t.sig.wrapping_add(tag);
+                        } else {
+                            unreachable!("unexpected event {e:?}");
+                        }
+                    }
+                },
+            );
+        }
+        assert_eq!(self.client.pending_outbound(), 0, "every request answered");
+        t
+    }
+
+    fn run(&mut self, total: usize, window: usize) -> Count {
+        let mut t = Count::default();
+        let mut sent = 0;
+        while sent < total {
+            let batch = window.min(total - sent);
+            self.submit(batch);
             sent += batch;
             carry(
                 &mut self.client,
@@ -1921,6 +1991,7 @@ fn packet_section(plan: &Plan, report: &mut Report) {
     );
     let mut w1 = PacketPair::new();
     let mut w128 = PacketPair::new();
+    let mut lent = PacketPair::lent();
     let mut tok = TokioPair::new();
     // Tags on channel 0 start at 2 (0 and 1 are EOF and ERQ) and go on
     // across runs, so the signature is checked on frames only: each run
@@ -1945,6 +2016,10 @@ fn packet_section(plan: &Plan, report: &mut Report) {
             "tokio-util LengthDelimitedCodec both ends, 128 in flight (anchor)",
             |_| tok.run(TOTAL, 128),
         ),
+        contender(
+            "framewire packet::Connection pair, parse on poll, answered in place, 128 in flight",
+            |_| strip(lent.run_lent(TOTAL, 128)),
+        ),
     ];
     let mut list = plan.keep(list);
     let best = race(plan, "packet pair", want, None, &mut list);
@@ -1958,11 +2033,16 @@ fn packet_section(plan: &Plan, report: &mut Report) {
         let _ = writeln!(text, "| {name} | {}rq/s |", fmt_count(rate));
         report.figure("packet", "pair", name, 16, "requests_per_s", rate);
     }
-    if rates.len() == 3 {
+    if rates.len() == 4 {
         let _ = writeln!(
             text,
             "| ratio: Connection pair x128 / tokio-util anchor | {:.2}x |",
             rates[1].1 / rates[2].1
+        );
+        let _ = writeln!(
+            text,
+            "| ratio: Connection pair x128, parse on poll, answered in place / tokio-util anchor | {:.2}x |",
+            rates[3].1 / rates[2].1
         );
     }
     println!("{text}");
