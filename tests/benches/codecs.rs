@@ -279,6 +279,14 @@ struct Count {
 }
 
 impl Count {
+    /// A packet response: counted, its tag summed into the signature.
+    #[inline]
+    fn response(&mut self, tag: u64, payload: &[u8]) {
+        self.frames += 1;
+        self.bytes += payload.len() as u64;
+        self.sig = self.sig.wrapping_add(tag);
+    }
+
     #[inline]
     fn see(&mut self, payload: &[u8]) {
         let len = payload.len() as u64;
@@ -1802,9 +1810,6 @@ impl PacketPair {
         }
     }
 
-    /// `total` requests, `window` in flight at a time; returns the count of
-    /// responses (frames) and their payload bytes; the signature sums the
-    /// tags answered.
     /// Both ends parsing on poll (`Config::parse_on_poll`): the path
     /// framewire-tokio drives.
     fn lent() -> PacketPair {
@@ -1829,102 +1834,84 @@ impl PacketPair {
         }
     }
 
+    /// `total` requests in windows of `window`: each window submitted, then
+    /// carried both ways by `exchange`; every request is answered.
+    fn windows(&mut self, total: usize, window: usize, mut exchange: impl FnMut(&mut PacketPair)) {
+        let mut sent = 0;
+        while sent < total {
+            let batch = window.min(total - sent);
+            self.submit(batch);
+            sent += batch;
+            exchange(self);
+        }
+        assert_eq!(self.client.pending_outbound(), 0, "every request answered");
+    }
+
     /// As [`run`](Self::run), the server answering each request in place
     /// (`poll_lent_answering`) and the client taking each response lent
     /// (`poll_lent`): no `Bytes` and no queued event per packet.
     fn run_lent(&mut self, total: usize, window: usize) -> Count {
         let mut t = Count::default();
-        let mut sent = 0;
-        while sent < total {
-            let batch = window.min(total - sent);
-            self.submit(batch);
-            sent += batch;
-            common::carry_packets(
-                &mut self.client,
-                &mut self.server,
-                &mut self.scratch,
-                |srv| {
-                    let unanswered = srv.poll_lent_answering(|rq, answer| {
-                        answer.respond(rq.flags, rq.payload).expect("respond");
-                    });
-                    assert!(unanswered.is_none(), "every request answered in place");
-                },
-            );
-            common::carry_packets(
-                &mut self.server,
-                &mut self.client,
-                &mut self.scratch,
-                |cl| {
-                    while let Some(e) = cl.poll_lent() {
-                        if let BorrowedEvent::ResponseReceived {
+        self.windows(total, window, |p| {
+            common::carry_packets(&mut p.client, &mut p.server, &mut p.scratch, |srv| {
+                let unanswered = srv.poll_lent_answering(|rq, answer| {
+                    answer.respond(rq.flags, rq.payload).expect("respond");
+                });
+                assert!(unanswered.is_none(), "every request answered in place");
+            });
+            common::carry_packets(&mut p.server, &mut p.client, &mut p.scratch, |cl| {
+                while let Some(e) = cl.poll_lent() {
+                    match e {
+                        BorrowedEvent::ResponseReceived {
                             ok: true,
                             tag,
                             payload,
                             ..
-                        } = e
-                        {
-                            t.frames += 1;
-                            t.bytes += payload.len() as u64;
-                            t.sig = t.sig.wrapping_add(tag);
-                        } else {
-                            unreachable!("unexpected event {e:?}");
-                        }
+                        } => t.response(tag, payload),
+                        e => unreachable!("unexpected event {e:?}"),
                     }
-                },
-            );
-        }
-        assert_eq!(self.client.pending_outbound(), 0, "every request answered");
+                }
+            });
+        });
         t
     }
 
+    /// `total` requests, `window` in flight at a time; returns the count of
+    /// responses (frames) and their payload bytes; the signature sums the
+    /// tags answered.
     fn run(&mut self, total: usize, window: usize) -> Count {
         let mut t = Count::default();
-        let mut sent = 0;
-        while sent < total {
-            let batch = window.min(total - sent);
-            self.submit(batch);
-            sent += batch;
+        self.windows(total, window, |p| {
             carry(
-                &mut self.client,
-                &mut self.server,
-                &mut self.scratch,
-                |srv, e| {
-                    if let PacketEvent::RequestReceived {
+                &mut p.client,
+                &mut p.server,
+                &mut p.scratch,
+                |srv, e| match e {
+                    PacketEvent::RequestReceived {
                         channel,
                         tag,
                         flags,
                         payload,
                         ..
-                    } = e
-                    {
-                        srv.respond(channel, tag, flags, payload).expect("respond");
-                    } else {
-                        unreachable!("unexpected event {e:?}");
-                    }
+                    } => srv.respond(channel, tag, flags, payload).expect("respond"),
+                    e => unreachable!("unexpected event {e:?}"),
                 },
             );
             carry(
-                &mut self.server,
-                &mut self.client,
-                &mut self.scratch,
-                |_, e| {
-                    if let PacketEvent::ResponseReceived {
+                &mut p.server,
+                &mut p.client,
+                &mut p.scratch,
+                |_, e| match e {
+                    PacketEvent::ResponseReceived {
                         ok: true,
                         tag,
                         payload,
                         ..
-                    } = e
-                    {
-                        t.frames += 1;
-                        t.bytes += payload.len() as u64;
-                        t.sig = t.sig.wrapping_add(tag);
-                    } else {
-                        unreachable!("unexpected event {e:?}");
-                    }
+                    } => t.response(tag, &payload),
+                    e => unreachable!("unexpected event {e:?}"),
                 },
             );
-        }
-        assert_eq!(self.client.pending_outbound(), 0, "every request answered");
+        });
         t
     }
 }
