@@ -15,6 +15,7 @@ use super::connection::Response;
 use super::driver::{IdMap, Outcome};
 use super::error::CallError;
 use super::runs::BatchRuns;
+use slab::Slab;
 
 /// Batch response payloads up to this long are copied into the batch's
 /// one buffer (each result then a slice of it); longer ones are taken
@@ -25,16 +26,80 @@ pub(crate) const BATCH_COPY_MAX: usize = 4096;
 /// the first one's length.
 const BATCH_RESERVE_MAX: usize = 1 << 20;
 
+/// A batch's outcomes so far, in the caller's order. Results arriving in
+/// order (the common case: responses come back as the requests went out)
+/// are pushed; the first one out of order spreads the vector to one entry
+/// per request, placeholders where results are missing, and a bit per
+/// request then tells which are in.
+struct Outcomes {
+    outcomes: Vec<Outcome>,
+    /// `Some` once spread: one bit per request, set when its result is in.
+    done: Option<Vec<u64>>,
+}
+
+impl Outcomes {
+    fn new(n: usize) -> Self {
+        Outcomes {
+            outcomes: Vec::with_capacity(n),
+            done: None,
+        }
+    }
+
+    /// Sets request `index`'s outcome (`len` requests in all).
+    #[inline]
+    fn set(&mut self, index: usize, outcome: Outcome, len: usize) {
+        if self.done.is_none() && index == self.outcomes.len() {
+            self.outcomes.push(outcome);
+        } else {
+            self.set_out_of_order(index, outcome, len);
+        }
+    }
+
+    /// [`set`](Self::set) for a result that is not the next in order:
+    /// spreads the vector first if it is not yet.
+    #[cold]
+    #[inline(never)]
+    fn set_out_of_order(&mut self, index: usize, outcome: Outcome, len: usize) {
+        let done = self.done.get_or_insert_with(|| {
+            // Every result in so far is in order, at its own index.
+            let mut done = vec![0u64; len.div_ceil(64)];
+            for index in 0..self.outcomes.len() {
+                done[index / 64] |= 1 << (index % 64);
+            }
+            self.outcomes.resize(len, Err(CallError::TimedOut));
+            done
+        });
+        self.outcomes[index] = outcome;
+        done[index / 64] |= 1 << (index % 64);
+    }
+
+    /// Whether request `index` has its outcome.
+    #[inline]
+    fn has(&self, index: usize) -> bool {
+        match &self.done {
+            None => index < self.outcomes.len(),
+            Some(done) => done[index / 64] & (1 << (index % 64)) != 0,
+        }
+    }
+
+    /// Request `index`'s outcome, if in.
+    fn get_mut(&mut self, index: usize) -> Option<&mut Outcome> {
+        if self.has(index) {
+            self.outcomes.get_mut(index)
+        } else {
+            None
+        }
+    }
+}
+
 /// One batch: its outcomes so far and the requests not yet handed to the
 /// core.
 pub(crate) struct OpenBatch {
+    id: u64,
     reply: oneshot::Sender<Vec<Outcome>>,
-    /// One per request, in the caller's order; a request without its result
-    /// yet holds a placeholder (its bit in `done` is clear), so the vector
-    /// goes to the caller as it is.
-    results: Vec<Outcome>,
-    /// One bit per request: its result is in `results`.
-    done: Vec<u64>,
+    outcomes: Outcomes,
+    /// How many requests the batch has.
+    len: usize,
     /// Requests not yet in the core (waiting for room), the first of them
     /// at index `next`.
     rest: std::vec::IntoIter<BatchRequest>,
@@ -53,14 +118,7 @@ impl OpenBatch {
     /// Sets request `index`'s result.
     #[inline]
     fn set(&mut self, index: usize, outcome: Outcome) {
-        self.results[index] = outcome;
-        self.done[index / 64] |= 1 << (index % 64);
-    }
-
-    /// Whether request `index` has its result.
-    #[inline]
-    fn has(&self, index: usize) -> bool {
-        self.done[index / 64] & (1 << (index % 64)) != 0
+        self.outcomes.set(index, outcome, self.len);
     }
 
     /// A response whose payload (at most [`BATCH_COPY_MAX`]) is copied into
@@ -88,20 +146,33 @@ impl OpenBatch {
         if !self.spans.is_empty() {
             let payloads = Bytes::from(self.payloads);
             for (index, start, end) in self.spans {
-                if let Ok(response) = &mut self.results[index] {
+                if let Some(Ok(response)) = self.outcomes.get_mut(index) {
                     response.payload = payloads.slice(start..end);
                 }
             }
         }
-        let _ = self.reply.send(self.results);
+        let _ = self.reply.send(self.outcomes.outcomes);
     }
+}
+
+/// Which request of which open batch a response answers, from
+/// [`Batches::find`]: the batch's slot and the request's index in it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchSlot {
+    slot: usize,
+    index: usize,
 }
 
 /// Every batch not fully answered.
 #[derive(Default)]
 pub(crate) struct Batches {
-    states: IdMap<u64, OpenBatch>,
-    /// Which batch request each of our tags in the core is.
+    /// The batches, each in a slot that stays its own until it ends (a
+    /// response finds its batch there through the runs, with no hashing).
+    open: Slab<OpenBatch>,
+    /// Each batch's slot, by id (for the commands, which name batches by
+    /// id).
+    slots: IdMap<u64, usize>,
+    /// Which batch request each of our tags in the core is, by slot.
     runs: BatchRuns,
     /// Results the batches miss, all together.
     outstanding: usize,
@@ -122,27 +193,26 @@ impl Batches {
         reply: oneshot::Sender<Vec<Outcome>>,
     ) {
         let n = requests.len();
-        self.states.insert(
+        let slot = self.open.insert(OpenBatch {
             id,
-            OpenBatch {
-                reply,
-                results: vec![Err(CallError::TimedOut); n],
-                done: vec![0; n.div_ceil(64)],
-                rest: requests.into_iter(),
-                next: 0,
-                deadline,
-                outstanding: n,
-                payloads: Vec::new(),
-                // At most one span per request.
-                spans: Vec::with_capacity(n),
-            },
-        );
+            reply,
+            outcomes: Outcomes::new(n),
+            len: n,
+            rest: requests.into_iter(),
+            next: 0,
+            deadline,
+            outstanding: n,
+            payloads: Vec::new(),
+            // At most one span per request.
+            spans: Vec::with_capacity(n),
+        });
+        self.slots.insert(id, slot);
         self.outstanding += n;
     }
 
     /// Batch `id`, if not finished.
     pub(crate) fn get(&self, id: u64) -> Option<&OpenBatch> {
-        self.states.get(&id)
+        self.open.get(*self.slots.get(&id)?)
     }
 
     /// Hands batch `id`'s unsent requests to `submit` (the core's), in
@@ -155,12 +225,13 @@ impl Batches {
         id: u64,
         mut submit: impl FnMut(&BatchRequest) -> Result<u64, SubmitError>,
     ) -> bool {
-        let Some(b) = self.states.get_mut(&id) else {
+        let Some(&slot) = self.slots.get(&id) else {
             return true;
         };
+        let b = &mut self.open[slot];
         while let Some(rq) = b.rest.as_slice().first() {
             match submit(rq) {
-                Ok(tag) => self.runs.insert(rq.channel, tag, id, b.next),
+                Ok(tag) => self.runs.insert(rq.channel, tag, slot, b.next),
                 Err(SubmitError::TransmitFull { .. } | SubmitError::TooManyPending { .. }) => {
                     return false;
                 }
@@ -173,58 +244,62 @@ impl Batches {
             b.rest.next();
             b.next += 1;
         }
-        self.finish_if_done(id);
+        self.finish_if_done(slot);
         true
     }
 
     /// Ends every unsent request of batch `id` with `error`, and sends the
     /// batch if nothing else is missing.
     pub(crate) fn fail_unsent(&mut self, id: u64, error: CallError) {
-        if let Some(b) = self.states.get_mut(&id) {
-            while b.rest.next().is_some() {
-                let index = b.next;
-                b.set(index, Err(error));
-                b.next += 1;
-                b.outstanding -= 1;
-                self.outstanding -= 1;
-            }
+        let Some(&slot) = self.slots.get(&id) else {
+            return;
+        };
+        let b = &mut self.open[slot];
+        while b.rest.next().is_some() {
+            let index = b.next;
+            b.set(index, Err(error));
+            b.next += 1;
+            b.outstanding -= 1;
+            self.outstanding -= 1;
         }
-        self.finish_if_done(id);
+        self.finish_if_done(slot);
     }
 
-    /// Sends batch `id` its results if none is missing.
-    pub(crate) fn finish_if_done(&mut self, id: u64) {
-        if self.states.get(&id).is_some_and(|b| b.outstanding == 0) {
-            self.finish(id);
+    /// Sends the batch in `slot` its results if none is missing.
+    fn finish_if_done(&mut self, slot: usize) {
+        if self.open.get(slot).is_some_and(|b| b.outstanding == 0) {
+            self.finish(slot);
         }
     }
 
-    fn finish(&mut self, id: u64) {
-        if let Some(b) = self.states.remove(&id) {
-            self.runs.remove_batch(id);
+    fn finish(&mut self, slot: usize) {
+        if let Some(b) = self.open.try_remove(slot) {
+            self.slots.remove(&b.id);
+            self.runs.remove_batch(slot);
             b.send();
         }
     }
 
-    /// `(batch, index)` of our request `(channel, tag)`, if a batch's.
+    /// Which batch request our request `(channel, tag)` is, if a batch's.
     #[inline]
-    pub(crate) fn find(&mut self, channel: u64, tag: u64) -> Option<(u64, usize)> {
+    pub(crate) fn find(&mut self, channel: u64, tag: u64) -> Option<BatchSlot> {
         if self.outstanding == 0 {
             return None;
         }
-        self.runs.find(channel, tag)
+        let (slot, index) = self.runs.find(channel, tag)?;
+        Some(BatchSlot { slot, index })
     }
 
-    /// Gives request `index` of batch `id` the outcome `outcome` makes of
-    /// the batch, and sends the batch its results if it was the last one
-    /// missing. One look-up of the batch.
+    /// Gives batch request `request` the outcome `outcome` makes of the
+    /// batch, and sends the batch its results if it was the last one
+    /// missing.
     #[inline]
     pub(crate) fn complete(
         &mut self,
-        (id, index): (u64, usize),
+        BatchSlot { slot, index }: BatchSlot,
         outcome: impl FnOnce(&mut OpenBatch) -> Outcome,
     ) {
-        let Some(b) = self.states.get_mut(&id) else {
+        let Some(b) = self.open.get_mut(slot) else {
             return;
         };
         let outcome = outcome(b);
@@ -232,7 +307,7 @@ impl Batches {
         b.outstanding -= 1;
         self.outstanding -= 1;
         if b.outstanding == 0 {
-            self.finish(id);
+            self.finish(slot);
         }
     }
 
@@ -241,36 +316,38 @@ impl Batches {
     #[inline]
     pub(crate) fn complete_copied(
         &mut self,
-        (id, index): (u64, usize),
+        request: BatchSlot,
         ok: bool,
         flags: u64,
         payload: &[u8],
     ) {
-        self.complete((id, index), |b| {
-            Ok(b.copied_response(index, ok, flags, payload))
+        self.complete(request, |b| {
+            Ok(b.copied_response(request.index, ok, flags, payload))
         });
     }
 
     /// Forgets batch `id` (its future was dropped): calls `abandon` with
     /// each of its requests still in the core.
     pub(crate) fn abandon(&mut self, id: u64, mut abandon: impl FnMut(u64, u64)) {
-        let Some(b) = self.states.remove(&id) else {
+        let Some(slot) = self.slots.remove(&id) else {
             return;
         };
+        let b = self.open.remove(slot);
         self.outstanding -= b.outstanding;
-        for (channel, tag, index) in self.runs.requests_of(id) {
-            if !b.has(index) {
+        for (channel, tag, index) in self.runs.requests_of(slot) {
+            if !b.outcomes.has(index) {
                 abandon(channel, tag);
             }
         }
-        self.runs.remove_batch(id);
+        self.runs.remove_batch(slot);
     }
 
     /// Ends every batch, `error` for each missing result.
     pub(crate) fn fail_all(&mut self, error: CallError) {
-        for (_, mut b) in self.states.drain() {
-            for index in 0..b.results.len() {
-                if !b.has(index) {
+        self.slots.clear();
+        for mut b in self.open.drain() {
+            for index in 0..b.len {
+                if !b.outcomes.has(index) {
                     b.set(index, Err(error));
                 }
             }
@@ -278,5 +355,61 @@ impl Batches {
         }
         self.runs.clear();
         self.outstanding = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, Outcomes};
+    use crate::packet::{CallError, Response};
+    use bytes::Bytes;
+
+    fn response(n: u64) -> Response {
+        Response {
+            ok: true,
+            flags: n,
+            payload: Bytes::new(),
+        }
+    }
+
+    fn flags(outcomes: &[Outcome]) -> Vec<Option<u64>> {
+        outcomes
+            .iter()
+            .map(|o| o.as_ref().ok().map(|r| r.flags))
+            .collect()
+    }
+
+    #[test]
+    fn results_in_order_are_pushed() {
+        let mut o = Outcomes::new(3);
+        for i in 0..3 {
+            assert!(!o.has(i));
+            o.set(i, Ok(response(i as u64)), 3);
+            assert!(o.has(i));
+        }
+        assert!(o.done.is_none());
+        assert_eq!(flags(&o.outcomes), [Some(0), Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn a_result_out_of_order_spreads_the_vector() {
+        let mut o = Outcomes::new(130);
+        o.set(0, Ok(response(0)), 130);
+        o.set(1, Ok(response(1)), 130);
+        // Index 2 is skipped: the vector spreads to one entry per request.
+        o.set(129, Ok(response(129)), 130);
+        assert!(o.done.is_some());
+        assert_eq!(o.outcomes.len(), 130);
+        assert!(o.has(0) && o.has(1) && o.has(129));
+        assert!(!o.has(2) && !o.has(64) && !o.has(128));
+        o.set(2, Err(CallError::TimedOut), 130);
+        assert!(o.has(2));
+        for i in 3..129 {
+            o.set(i, Ok(response(i as u64)), 130);
+        }
+        let got = flags(&o.outcomes);
+        assert_eq!(got[..3], [Some(0), Some(1), None]);
+        assert_eq!(got[3..], (3..130).map(Some).collect::<Vec<_>>()[..]);
+        assert!(o.get_mut(2).is_some_and(|r| r.is_err()));
     }
 }

@@ -6,7 +6,7 @@
 //! a check against the run the previous response hit (responses mostly come
 //! in order), or a binary search.
 
-/// Requests `first_index..first_index + len` of batch `batch`, tagged
+/// Requests `first_index..first_index + len` of the batch in slot `batch`, tagged
 /// `first_tag..first_tag + len` on `channel`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Run {
@@ -14,7 +14,8 @@ struct Run {
     first_tag: u64,
     /// The last tag (inclusive, so that a run may end at `u64::MAX`).
     last_tag: u64,
-    batch: u64,
+    /// The batch's slot.
+    batch: usize,
     first_index: usize,
     /// The last index: `first_index + (last_tag - first_tag)`.
     last_index: usize,
@@ -53,7 +54,7 @@ impl BatchRuns {
     /// `channel`: it extends the last touched run when it continues it
     /// (the common case), else starts a run.
     #[inline]
-    pub(crate) fn insert(&mut self, channel: u64, tag: u64, batch: u64, index: usize) {
+    pub(crate) fn insert(&mut self, channel: u64, tag: u64, batch: usize, index: usize) {
         if let Some(r) = self.runs.get_mut(self.last) {
             if r.last_tag.checked_add(1) == Some(tag)
                 && r.last_index + 1 == index
@@ -82,9 +83,9 @@ impl BatchRuns {
         self.last = at;
     }
 
-    /// `(batch, index)` of our request `(channel, tag)`, if a batch's.
+    /// `(batch slot, index)` of our request `(channel, tag)`, if a batch's.
     #[inline]
-    pub(crate) fn find(&mut self, channel: u64, tag: u64) -> Option<(u64, usize)> {
+    pub(crate) fn find(&mut self, channel: u64, tag: u64) -> Option<(usize, usize)> {
         if let Some(r) = self.runs.get(self.last) {
             if let Some(index) = r.index_of(channel, tag) {
                 return Some((r.batch, index));
@@ -102,13 +103,13 @@ impl BatchRuns {
     }
 
     /// Forgets batch `batch`'s runs (it is finished or abandoned).
-    pub(crate) fn remove_batch(&mut self, batch: u64) {
+    pub(crate) fn remove_batch(&mut self, batch: usize) {
         self.runs.retain(|r| r.batch != batch);
         self.last = 0;
     }
 
     /// Every `(channel, tag, index)` of batch `batch`.
-    pub(crate) fn requests_of(&self, batch: u64) -> impl Iterator<Item = (u64, u64, usize)> + '_ {
+    pub(crate) fn requests_of(&self, batch: usize) -> impl Iterator<Item = (u64, u64, usize)> + '_ {
         self.runs
             .iter()
             .filter(move |r| r.batch == batch)
@@ -195,17 +196,17 @@ mod tests {
         /// channels whose tags count up as the core's do.
         #[test]
         fn matches_a_map_per_request(
-            steps in proptest::collection::vec((0u64..3, 0u64..4, 1usize..6), 1..60),
-            removed in proptest::collection::vec(0u64..4, 0..3),
+            steps in proptest::collection::vec((0u64..3, 0usize..4, 1usize..6), 1..60),
+            removed in proptest::collection::vec(0usize..4, 0..3),
         ) {
             let mut runs = BatchRuns::default();
-            let mut model: HashMap<(u64, u64), (u64, usize)> = HashMap::new();
+            let mut model: HashMap<(u64, u64), (usize, usize)> = HashMap::new();
             let mut next_tag = [0u64; 3];
             let mut next_index = [0usize; 4];
             // Batch 0 stands for single calls: they only use up tags.
             for (channel, batch, count) in steps {
                 let c = usize::try_from(channel).unwrap();
-                let b = usize::try_from(batch).unwrap();
+                let b = batch;
                 for _ in 0..count {
                     let tag = next_tag[c];
                     next_tag[c] += 1;
