@@ -176,6 +176,110 @@ impl Endpoint for Connection {
     }
 }
 
+/// The alloc connection polled through `poll_lent_handling`: responses
+/// to odd tags are taken by its `receive` closure (and turned into the
+/// events the others report, kept here in order), the rest come back as
+/// events. Eager or parsing on poll, as configured.
+struct Handling {
+    conn: Connection,
+    taken: VecDeque<Event>,
+}
+
+impl Endpoint for Handling {
+    fn input(&mut self, bytes: &[u8]) -> Result<usize, InputError> {
+        self.conn.input(bytes)
+    }
+    fn eof(&mut self) {
+        self.conn.eof();
+    }
+    fn timeout(&mut self, now: Instant) {
+        self.conn.timeout(now);
+    }
+    fn submit(
+        &mut self,
+        channel: u64,
+        rq_type: u64,
+        flags: u64,
+        payload: &[u8],
+        now: Instant,
+        timeout: Option<Duration>,
+    ) -> Result<u64, SubmitError> {
+        Endpoint::submit(
+            &mut self.conn,
+            channel,
+            rq_type,
+            flags,
+            payload,
+            now,
+            timeout,
+        )
+    }
+    fn respond(
+        &mut self,
+        channel: u64,
+        tag: u64,
+        flags: u64,
+        payload: &[u8],
+    ) -> Result<(), RespondError> {
+        Endpoint::respond(&mut self.conn, channel, tag, flags, payload)
+    }
+    fn reject(&mut self, channel: u64, tag: u64, reason: &str) -> Result<(), RespondError> {
+        Endpoint::reject(&mut self.conn, channel, tag, reason)
+    }
+    fn abandon(&mut self, channel: u64, tag: u64) -> bool {
+        Endpoint::abandon(&mut self.conn, channel, tag)
+    }
+    fn end_requests(&mut self) {
+        Endpoint::end_requests(&mut self.conn);
+    }
+    fn close(&mut self) {
+        Endpoint::close(&mut self.conn);
+    }
+    fn event(&mut self) -> Option<Event> {
+        if let Some(e) = self.taken.pop_front() {
+            return Some(e);
+        }
+        let taken = &mut self.taken;
+        let event = self.conn.poll_lent_handling(
+            |_, _| {},
+            |r| {
+                if r.tag % 2 == 0 {
+                    return false;
+                }
+                taken.push_back(Event::ResponseReceived {
+                    channel: r.channel,
+                    tag: r.tag,
+                    ok: r.ok,
+                    flags: r.flags,
+                    payload: Bytes::copy_from_slice(r.payload),
+                });
+                true
+            },
+        );
+        if let Some(e) = event {
+            let e = e.to_event();
+            assert!(
+                !matches!(e, Event::ResponseReceived { tag, .. } if tag % 2 == 1),
+                "a response the closure takes is not returned: {e:?}"
+            );
+            self.taken.push_back(e);
+        }
+        self.taken.pop_front()
+    }
+    fn queued(&self) -> Vec<u8> {
+        self.conn.queued()
+    }
+    fn advance(&mut self, n: usize) {
+        self.conn.advance(n);
+    }
+    fn next_timeout(&self) -> Option<Instant> {
+        self.conn.next_timeout()
+    }
+    fn snapshot(&self) -> Snapshot {
+        self.conn.snapshot()
+    }
+}
+
 impl<const P: usize, const I: usize, const C: usize, const T: usize> Endpoint
     for BorrowedConnection<'static, P, I, C, T>
 {
@@ -780,96 +884,149 @@ fn borrowed(config: BorrowedConfig, rx: usize, tx: usize) -> B {
     BorrowedConnection::new(config, leak(rx), leak(tx)).unwrap()
 }
 
-fn run_differential(seed: u64, max_chunk: usize, variant: Variant, ops: &[Op]) {
-    let (ac, bc) = configs(variant);
-    let mut ad = Duo::new(
-        Connection::new(ac).unwrap(),
-        Connection::new(ac).unwrap(),
-        seed,
-        max_chunk,
-    );
-    let mut bd = Duo::new(borrowed(bc, RX, TX), borrowed(bc, RX, TX), seed, max_chunk);
-    // The alloc connection parsing on poll, its events taken lent.
-    let lc = Config {
-        parse_on_poll: true,
-        ..ac
-    };
-    let mut ld = Duo::new(
-        Connection::new(lc).unwrap(),
-        Connection::new(lc).unwrap(),
-        seed,
-        max_chunk,
-    );
-    for side in [Who::Client, Who::Server] {
-        for ch in [3, 5, 6] {
-            let opened = ad.side(side).conn.open_channel(ch);
-            assert_eq!(opened, bd.side(side).conn.open_channel(ch));
-            assert_eq!(opened, ld.side(side).conn.open_channel(ch));
+/// The same session run four ways: the alloc connection (the reference),
+/// the no-alloc one, the alloc one parsing on poll with its events taken
+/// lent, and the alloc one polled through `poll_lent_handling`.
+struct Quartet {
+    alloc: Duo<Connection>,
+    borrowed: Duo<BorrowedConnection<'static, P, I, C, T>>,
+    lent: Duo<Connection>,
+    handling: Duo<Handling>,
+}
+
+impl Quartet {
+    fn new(seed: u64, max_chunk: usize, variant: Variant) -> Self {
+        let (ac, bc) = configs(variant);
+        let lc = Config {
+            parse_on_poll: true,
+            ..ac
+        };
+        // Taking some responses in its closure: eager or parsing on poll
+        // by the seed.
+        let hc = Config {
+            parse_on_poll: seed.is_multiple_of(2),
+            ..ac
+        };
+        let handling = || Handling {
+            conn: Connection::new(hc).unwrap(),
+            taken: VecDeque::new(),
+        };
+        let alloc = |c| Connection::new(c).unwrap();
+        let mut q = Quartet {
+            alloc: Duo::new(alloc(ac), alloc(ac), seed, max_chunk),
+            borrowed: Duo::new(borrowed(bc, RX, TX), borrowed(bc, RX, TX), seed, max_chunk),
+            lent: Duo::new(alloc(lc), alloc(lc), seed, max_chunk),
+            handling: Duo::new(handling(), handling(), seed, max_chunk),
+        };
+        for side in [Who::Client, Who::Server] {
+            for ch in [3, 5, 6] {
+                let opened = q.alloc.side(side).conn.open_channel(ch);
+                assert_eq!(opened, q.borrowed.side(side).conn.open_channel(ch));
+                assert_eq!(opened, q.lent.side(side).conn.open_channel(ch));
+                assert_eq!(opened, q.handling.side(side).conn.conn.open_channel(ch));
+            }
         }
+        q
     }
+
+    fn apply(&mut self, op: &Op, at: &str) {
+        let ra = apply(&mut self.alloc, op);
+        assert_eq!(ra, apply(&mut self.borrowed, op), "results differ {at}");
+        assert_eq!(
+            ra,
+            apply(&mut self.lent, op),
+            "results differ, parsing on poll, {at}"
+        );
+        assert_eq!(
+            ra,
+            apply(&mut self.handling, op),
+            "results differ, responses taken in place, {at}"
+        );
+    }
+
+    fn assert_same(&self, at: &str) {
+        assert_same(&self.alloc, &self.borrowed, at);
+        assert_same(&self.alloc, &self.lent, at);
+        assert_same(&self.alloc, &self.handling, at);
+    }
+
+    fn drive(&mut self) {
+        self.alloc.drive();
+        self.borrowed.drive();
+        self.lent.drive();
+        self.handling.drive();
+    }
+
+    /// Every request `server` has answered with `len` bytes, the same way.
+    fn answer_all(&mut self, server: bool, len: usize) {
+        let ra = answer(&mut self.alloc, server, usize::MAX, false, len);
+        assert_eq!(ra, answer(&mut self.borrowed, server, usize::MAX, false, len));
+        assert_eq!(ra, answer(&mut self.lent, server, usize::MAX, false, len));
+        assert_eq!(ra, answer(&mut self.handling, server, usize::MAX, false, len));
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let timer = self.alloc.next_timer();
+        assert_eq!(timer, self.borrowed.next_timer());
+        assert_eq!(timer, self.lent.next_timer());
+        assert_eq!(timer, self.handling.next_timer());
+        timer
+    }
+
+    fn advance(&mut self, delay: Duration) {
+        self.alloc.advance(delay);
+        self.borrowed.advance(delay);
+        self.lent.advance(delay);
+        self.handling.advance(delay);
+    }
+
+    fn close(&mut self, who: Who) {
+        self.alloc.side(who).conn.close();
+        self.borrowed.side(who).conn.close();
+        self.lent.side(who).conn.close();
+        Endpoint::close(&mut self.handling.side(who).conn);
+        self.alloc.drain(who);
+        self.borrowed.drain(who);
+        self.lent.drain(who);
+        self.handling.drain(who);
+    }
+}
+
+fn run_differential(seed: u64, max_chunk: usize, variant: Variant, ops: &[Op]) {
+    let mut q = Quartet::new(seed, max_chunk, variant);
     for (i, op) in ops.iter().enumerate() {
-        let ra = apply(&mut ad, op);
-        let rb = apply(&mut bd, op);
-        let rl = apply(&mut ld, op);
         let at = format_at(seed, i, op);
-        assert_eq!(ra, rb, "results differ {at}");
-        assert_eq!(ra, rl, "results differ, parsing on poll, {at}");
-        assert_same(&ad, &bd, &at);
-        assert_same(&ad, &ld, &at);
+        q.apply(op, &at);
+        q.assert_same(&at);
     }
     // Finish: everything answered, timers run out, both close.
     for round in 0..100 {
-        ad.drive();
-        bd.drive();
-        ld.drive();
+        q.drive();
         for server in [false, true] {
-            let ra = answer(&mut ad, server, usize::MAX, false, 5);
-            let rb = answer(&mut bd, server, usize::MAX, false, 5);
-            let rl = answer(&mut ld, server, usize::MAX, false, 5);
-            assert_eq!(ra, rb);
-            assert_eq!(ra, rl);
+            q.answer_all(server, 5);
         }
-        ad.drive();
-        bd.drive();
-        ld.drive();
-        let at = format_at(seed, 10_000 + round, &Op::Step(0));
-        assert_same(&ad, &bd, &at);
-        assert_same(&ad, &ld, &at);
-        let timer = ad.next_timer();
-        assert_eq!(timer, bd.next_timer());
-        assert_eq!(timer, ld.next_timer());
-        if !(ad.client.fresh.is_empty() && ad.server.fresh.is_empty()) {
+        q.drive();
+        q.assert_same(&format_at(seed, 10_000 + round, &Op::Step(0)));
+        let timer = q.next_timer();
+        let a = &q.alloc;
+        if !(a.client.fresh.is_empty() && a.server.fresh.is_empty()) {
             continue;
         }
         let Some(timer) = timer else {
             break;
         };
-        let delay = timer.saturating_duration_since(ad.now);
-        ad.advance(delay);
-        bd.advance(delay);
-        ld.advance(delay);
+        q.advance(timer.saturating_duration_since(a.now));
     }
     for who in [Who::Client, Who::Server] {
-        ad.side(who).conn.close();
-        bd.side(who).conn.close();
-        ld.side(who).conn.close();
-        ad.drain(who);
-        bd.drain(who);
-        ld.drain(who);
+        q.close(who);
     }
     for _ in 0..20 {
-        ad.drive();
-        bd.drive();
-        ld.drive();
+        q.drive();
         for server in [false, true] {
-            let ra = answer(&mut ad, server, usize::MAX, false, 1);
-            assert_eq!(ra, answer(&mut bd, server, usize::MAX, false, 1));
-            assert_eq!(ra, answer(&mut ld, server, usize::MAX, false, 1));
+            q.answer_all(server, 1);
         }
     }
-    let at = format_at(seed, 20_000, &Op::Step(0));
-    assert_same(&ad, &bd, &at);
-    assert_same(&ad, &ld, &at);
+    q.assert_same(&format_at(seed, 20_000, &Op::Step(0)));
 }
 
 fn format_at(seed: u64, i: usize, op: &Op) -> String {

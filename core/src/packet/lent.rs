@@ -1,6 +1,7 @@
-//! Answering a request in place: what
+//! Handling packets in place: what
 //! [`Connection::poll_lent_answering`](super::Connection::poll_lent_answering)
-//! lends its closure.
+//! and [`Connection::poll_lent_handling`](super::Connection::poll_lent_handling)
+//! lend their closures.
 
 use super::event::RespondError;
 use super::reason;
@@ -21,6 +22,26 @@ pub struct LentRequest<'a> {
     /// The request flags, as the peer gave them.
     pub flags: u64,
     /// The request payload.
+    pub payload: &'a [u8],
+}
+
+/// A response to one of our requests, lent to the `receive` closure of
+/// [`Connection::poll_lent_handling`](super::Connection::poll_lent_handling):
+/// the fields of [`BorrowedEvent::ResponseReceived`](super::BorrowedEvent::ResponseReceived),
+/// its payload borrowed from the receive buffer. The request is no longer
+/// waiting when it is lent (its tag is free, its timeout gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LentResponse<'a> {
+    /// The response's channel.
+    pub channel: u64,
+    /// The tag of our request it answers.
+    pub tag: u64,
+    /// Whether it is a success (`pflags & 1`); a failure's payload is the
+    /// reason text.
+    pub ok: bool,
+    /// The response flags (`pflags >> 1`).
+    pub flags: u64,
+    /// The response payload.
     pub payload: &'a [u8],
 }
 

@@ -98,7 +98,7 @@ pub use self::event::{
     SubmitError,
 };
 #[cfg(feature = "alloc")]
-pub use self::lent::{Answerer, LentRequest};
+pub use self::lent::{Answerer, LentRequest, LentResponse};
 #[cfg(feature = "alloc")]
 pub use self::transmit::TransmitChunks;
 #[cfg(feature = "alloc")]

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use framewire::packet::{
-    reason, BorrowedEvent, ChannelError, Connection, Event, PeerCloseReason, State, SubmitError,
-    TagWindow,
+    reason, BorrowedEvent, ChannelError, Connection, Event, LentResponse, PeerCloseReason, State,
+    SubmitError, TagWindow,
 };
 use framewire::time::{Duration as CoreDuration, Instant as CoreInstant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -888,13 +888,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         let mut progress = false;
         loop {
             let in_place = &self.in_place;
-            let event = match in_place {
-                Some(answerer) => self.conn.poll_lent_answering(|rq, answer| {
-                    progress = true;
-                    answer_caught(&**answerer, rq, answer);
-                }),
-                None => self.conn.poll_lent(),
+            let batches = &mut self.batches;
+            let mut received = false;
+            // A batch's short responses are copied into its buffer in the
+            // core's loop (no event, no `Bytes`); the rest come back as
+            // events.
+            let receive = |r: LentResponse<'_>| {
+                if r.payload.len() > BATCH_COPY_MAX {
+                    return false;
+                }
+                let Some(request) = batches.find(r.channel, r.tag) else {
+                    return false;
+                };
+                batches.complete_copied(request, r.ok, r.flags, r.payload);
+                received = true;
+                true
             };
+            let event = match in_place {
+                Some(answerer) => self.conn.poll_lent_handling(
+                    |rq, answer| {
+                        progress = true;
+                        answer_caught(&**answerer, rq, answer);
+                    },
+                    receive,
+                ),
+                None => self.conn.poll_lent_handling(|_, _| {}, receive),
+            };
+            progress |= received;
             let Some(event) = event else {
                 break;
             };
@@ -905,20 +925,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
                     tag,
                     ok,
                     flags,
-                    payload,
+                    ..
                 } => {
-                    // A batch's (found by its runs, without an entry per
-                    // request), else a call's.
+                    // A batch's long one (found by its runs, without an
+                    // entry per request), taken without copying; else a
+                    // call's.
                     if let Some(request) = self.batches.find(channel, tag) {
-                        if payload.len() <= BATCH_COPY_MAX {
-                            // Copied into the batch's buffer: no `Bytes` per
-                            // response until the batch is sent.
-                            self.batches.complete_copied(request, ok, flags, payload);
-                        } else {
-                            let payload = self.conn.take_lent_payload();
-                            self.batches
-                                .complete(request, |_| Ok(Response { ok, flags, payload }));
-                        }
+                        let payload = self.conn.take_lent_payload();
+                        self.batches
+                            .complete(request, |_| Ok(Response { ok, flags, payload }));
                     } else if let Some(id) = self.ids.remove((channel, tag)) {
                         let payload = self.conn.take_lent_payload();
                         self.complete_call(id, Ok(Response { ok, flags, payload }));

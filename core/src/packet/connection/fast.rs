@@ -1,6 +1,7 @@
-//! The fast path of [`Connection::poll_lent_answering`] (and so of
-//! `poll_lent`): small plain packets on channel 0, read straight from the
-//! receive buffer and handled with no `Packet`, `Head`, `Kind` or `Step`.
+//! The fast path of [`Connection::poll_lent_handling`] (and so of
+//! `poll_lent_answering` and `poll_lent`): small plain packets on channel 0,
+//! read straight from the receive buffer and handled with no `Packet`,
+//! `Head`, `Kind` or `Step`.
 //!
 //! It only ever takes packets the general step would handle the same way,
 //! with the same counters, tables and bytes: a request that would be
@@ -11,7 +12,7 @@
 //! general step, which then decides. The differential tests hold both
 //! paths to the same outcome on random sessions.
 
-use super::{Answerer, Connection, Delivery, LentRequest, Transport};
+use super::{Answerer, Connection, Delivery, LentRequest, LentResponse, Transport};
 
 /// A packet read by [`small`]: its fields and where its payload is.
 #[derive(Clone, Copy, Debug)]
@@ -73,15 +74,16 @@ fn small(buf: &[u8]) -> Option<Small> {
 
 impl Connection {
     /// Handles the leading small packets of the receive buffer: requests are
-    /// lent to `answer` and, answered, done; the first request it leaves
-    /// unanswered, or the first response to one of ours, is returned for
-    /// delivery (counted, its tables updated, still in the receive buffer),
-    /// exactly as the general step would deliver it. `None` when the next
-    /// packet is not one this path takes.
+    /// lent to `answer` and, answered, done; responses to ours are lent to
+    /// `receive` and, taken, done. The first request or response left is
+    /// returned for delivery (counted, its tables updated, still in the
+    /// receive buffer), exactly as the general step would deliver it.
+    /// `None` when the next packet is not one this path takes.
     #[inline]
     pub(super) fn fast_next(
         &mut self,
         answer: &mut impl FnMut(LentRequest<'_>, &mut Answerer<'_>),
+        receive: &mut impl FnMut(LentResponse<'_>) -> bool,
     ) -> Option<Delivery> {
         // Markers, ends and limits below a small packet's go the general
         // way (a small packet never reaches them otherwise).
@@ -106,7 +108,13 @@ impl Connection {
                 return None;
             }
             if p.f & 2 == 0 {
-                return self.small_response(p);
+                let d = self.small_response(p)?;
+                let response = d.lend_response(&self.rx.unhandled()[p.header..p.len]);
+                if !receive(response) {
+                    return Some(d);
+                }
+                self.rx.consume(p.len);
+                continue;
             }
             if !requests || self.inflight >= self.config.max_inflight_inbound {
                 return None;
