@@ -283,6 +283,7 @@ impl Channels {
         }
     }
 
+    #[inline]
     fn get_mut(&mut self, channel: u64) -> Option<&mut Channel> {
         if channel == 0 {
             Some(&mut self.zero)
@@ -1540,6 +1541,7 @@ impl Connection {
 
     /// Records the peer's accepted request `(channel, tag)` as in flight (if
     /// `in_flight`: it is not when answered at once) and its tag as used.
+    #[inline]
     fn remember(&mut self, channel: u64, tag: u64, in_flight: bool) {
         let Some(ch) = self.channels.get_mut(channel) else {
             return;
@@ -1550,6 +1552,19 @@ impl Connection {
         }
         let delta = ch.seen.insert(tag);
         self.remembered = self.remembered.saturating_add_signed(delta);
+        if self.remembered > self.config.max_remembered_tags {
+            self.forget_over_limit(channel);
+        }
+    }
+
+    /// Forgets `channel`'s oldest remembered tags until the count is
+    /// within [`Config::max_remembered_tags`] again (or it has none left).
+    #[cold]
+    #[inline(never)]
+    fn forget_over_limit(&mut self, channel: u64) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
         while self.remembered > self.config.max_remembered_tags {
             let freed = ch.seen.forget_oldest();
             if freed == 0 {

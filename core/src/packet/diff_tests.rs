@@ -960,9 +960,15 @@ impl Quartet {
     /// Every request `server` has answered with `len` bytes, the same way.
     fn answer_all(&mut self, server: bool, len: usize) {
         let ra = answer(&mut self.alloc, server, usize::MAX, false, len);
-        assert_eq!(ra, answer(&mut self.borrowed, server, usize::MAX, false, len));
+        assert_eq!(
+            ra,
+            answer(&mut self.borrowed, server, usize::MAX, false, len)
+        );
         assert_eq!(ra, answer(&mut self.lent, server, usize::MAX, false, len));
-        assert_eq!(ra, answer(&mut self.handling, server, usize::MAX, false, len));
+        assert_eq!(
+            ra,
+            answer(&mut self.handling, server, usize::MAX, false, len)
+        );
     }
 
     fn next_timer(&self) -> Option<Instant> {

@@ -154,8 +154,16 @@ impl<V> TagWindow<V> {
         debug_assert!(!self.contains(tag), "tag {tag} added twice");
         if let Some(at) = self.next_slot(tag) {
             self.push_at(at, value);
-            return;
+        } else {
+            self.add_elsewhere(tag, value);
         }
+    }
+
+    /// [`add`](Self::add) for a tag that is not the one right after the
+    /// window (or when the window cannot grow in place): kept out of line,
+    /// so that counting up costs only the check.
+    #[inline(never)]
+    fn add_elsewhere(&mut self, tag: u64, value: V) {
         self.len += 1;
         if self.span == 0 {
             self.base = tag;
