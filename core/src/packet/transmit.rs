@@ -114,13 +114,17 @@ impl TransmitQueue {
 
     /// Queues the first `n` bytes of `header` (a small header written by
     /// the caller) and `payload`, copied into the open copy buffer.
-    #[inline]
+    // Always inlined into its two callers (`submit`, `Answerer::respond`),
+    // which the compiler would otherwise have call it.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn push_small(&mut self, header: [u8; SMALL_HEADER_LEN], n: usize, payload: &[u8]) {
         debug_assert!(n <= SMALL_HEADER_LEN);
+        // Room for the whole array too: it is one fixed-size store (no
+        // `memcpy` call for a few bytes); the bytes past the header are
+        // then cut off again.
         self.reserve_tail(n + payload.len());
-        // The whole array is one fixed-size store (no `memcpy` call for a
-        // few bytes); the bytes past the header are then cut off again.
-        self.tail.reserve(SMALL_HEADER_LEN);
+        self.tail.reserve(SMALL_HEADER_LEN + payload.len());
         let at = self.tail.len();
         self.tail.extend_from_slice(&header);
         self.tail.truncate(at + n);

@@ -149,7 +149,10 @@ impl<V> TagWindow<V> {
 
     /// Adds the entry of `tag`, which must have none (unchecked: for
     /// callers that know, such as a connection adding a fresh tag).
-    #[inline]
+    // Always inlined: the callers (`submit`) are large enough that the
+    // compiler would call it, for a check and three stores.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn add(&mut self, tag: u64, value: V) {
         debug_assert!(!self.contains(tag), "tag {tag} added twice");
         if let Some(at) = self.next_slot(tag) {
@@ -280,8 +283,24 @@ impl<V> TagWindow<V> {
     }
 
     /// Removes and returns the entry of `tag`.
-    #[inline]
+    // The window's first tag (responses in order) is removed inline, the
+    // rest out of line.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub fn remove(&mut self, tag: u64) -> Option<V> {
+        if self.span != 0 && tag == self.base {
+            if let Some(v) = self.ring[self.head].take() {
+                self.len -= 1;
+                self.trim();
+                return Some(v);
+            }
+        }
+        self.remove_elsewhere(tag)
+    }
+
+    /// [`remove`](Self::remove) for any tag but an occupied first slot's.
+    #[inline(never)]
+    fn remove_elsewhere(&mut self, tag: u64) -> Option<V> {
         if let Some(i) = self.index(tag) {
             if let Some(v) = self.ring[i].take() {
                 self.len -= 1;
