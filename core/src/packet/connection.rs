@@ -191,7 +191,6 @@ struct Delivery {
 }
 
 impl Delivery {
-    /// The event, with `payload`.
     /// A response's fields and `payload`, for `receive`.
     fn lend_response<'a>(&self, payload: &'a [u8]) -> LentResponse<'a> {
         LentResponse {
@@ -203,6 +202,7 @@ impl Delivery {
         }
     }
 
+    /// The event, with `payload`.
     fn lend<'a>(&self, payload: &'a [u8]) -> BorrowedEvent<'a> {
         let (channel, tag) = (self.channel, self.tag);
         match self.rq_type {
