@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use framewire::packet::SubmitError;
+use slab::Slab;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -15,7 +16,6 @@ use super::connection::Response;
 use super::driver::{IdMap, Outcome};
 use super::error::CallError;
 use super::runs::BatchRuns;
-use slab::Slab;
 
 /// Batch response payloads up to this long are copied into the batch's
 /// one buffer (each result then a slice of it); longer ones are taken
