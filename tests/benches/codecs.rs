@@ -52,9 +52,10 @@
 //!    memory (`fill_transmit` -> `handle_input`), 16-byte requests answered
 //!    by an echo, 1 or 128 in flight, events polled owned (`poll_event`,
 //!    `respond`); and 128 in flight parsing on poll, the server answering
-//!    in place and the client taking responses lent (the path
-//!    framewire-tokio drives); tokio-util `LengthDelimitedCodec` doing the
-//!    same exchange in memory as the anchor.
+//!    in place as framewire-tokio's does and the client taking responses
+//!    lent through `poll_lent` (framewire-tokio's driver takes a batch's
+//!    through `poll_lent_handling`); tokio-util `LengthDelimitedCodec`
+//!    doing the same exchange in memory as the anchor.
 //! 5. `memory`: 1 GiB (`--quick`: 256 MiB) of 64 KiB frames through
 //!    `FramedStream`, and through framewire-tokio `FrameCodec` and
 //!    tokio-util `LengthDelimitedCodec` over a `tokio::io::duplex`; VmRSS

@@ -717,8 +717,6 @@ mod tests {
         );
     }
 
-    // Every row of the WIRE.md §2 table (produced by the real
-    // `bytes(cs.packetstream.Packet(...))`).
     #[cfg(feature = "alloc")]
     #[test]
     fn small_headers_are_the_general_encoders() {
@@ -761,6 +759,8 @@ mod tests {
         assert!(taken > 100, "only {taken} written straight");
     }
 
+    // Every row of the WIRE.md §2 table (produced by the real
+    // `bytes(cs.packetstream.Packet(...))`).
     #[test]
     fn golden_request_tag2_type0_hello() {
         let p = Packet::request(0, 2, 0, 0, b"hello").unwrap();

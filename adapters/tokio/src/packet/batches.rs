@@ -32,26 +32,29 @@ const BATCH_RESERVE_MAX: usize = 1 << 20;
 /// per request, placeholders where results are missing, and a bit per
 /// request then tells which are in.
 struct Outcomes {
-    outcomes: Vec<Outcome>,
+    values: Vec<Outcome>,
     /// `Some` once spread: one bit per request, set when its result is in.
     done: Option<Vec<u64>>,
+    /// How many requests the batch has.
+    len: usize,
 }
 
 impl Outcomes {
     fn new(n: usize) -> Self {
         Outcomes {
-            outcomes: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
             done: None,
+            len: n,
         }
     }
 
-    /// Sets request `index`'s outcome (`len` requests in all).
+    /// Sets request `index`'s outcome.
     #[inline]
-    fn set(&mut self, index: usize, outcome: Outcome, len: usize) {
-        if self.done.is_none() && index == self.outcomes.len() {
-            self.outcomes.push(outcome);
+    fn set(&mut self, index: usize, outcome: Outcome) {
+        if self.done.is_none() && index == self.values.len() {
+            self.values.push(outcome);
         } else {
-            self.set_out_of_order(index, outcome, len);
+            self.set_out_of_order(index, outcome);
         }
     }
 
@@ -59,17 +62,18 @@ impl Outcomes {
     /// spreads the vector first if it is not yet.
     #[cold]
     #[inline(never)]
-    fn set_out_of_order(&mut self, index: usize, outcome: Outcome, len: usize) {
+    fn set_out_of_order(&mut self, index: usize, outcome: Outcome) {
+        let len = self.len;
         let done = self.done.get_or_insert_with(|| {
             // Every result in so far is in order, at its own index.
             let mut done = vec![0u64; len.div_ceil(64)];
-            for index in 0..self.outcomes.len() {
+            for index in 0..self.values.len() {
                 done[index / 64] |= 1 << (index % 64);
             }
-            self.outcomes.resize(len, Err(CallError::TimedOut));
+            self.values.resize(len, Err(CallError::TimedOut));
             done
         });
-        self.outcomes[index] = outcome;
+        self.values[index] = outcome;
         done[index / 64] |= 1 << (index % 64);
     }
 
@@ -77,7 +81,7 @@ impl Outcomes {
     #[inline]
     fn has(&self, index: usize) -> bool {
         match &self.done {
-            None => index < self.outcomes.len(),
+            None => index < self.values.len(),
             Some(done) => done[index / 64] & (1 << (index % 64)) != 0,
         }
     }
@@ -85,7 +89,7 @@ impl Outcomes {
     /// Request `index`'s outcome, if in.
     fn get_mut(&mut self, index: usize) -> Option<&mut Outcome> {
         if self.has(index) {
-            self.outcomes.get_mut(index)
+            self.values.get_mut(index)
         } else {
             None
         }
@@ -98,8 +102,6 @@ pub(crate) struct OpenBatch {
     id: u64,
     reply: oneshot::Sender<Vec<Outcome>>,
     outcomes: Outcomes,
-    /// How many requests the batch has.
-    len: usize,
     /// Requests not yet in the core (waiting for room), the first of them
     /// at index `next`.
     rest: std::vec::IntoIter<BatchRequest>,
@@ -118,7 +120,7 @@ impl OpenBatch {
     /// Sets request `index`'s result.
     #[inline]
     fn set(&mut self, index: usize, outcome: Outcome) {
-        self.outcomes.set(index, outcome, self.len);
+        self.outcomes.set(index, outcome);
     }
 
     /// A response whose payload (at most [`BATCH_COPY_MAX`]) is copied into
@@ -151,7 +153,7 @@ impl OpenBatch {
                 }
             }
         }
-        let _ = self.reply.send(self.outcomes.outcomes);
+        let _ = self.reply.send(self.outcomes.values);
     }
 }
 
@@ -197,7 +199,6 @@ impl Batches {
             id,
             reply,
             outcomes: Outcomes::new(n),
-            len: n,
             rest: requests.into_iter(),
             next: 0,
             deadline,
@@ -346,7 +347,7 @@ impl Batches {
     pub(crate) fn fail_all(&mut self, error: CallError) {
         self.slots.clear();
         for mut b in self.open.drain() {
-            for index in 0..b.len {
+            for index in 0..b.outcomes.len {
                 if !b.outcomes.has(index) {
                     b.set(index, Err(error));
                 }
@@ -384,30 +385,30 @@ mod tests {
         let mut o = Outcomes::new(3);
         for i in 0..3 {
             assert!(!o.has(i));
-            o.set(i, Ok(response(i as u64)), 3);
+            o.set(i, Ok(response(i as u64)));
             assert!(o.has(i));
         }
         assert!(o.done.is_none());
-        assert_eq!(flags(&o.outcomes), [Some(0), Some(1), Some(2)]);
+        assert_eq!(flags(&o.values), [Some(0), Some(1), Some(2)]);
     }
 
     #[test]
     fn a_result_out_of_order_spreads_the_vector() {
         let mut o = Outcomes::new(130);
-        o.set(0, Ok(response(0)), 130);
-        o.set(1, Ok(response(1)), 130);
+        o.set(0, Ok(response(0)));
+        o.set(1, Ok(response(1)));
         // Index 2 is skipped: the vector spreads to one entry per request.
-        o.set(129, Ok(response(129)), 130);
+        o.set(129, Ok(response(129)));
         assert!(o.done.is_some());
-        assert_eq!(o.outcomes.len(), 130);
+        assert_eq!(o.values.len(), 130);
         assert!(o.has(0) && o.has(1) && o.has(129));
         assert!(!o.has(2) && !o.has(64) && !o.has(128));
-        o.set(2, Err(CallError::TimedOut), 130);
+        o.set(2, Err(CallError::TimedOut));
         assert!(o.has(2));
         for i in 3..129 {
-            o.set(i, Ok(response(i as u64)), 130);
+            o.set(i, Ok(response(i as u64)));
         }
-        let got = flags(&o.outcomes);
+        let got = flags(&o.values);
         assert_eq!(got[..3], [Some(0), Some(1), None]);
         assert_eq!(got[3..], (3..130).map(Some).collect::<Vec<_>>()[..]);
         assert!(o.get_mut(2).is_some_and(|r| r.is_err()));

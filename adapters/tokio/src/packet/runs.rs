@@ -6,16 +6,16 @@
 //! a check against the run the previous response hit (responses mostly come
 //! in order), or a binary search.
 
-/// Requests `first_index..first_index + len` of the batch in slot `batch`, tagged
-/// `first_tag..first_tag + len` on `channel`.
+/// Requests `first_index..first_index + len` of the batch in slot `slot`,
+/// tagged `first_tag..first_tag + len` on `channel`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Run {
     channel: u64,
     first_tag: u64,
     /// The last tag (inclusive, so that a run may end at `u64::MAX`).
     last_tag: u64,
-    /// The batch's slot.
-    batch: usize,
+    /// The batch's slot (in the driver's `Batches`).
+    slot: usize,
     first_index: usize,
     /// The last index: `first_index + (last_tag - first_tag)`.
     last_index: usize,
@@ -50,15 +50,15 @@ pub(crate) struct BatchRuns {
 }
 
 impl BatchRuns {
-    /// Records that request `index` of batch `batch` has tag `tag` on
+    /// Records that request `index` of the batch in `slot` has tag `tag` on
     /// `channel`: it extends the last touched run when it continues it
     /// (the common case), else starts a run.
     #[inline]
-    pub(crate) fn insert(&mut self, channel: u64, tag: u64, batch: usize, index: usize) {
+    pub(crate) fn insert(&mut self, channel: u64, tag: u64, slot: usize, index: usize) {
         if let Some(r) = self.runs.get_mut(self.last) {
             if r.last_tag.checked_add(1) == Some(tag)
                 && r.last_index + 1 == index
-                && r.batch == batch
+                && r.slot == slot
                 && r.channel == channel
             {
                 r.last_tag = tag;
@@ -75,7 +75,7 @@ impl BatchRuns {
                 channel,
                 first_tag: tag,
                 last_tag: tag,
-                batch,
+                slot,
                 first_index: index,
                 last_index: index,
             },
@@ -88,7 +88,7 @@ impl BatchRuns {
     pub(crate) fn find(&mut self, channel: u64, tag: u64) -> Option<(usize, usize)> {
         if let Some(r) = self.runs.get(self.last) {
             if let Some(index) = r.index_of(channel, tag) {
-                return Some((r.batch, index));
+                return Some((r.slot, index));
             }
         }
         // The last run starting at or before (channel, tag).
@@ -99,20 +99,21 @@ impl BatchRuns {
         let r = &self.runs[at];
         let index = r.index_of(channel, tag)?;
         self.last = at;
-        Some((r.batch, index))
+        Some((r.slot, index))
     }
 
-    /// Forgets batch `batch`'s runs (it is finished or abandoned).
-    pub(crate) fn remove_batch(&mut self, batch: usize) {
-        self.runs.retain(|r| r.batch != batch);
+    /// Forgets the runs of the batch in `slot` (it is finished or
+    /// abandoned).
+    pub(crate) fn remove_batch(&mut self, slot: usize) {
+        self.runs.retain(|r| r.slot != slot);
         self.last = 0;
     }
 
-    /// Every `(channel, tag, index)` of batch `batch`.
-    pub(crate) fn requests_of(&self, batch: usize) -> impl Iterator<Item = (u64, u64, usize)> + '_ {
+    /// Every `(channel, tag, index)` of the batch in `slot`.
+    pub(crate) fn requests_of(&self, slot: usize) -> impl Iterator<Item = (u64, u64, usize)> + '_ {
         self.runs
             .iter()
-            .filter(move |r| r.batch == batch)
+            .filter(move |r| r.slot == slot)
             .flat_map(|r| {
                 r.tags()
                     .zip(r.first_index..=r.last_index)

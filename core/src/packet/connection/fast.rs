@@ -156,7 +156,8 @@ impl Connection {
     /// The small response `p` at the front of the receive buffer, for
     /// delivery if it answers one of our waiting requests; else `None`
     /// (the general step reports it as unknown).
-    // Inlined into the loop: 20 fewer instructions a response than a call.
+    // Inlined into the loop (the compiler called it otherwise: its
+    // prologue and the `Delivery` it returns, for every response).
     #[allow(clippy::inline_always)]
     #[inline(always)]
     fn small_response(&mut self, p: Small) -> Option<Delivery> {
